@@ -1,0 +1,13 @@
+//! dynlab's CubeCL kernels. Each module holds one family of `#[cube]` kernels; the runtime crate owns
+//! validation, allocation and dispatch, and launches these through their generated `launch_unchecked`.
+
+pub mod copy;
+pub mod elementwise;
+pub mod fill;
+pub mod index;
+pub mod layout;
+pub mod random;
+pub mod reduce;
+pub mod softmax;
+
+pub use cubecl;

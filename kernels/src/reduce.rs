@@ -1,0 +1,152 @@
+//! Reductions of one axis. The launcher passes a view whose last dimension is the reduced axis (a
+//! permutation, no copy); row `r` of that view is reduced to `values[r]` (and `indices[r]` for the arg
+//! ops). Two launch shapes: one unit per row with a serial loop (short or strided rows), and one cube
+//! per row with a strided loop and a shared-memory tree (long rows).
+//!
+//! `max`/`min` propagate NaN; `argmax`/`argmin` return the first index of the extreme value (of the
+//! first NaN if any), as PyTorch does. Sums are accumulated in the element type.
+
+use crate::layout::strided_offset;
+use cubecl::prelude::*;
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ReduceOp {
+    Sum,
+    Max,
+    Min,
+    ArgMax,
+    ArgMin,
+}
+
+const NO_INDEX: i32 = i32::MAX;
+
+#[cube]
+fn identity<F: Float>(#[comptime] op: ReduceOp) -> F {
+    match op {
+        ReduceOp::Sum => F::new(0.0),
+        ReduceOp::Max | ReduceOp::ArgMax => F::new(f32::NEG_INFINITY),
+        ReduceOp::Min | ReduceOp::ArgMin => F::new(f32::INFINITY),
+    }
+}
+
+/// Whether candidate `(vb, ib)` replaces the running `(va, ia)` for a max/min-type op.
+#[cube]
+fn takes_over<F: Float>(va: F, ia: i32, vb: F, ib: i32, #[comptime] is_max: bool) -> bool {
+    let a_nan = va != va;
+    let b_nan = vb != vb;
+    let better = if is_max { vb > va } else { vb < va };
+    let tie = vb == va || (a_nan && b_nan);
+    (better && !a_nan) || (tie && ib < ia) || (b_nan && !a_nan)
+}
+
+/// Combines `(va, ia)` with `(vb, ib)` in place.
+#[cube]
+fn combine<F: Float>(va: &mut F, ia: &mut i32, vb: F, ib: i32, #[comptime] op: ReduceOp) {
+    match op {
+        ReduceOp::Sum => {
+            *va += vb;
+        }
+        ReduceOp::Max | ReduceOp::ArgMax => {
+            if takes_over::<F>(*va, *ia, vb, ib, true) {
+                *va = vb;
+                *ia = ib;
+            }
+        }
+        ReduceOp::Min | ReduceOp::ArgMin => {
+            if takes_over::<F>(*va, *ia, vb, ib, false) {
+                *va = vb;
+                *ia = ib;
+            }
+        }
+    }
+}
+
+#[cube]
+fn write_result<F: Float>(
+    values: &mut Array<F>,
+    indices: &mut Array<i32>,
+    row: usize,
+    v: F,
+    i: i32,
+    #[comptime] op: ReduceOp,
+) {
+    values[row] = v;
+    match op {
+        ReduceOp::ArgMax | ReduceOp::ArgMin => {
+            indices[row] = i;
+        }
+        _ => {}
+    }
+}
+
+/// One unit per row.
+#[cube(launch_unchecked)]
+pub fn reduce_rows_unit<F: Float>(
+    input: &Tensor<F>,
+    values: &mut Array<F>,
+    indices: &mut Array<i32>,
+    in_offset: u32,
+    row_len: u32,
+    #[comptime] op: ReduceOp,
+) {
+    let row = ABSOLUTE_POS;
+    if row < values.len() {
+        let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
+        let step = input.stride(input.rank() - 1);
+        let mut acc = identity::<F>(op);
+        let mut acc_i = NO_INDEX;
+        for j in 0..row_len {
+            let v = input[base + j as usize * step];
+            combine::<F>(&mut acc, &mut acc_i, v, j as i32, op);
+        }
+        write_result::<F>(values, indices, row, acc, acc_i, op);
+    }
+}
+
+/// One cube of `block` units per row (`block` a power of two).
+#[cube(launch_unchecked)]
+pub fn reduce_rows_cube<F: Float>(
+    input: &Tensor<F>,
+    values: &mut Array<F>,
+    indices: &mut Array<i32>,
+    in_offset: u32,
+    row_len: u32,
+    #[comptime] op: ReduceOp,
+    #[comptime] block: u32,
+) {
+    let row = CUBE_POS;
+    if row < values.len() {
+        let mut shared_v = SharedMemory::<F>::new(block as usize);
+        let mut shared_i = SharedMemory::<i32>::new(block as usize);
+        let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
+        let step = input.stride(input.rank() - 1);
+        let mut acc = identity::<F>(op);
+        let mut acc_i = NO_INDEX;
+        let mut j = UNIT_POS;
+        while j < row_len {
+            let v = input[base + j as usize * step];
+            combine::<F>(&mut acc, &mut acc_i, v, j as i32, op);
+            j += block;
+        }
+        let u = UNIT_POS as usize;
+        shared_v[u] = acc;
+        shared_i[u] = acc_i;
+        sync_cube();
+        let mut stride = (block / 2).runtime();
+        while stride > 0 {
+            if UNIT_POS < stride {
+                let mut a = shared_v[u];
+                let mut ai = shared_i[u];
+                let other = u + stride as usize;
+                combine::<F>(&mut a, &mut ai, shared_v[other], shared_i[other], op);
+                shared_v[u] = a;
+                shared_i[u] = ai;
+            }
+            sync_cube();
+            stride /= 2;
+        }
+        if UNIT_POS == 0 {
+            write_result::<F>(values, indices, row, shared_v[0], shared_i[0], op);
+        }
+    }
+}

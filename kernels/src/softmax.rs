@@ -1,0 +1,166 @@
+//! Row kernels of the softmax family, numerically stable by subtracting the row maximum:
+//!
+//! `softmax(x)_j = exp(x_j − m) / Σ_k exp(x_k − m)`, `log_softmax(x)_j = x_j − m − ln Σ_k exp(x_k − m)`
+//! with `m = max_k x_k`, and the fused cross-entropy of integer labels
+//! `ℓ = m + ln Σ_k exp(x_k − m) − x_label`.
+//!
+//! Rows come as the last dimension of a strided view (as in [`crate::reduce`]); outputs are contiguous.
+//! A row whose maximum is ±inf or NaN yields NaN (or ±inf) rather than a silently wrong finite number.
+
+use crate::layout::strided_offset;
+use cubecl::prelude::*;
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum SoftmaxMode {
+    Softmax,
+    LogSoftmax,
+    /// Writes one loss per row; the label of row `r` is `labels[r]`.
+    CrossEntropy,
+}
+
+/// Shift that keeps `exp(x - shift)` finite: the max when finite, else 0 (so an all `-inf` row gives
+/// `ln 0 = -inf` for logsumexp and NaN for softmax, as in PyTorch).
+#[cube]
+fn safe_shift<F: Float>(m: F) -> F {
+    select(m.abs() < F::new(f32::INFINITY), m, F::new(0.0))
+}
+
+#[cube]
+fn write_row<F: Float>(
+    input: &Tensor<F>,
+    output: &mut Array<F>,
+    labels: &Array<i32>,
+    base: usize,
+    step: usize,
+    row: usize,
+    row_len: u32,
+    first: u32,
+    stride: u32,
+    m: F,
+    sum: F,
+    #[comptime] mode: SoftmaxMode,
+) {
+    match mode {
+        SoftmaxMode::Softmax => {
+            let inv = F::new(1.0) / sum;
+            let mut j = first;
+            while j < row_len {
+                let x = input[base + j as usize * step];
+                output[row * row_len as usize + j as usize] = (x - m).exp() * inv;
+                j += stride;
+            }
+        }
+        SoftmaxMode::LogSoftmax => {
+            let lse = m + sum.ln();
+            let mut j = first;
+            while j < row_len {
+                let x = input[base + j as usize * step];
+                output[row * row_len as usize + j as usize] = x - lse;
+                j += stride;
+            }
+        }
+        SoftmaxMode::CrossEntropy => {
+            if first == 0 {
+                let label = labels[row];
+                let safe = select(label >= 0 && (label as u32) < row_len, label as u32, 0);
+                let x = input[base + safe as usize * step];
+                output[row] = m + sum.ln() - x;
+            }
+        }
+    }
+}
+
+/// One unit per row: three serial passes (max, sum of exponentials, write).
+#[cube(launch_unchecked)]
+pub fn softmax_rows_unit<F: Float>(
+    input: &Tensor<F>,
+    output: &mut Array<F>,
+    labels: &Array<i32>,
+    in_offset: u32,
+    rows: u32,
+    row_len: u32,
+    #[comptime] mode: SoftmaxMode,
+) {
+    let row = ABSOLUTE_POS;
+    if row < rows as usize {
+        let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
+        let step = input.stride(input.rank() - 1);
+        let mut m = F::new(f32::NEG_INFINITY);
+        for j in 0..row_len {
+            let x = input[base + j as usize * step];
+            m = select(x > m || x != x, x, m);
+        }
+        let m = safe_shift::<F>(m);
+        let mut sum = F::new(0.0);
+        for j in 0..row_len {
+            sum += (input[base + j as usize * step] - m).exp();
+        }
+        write_row::<F>(
+            input, output, labels, base, step, row, row_len, 0, 1, m, sum, mode,
+        );
+    }
+}
+
+/// One cube of `block` units per row, shared-memory trees for the max and the sum.
+#[cube(launch_unchecked)]
+pub fn softmax_rows_cube<F: Float>(
+    input: &Tensor<F>,
+    output: &mut Array<F>,
+    labels: &Array<i32>,
+    in_offset: u32,
+    rows: u32,
+    row_len: u32,
+    #[comptime] mode: SoftmaxMode,
+    #[comptime] block: u32,
+) {
+    let row = CUBE_POS;
+    if row < rows as usize {
+        let mut shared = SharedMemory::<F>::new(block as usize);
+        let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
+        let step = input.stride(input.rank() - 1);
+        let u = UNIT_POS as usize;
+
+        let mut m = F::new(f32::NEG_INFINITY);
+        let mut j = UNIT_POS;
+        while j < row_len {
+            let x = input[base + j as usize * step];
+            m = select(x > m || x != x, x, m);
+            j += block;
+        }
+        shared[u] = m;
+        sync_cube();
+        let mut s = (block / 2).runtime();
+        while s > 0 {
+            if UNIT_POS < s {
+                let a = shared[u];
+                let b = shared[u + s as usize];
+                shared[u] = select(b > a || b != b, b, a);
+            }
+            sync_cube();
+            s /= 2;
+        }
+        let m = safe_shift::<F>(shared[0]);
+        sync_cube();
+
+        let mut sum = F::new(0.0);
+        let mut j = UNIT_POS;
+        while j < row_len {
+            sum += (input[base + j as usize * step] - m).exp();
+            j += block;
+        }
+        shared[u] = sum;
+        sync_cube();
+        let mut s = (block / 2).runtime();
+        while s > 0 {
+            if UNIT_POS < s {
+                shared[u] = shared[u] + shared[u + s as usize];
+            }
+            sync_cube();
+            s /= 2;
+        }
+        let sum = shared[0];
+        write_row::<F>(
+            input, output, labels, base, step, row, row_len, UNIT_POS, block, m, sum, mode,
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! Devices. One `Device` value (cheap to clone) stands for a compute client of one backend; every
+//! tensor op dispatches on it once through [`dispatch!`], so the rest of the runtime is not generic.
+//!
+//! Selection: [`Device::default`] reads `DYNLAB_DEVICE` and otherwise takes the best wgpu adapter.
+//! Names: `wgpu` (best adapter), `wgpu:cpu` (a software adapter such as Mesa lavapipe),
+//! `wgpu:discrete:N`, `wgpu:integrated:N`, `vulkan` and `metal` (wgpu with the SPIR-V or MSL compiler;
+//! need the `vulkan`/`metal` features), `cuda` / `cuda:N` (needs the `cuda` feature).
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use cubecl::prelude::*;
+use std::fmt;
+
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+compile_error!("dynlab-runtime needs at least one backend feature: `wgpu` (default) or `cuda`");
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    #[cfg(feature = "wgpu")]
+    Wgpu(ComputeClient<cubecl::wgpu::WgpuRuntime>),
+    #[cfg(feature = "cuda")]
+    Cuda(ComputeClient<cubecl::cuda::CudaRuntime>),
+}
+
+/// Runs `$body` with `$client: &ComputeClient<$R>` for the device's backend.
+macro_rules! dispatch {
+    ($device:expr, |$client:ident, $R:ident| $body:expr) => {
+        match $device.backend() {
+            #[cfg(feature = "wgpu")]
+            $crate::device::Backend::Wgpu($client) => {
+                #[allow(dead_code)]
+                type $R = cubecl::wgpu::WgpuRuntime;
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            $crate::device::Backend::Cuda($client) => {
+                #[allow(dead_code)]
+                type $R = cubecl::cuda::CudaRuntime;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// A compute device: a wgpu adapter (Vulkan, Metal, DX12) or a CUDA GPU.
+#[derive(Clone)]
+pub struct Device {
+    backend: Backend,
+    name: String,
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Device({})", self.name)
+    }
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+const KNOWN_NAMES: &str =
+    "wgpu, wgpu:cpu, wgpu:discrete:N, wgpu:integrated:N, vulkan, metal, cuda, cuda:N";
+
+#[cfg(target_os = "linux")]
+const NO_ADAPTER_HELP: &str = "no GPU adapter was found; on Linux without a GPU install a software Vulkan driver \
+     (`apt-get install mesa-vulkan-drivers libvulkan1`), or install your GPU's Vulkan driver";
+#[cfg(not(target_os = "linux"))]
+const NO_ADAPTER_HELP: &str =
+    "no GPU adapter was found; install a Vulkan, Metal or DX12 capable driver for your GPU";
+
+impl Device {
+    /// The device named by `DYNLAB_DEVICE`, or the best wgpu adapter when it is unset.
+    #[allow(clippy::should_implement_trait)]
+    pub fn default() -> Result<Device> {
+        match std::env::var("DYNLAB_DEVICE") {
+            Ok(name) if !name.trim().is_empty() => Device::from_name(name.trim()),
+            _ => Device::from_name("wgpu"),
+        }
+    }
+
+    /// Parses a device name (see the module docs) and opens that device.
+    pub fn from_name(name: &str) -> Result<Device> {
+        let lower = name.to_ascii_lowercase();
+        let mut parts = lower.split(':');
+        let kind = parts.next().unwrap_or_default();
+        let rest: Vec<&str> = parts.collect();
+        match (kind, rest.as_slice()) {
+            ("wgpu", []) => Self::open_wgpu(name, WgpuChoice::Best),
+            ("wgpu", ["cpu"]) => Self::open_wgpu(name, WgpuChoice::Cpu),
+            ("wgpu", ["discrete", i]) => Self::open_wgpu(name, WgpuChoice::Discrete(parse_index(name, i)?)),
+            ("wgpu", ["integrated", i]) => {
+                Self::open_wgpu(name, WgpuChoice::Integrated(parse_index(name, i)?))
+            }
+            ("vulkan", []) => Self::vulkan(),
+            ("metal", []) => Self::metal(),
+            ("cuda", []) => Self::cuda(0),
+            ("cuda", [i]) => Self::cuda(parse_index(name, i)?),
+            _ => Err(Error::NoDevice {
+                requested: name.to_string(),
+                help: format!("unknown device name; expected one of {KNOWN_NAMES}"),
+            }),
+        }
+    }
+
+    /// The best wgpu adapter.
+    pub fn wgpu() -> Result<Device> {
+        Self::open_wgpu("wgpu", WgpuChoice::Best)
+    }
+
+    /// wgpu on Vulkan with the SPIR-V compiler (feature `vulkan`).
+    pub fn vulkan() -> Result<Device> {
+        if cfg!(feature = "vulkan") {
+            Self::open_wgpu("vulkan", WgpuChoice::Best)
+        } else {
+            Err(missing_feature("vulkan", "vulkan"))
+        }
+    }
+
+    /// wgpu on Metal with the MSL compiler (feature `metal`, macOS).
+    pub fn metal() -> Result<Device> {
+        if cfg!(all(feature = "metal", target_os = "macos")) {
+            Self::open_wgpu("metal", WgpuChoice::Best)
+        } else {
+            Err(missing_feature("metal", "metal (on macOS)"))
+        }
+    }
+
+    /// CUDA GPU number `index` (feature `cuda`).
+    pub fn cuda(index: usize) -> Result<Device> {
+        #[cfg(feature = "cuda")]
+        {
+            use cubecl::cuda::{CudaDevice, CudaRuntime};
+            let requested = format!("cuda:{index}");
+            let client = catch_backend_panic(&requested, || {
+                CudaRuntime::client(&CudaDevice::new(index))
+            })?;
+            Ok(Device {
+                backend: Backend::Cuda(client),
+                name: requested,
+            })
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            Err(missing_feature(&format!("cuda:{index}"), "cuda"))
+        }
+    }
+
+    #[cfg(feature = "wgpu")]
+    fn open_wgpu(requested: &str, choice: WgpuChoice) -> Result<Device> {
+        use cubecl::wgpu::{AutoGraphicsApi, GraphicsApi, WgpuDevice, WgpuRuntime};
+        let adapters = catch_backend_panic(requested, || {
+            <WgpuRuntime as Runtime>::enumerate_all_devices(&AutoGraphicsApi::backend())
+        })?;
+        if adapters.is_empty() {
+            return Err(Error::NoDevice {
+                requested: requested.to_string(),
+                help: NO_ADAPTER_HELP.to_string(),
+            });
+        }
+        let device = match choice {
+            WgpuChoice::Best => WgpuDevice::DefaultDevice,
+            WgpuChoice::Cpu => WgpuDevice::Cpu,
+            WgpuChoice::Discrete(i) => WgpuDevice::DiscreteGpu(i),
+            WgpuChoice::Integrated(i) => WgpuDevice::IntegratedGpu(i),
+        };
+        let client = catch_backend_panic(requested, || WgpuRuntime::client(&device))?;
+        let name = format!("{requested} ({} {device:?})", WgpuRuntime::name(&client));
+        Ok(Device {
+            backend: Backend::Wgpu(client),
+            name,
+        })
+    }
+
+    #[cfg(not(feature = "wgpu"))]
+    fn open_wgpu(requested: &str, _choice: WgpuChoice) -> Result<Device> {
+        Err(missing_feature(requested, "wgpu"))
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// A readable name: the requested name, the compiler and the adapter.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Blocks until every operation submitted to the device has finished.
+    pub fn sync(&self) -> Result<()> {
+        dispatch!(self, |client, R| {
+            cubecl::future::block_on(client.sync()).map_err(|e| Error::Backend {
+                op: "Device::sync",
+                message: format!("{e:?}"),
+            })
+        })
+    }
+
+    /// Bytes of device memory held by live tensors.
+    pub fn memory_in_use(&self) -> Result<u64> {
+        dispatch!(self, |client, R| {
+            client
+                .memory_usage()
+                .map(|usage| usage.bytes_in_use)
+                .map_err(|e| Error::Backend {
+                    op: "Device::memory_in_use",
+                    message: format!("{e:?}"),
+                })
+        })
+    }
+
+    /// Whether tensors of `dtype` can be stored on this device.
+    pub fn supports(&self, dtype: DType) -> bool {
+        use half::{bf16, f16};
+        dispatch!(self, |client, R| {
+            let props = client.properties();
+            match dtype {
+                DType::F32 => props.supports_type(f32::as_type_native_unchecked()),
+                DType::I32 => props.supports_type(i32::as_type_native_unchecked()),
+                DType::F16 => props.supports_type(f16::as_type_native_unchecked()),
+                DType::BF16 => props.supports_type(bf16::as_type_native_unchecked()),
+            }
+        })
+    }
+}
+
+enum WgpuChoice {
+    Best,
+    Cpu,
+    Discrete(usize),
+    Integrated(usize),
+}
+
+fn parse_index(name: &str, index: &str) -> Result<usize> {
+    index.parse().map_err(|_| Error::NoDevice {
+        requested: name.to_string(),
+        help: format!("`{index}` is not a device index; expected one of {KNOWN_NAMES}"),
+    })
+}
+
+fn missing_feature(requested: &str, feature: &str) -> Error {
+    Error::NoDevice {
+        requested: requested.to_string(),
+        help: format!("dynlab was built without this backend; rebuild with `--features {feature}`"),
+    }
+}
+
+/// Backends report a missing driver by panicking inside device creation; turn that into an error.
+fn catch_backend_panic<T>(requested: &str, f: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        let reason = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the backend failed to start".to_string());
+        Error::NoDevice {
+            requested: requested.to_string(),
+            help: format!("{reason}; {NO_ADAPTER_HELP}"),
+        }
+    })
+}

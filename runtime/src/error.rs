@@ -1,0 +1,100 @@
+//! The one error type of dynlab. Every variant names the operation that failed, what it received and
+//! what it expected, so a message read alone says what to change.
+
+use std::fmt;
+
+/// Result alias used by every fallible dynlab function.
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// Shapes that do not fit the operation.
+    Shape {
+        op: &'static str,
+        got: String,
+        expected: String,
+    },
+    /// An axis outside `-rank..rank`.
+    Axis {
+        op: &'static str,
+        axis: isize,
+        rank: usize,
+    },
+    /// An element type the operation does not take.
+    DType {
+        op: &'static str,
+        got: String,
+        expected: String,
+    },
+    /// An argument value out of its domain (an index, a probability, a range).
+    Value {
+        op: &'static str,
+        got: String,
+        expected: String,
+    },
+    /// Tensors on different devices, or a device that cannot be used.
+    Device { op: &'static str, message: String },
+    /// A requested device that is not available, with what to install or set.
+    NoDevice { requested: String, help: String },
+    /// An error reported by the compute backend.
+    Backend { op: &'static str, message: String },
+    /// NaN/Inf or another numerical failure detected at run time.
+    Numerical { op: &'static str, message: String },
+}
+
+impl Error {
+    pub(crate) fn shape(op: &'static str, got: impl Into<String>, expected: impl Into<String>) -> Self {
+        Error::Shape {
+            op,
+            got: got.into(),
+            expected: expected.into(),
+        }
+    }
+
+    pub(crate) fn value(op: &'static str, got: impl Into<String>, expected: impl Into<String>) -> Self {
+        Error::Value {
+            op,
+            got: got.into(),
+            expected: expected.into(),
+        }
+    }
+
+    pub(crate) fn dtype(op: &'static str, got: impl fmt::Display, expected: impl Into<String>) -> Self {
+        Error::DType {
+            op,
+            got: got.to_string(),
+            expected: expected.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Shape { op, got, expected } => {
+                write!(f, "{op}: shape mismatch: got {got}, expected {expected}")
+            }
+            Error::Axis { op, axis, rank } => {
+                let lo = -(*rank as isize);
+                write!(
+                    f,
+                    "{op}: axis {axis} is out of range for a tensor of rank {rank}, expected an axis in {lo}..{rank}"
+                )
+            }
+            Error::DType { op, got, expected } => {
+                write!(f, "{op}: unsupported dtype {got}, expected {expected}")
+            }
+            Error::Value { op, got, expected } => {
+                write!(f, "{op}: invalid value: got {got}, expected {expected}")
+            }
+            Error::Device { op, message } => write!(f, "{op}: device error: {message}"),
+            Error::NoDevice { requested, help } => {
+                write!(f, "device `{requested}` is not available: {help}")
+            }
+            Error::Backend { op, message } => write!(f, "{op}: backend error: {message}"),
+            Error::Numerical { op, message } => write!(f, "{op}: numerical error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

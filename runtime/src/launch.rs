@@ -1,0 +1,132 @@
+//! Launch plumbing: grid sizes, kernel arguments from tensors, output allocation (optionally poisoned
+//! with NaN so a kernel that skips an element is caught by the tests).
+
+use crate::device::dispatch;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::shape::{contiguous_strides, numel};
+use crate::tensor::Tensor;
+use crate::Device;
+use cubecl::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+/// Units per cube for one-unit-per-element kernels.
+pub(crate) const BLOCK: u32 = 256;
+const MAX_GRID_X: usize = 65_535;
+
+/// A grid of `cubes` cubes, folded into two dimensions past the 65535 per-dimension limit.
+pub(crate) fn grid(cubes: usize) -> CubeCount {
+    let cubes = cubes.max(1);
+    if cubes <= MAX_GRID_X {
+        CubeCount::Static(cubes as u32, 1, 1)
+    } else {
+        CubeCount::Static(MAX_GRID_X as u32, cubes.div_ceil(MAX_GRID_X) as u32, 1)
+    }
+}
+
+/// Grid and cube size for `units` independent units.
+pub(crate) fn units_grid(units: usize) -> (CubeCount, CubeDim) {
+    (grid(units.div_ceil(BLOCK as usize)), CubeDim::new_1d(BLOCK))
+}
+
+static POISON: AtomicBool = AtomicBool::new(false);
+static POISON_ENV: OnceLock<bool> = OnceLock::new();
+
+/// When on, every output buffer is filled with NaN (i32::MIN for integers) before its kernel runs,
+/// so an element a kernel fails to write shows up as NaN. Also on when `DYNLAB_POISON=1`.
+pub fn set_poison_outputs(on: bool) {
+    POISON.store(on, Ordering::SeqCst);
+}
+
+fn poison_enabled() -> bool {
+    POISON.load(Ordering::SeqCst)
+        || *POISON_ENV.get_or_init(|| std::env::var("DYNLAB_POISON").is_ok_and(|v| v == "1"))
+}
+
+/// Largest element count a tensor may have: kernels address with 32-bit offsets.
+const MAX_ELEMENTS: usize = u32::MAX as usize;
+
+pub(crate) fn check_size(op: &'static str, shape: &[usize]) -> Result<usize> {
+    let n = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or_else(|| {
+            Error::value(op, format!("shape {shape:?}"), format!("at most {MAX_ELEMENTS} elements"))
+        })?;
+    Ok(n)
+}
+
+impl Tensor {
+    /// A fresh contiguous tensor whose contents are unspecified (NaN when poisoning is on).
+    pub(crate) fn alloc(op: &'static str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        let n = check_size(op, shape)?;
+        if !device.supports(dtype) {
+            return Err(Error::Device {
+                op,
+                message: format!("{} cannot store {dtype} tensors", device.name()),
+            });
+        }
+        let bytes = n.max(1) * dtype.size();
+        let handle = dispatch!(device, |client, R| client.empty(bytes));
+        let t = Tensor {
+            handle,
+            buffer_len: n.max(1),
+            shape: shape.to_vec(),
+            strides: contiguous_strides(shape),
+            offset: 0,
+            dtype,
+            device: device.clone(),
+        };
+        if poison_enabled() && n > 0 {
+            t.fill_buffer_poison();
+        }
+        Ok(t)
+    }
+
+    fn fill_buffer_poison(&self) {
+        use dynlab_kernels::fill::fill;
+        let (count, dim) = units_grid(self.buffer_len);
+        let len = self.buffer_len;
+        dispatch!(self.device, |client, R| unsafe {
+            let out = ArrayArg::from_raw_parts(self.handle.clone(), len);
+            match self.dtype {
+                DType::F32 => fill::launch_unchecked::<f32, R>(client, count, dim, out, f32::NAN),
+                DType::F16 => fill::launch_unchecked::<half::f16, R>(client, count, dim, out, half::f16::NAN),
+                DType::BF16 => {
+                    fill::launch_unchecked::<half::bf16, R>(client, count, dim, out, half::bf16::NAN)
+                }
+                DType::I32 => fill::launch_unchecked::<i32, R>(client, count, dim, out, i32::MIN),
+            }
+        })
+    }
+
+    /// This view as a kernel's `Tensor<T>` argument (rank 0 passes as shape `[1]`).
+    pub(crate) fn view_arg<R: Runtime>(&self) -> TensorArg<R> {
+        let (shape, strides) = if self.shape.is_empty() {
+            (vec![1], vec![1])
+        } else {
+            (self.shape.clone(), self.strides.clone())
+        };
+        unsafe { TensorArg::from_raw_parts(self.handle.clone(), strides.into(), shape.into()) }
+    }
+
+    /// The whole buffer as a kernel's `Array<T>` argument.
+    pub(crate) fn buffer_arg<R: Runtime>(&self) -> ArrayArg<R> {
+        unsafe { ArrayArg::from_raw_parts(self.handle.clone(), self.buffer_len) }
+    }
+
+    /// The whole buffer as `Array<Vector<T, vec>>`.
+    pub(crate) fn vector_arg<R: Runtime>(&self, vec: usize) -> ArrayArg<R> {
+        unsafe { ArrayArg::from_raw_parts(self.handle.clone(), self.buffer_len / vec) }
+    }
+
+    pub(crate) fn offset_u32(&self) -> u32 {
+        self.offset as u32
+    }
+
+    pub(crate) fn numel_u32(&self) -> u32 {
+        numel(&self.shape) as u32
+    }
+}

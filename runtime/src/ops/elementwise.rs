@@ -1,0 +1,224 @@
+//! Elementwise ops: unary (with scalar parameters), binary with NumPy broadcasting, comparisons as
+//! 0/1 masks, `where_` and `masked_fill`. Contiguous operands take the vectorised kernels.
+
+use crate::device::dispatch;
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::launch::units_grid;
+use crate::shape::broadcast_shapes;
+use crate::tensor::Tensor;
+use dynlab_kernels::elementwise::{
+    binary_contiguous, binary_strided, unary_contiguous, unary_strided, where_strided, BinaryOp, CmpOp,
+    UnaryOp,
+};
+
+/// Widest vector (4, 2 or 1 elements) that divides every listed length/offset.
+fn vector_width(values: &[usize]) -> usize {
+    [4, 2].into_iter().find(|w| values.iter().all(|v| v % w == 0)).unwrap_or(1)
+}
+
+macro_rules! unary_methods {
+    ($($(#[$doc:meta])* $name:ident => $kind:expr;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&self) -> Result<Tensor> {
+                self.unary(concat!("Tensor::", stringify!($name)), $kind, 0.0, 0.0)
+            }
+        )*
+    };
+}
+
+macro_rules! scalar_methods {
+    ($($(#[$doc:meta])* $name:ident => $kind:expr;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&self, s: f32) -> Result<Tensor> {
+                self.unary(concat!("Tensor::", stringify!($name)), $kind, s, 0.0)
+            }
+        )*
+    };
+}
+
+macro_rules! binary_methods {
+    ($($(#[$doc:meta])* $name:ident => $kind:expr;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&self, other: &Tensor) -> Result<Tensor> {
+                self.binary(concat!("Tensor::", stringify!($name)), other, $kind)
+            }
+        )*
+    };
+}
+
+impl Tensor {
+    pub(crate) fn unary(&self, op: &'static str, kind: UnaryOp, p0: f32, p1: f32) -> Result<Tensor> {
+        self.expect_f32(op)?;
+        let out = Tensor::alloc(op, &self.shape, DType::F32, &self.device)?;
+        let n = self.numel();
+        if n == 0 {
+            return Ok(out);
+        }
+        if self.is_contiguous() {
+            let vec = vector_width(&[n, self.offset]);
+            let (count, dim) = units_grid(n / vec);
+            let off = (self.offset / vec) as u32;
+            dispatch!(self.device, |client, R| unsafe {
+                unary_contiguous::launch_unchecked::<f32, R>(
+                    client, count, dim, vec, self.vector_arg(vec), out.vector_arg(vec), off, p0, p1, kind,
+                )
+            });
+        } else {
+            let (count, dim) = units_grid(n);
+            dispatch!(self.device, |client, R| unsafe {
+                unary_strided::launch_unchecked::<f32, R>(
+                    client, count, dim, self.view_arg(), out.buffer_arg(), self.offset_u32(), p0, p1, kind,
+                )
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn binary(&self, op: &'static str, other: &Tensor, kind: BinaryOp) -> Result<Tensor> {
+        self.expect_f32(op)?;
+        other.expect_f32(op)?;
+        self.expect_same_device(op, other)?;
+        let shape = broadcast_shapes(op, &self.shape, &other.shape)?;
+        let out = Tensor::alloc(op, &shape, DType::F32, &self.device)?;
+        let n = out.numel();
+        if n == 0 {
+            return Ok(out);
+        }
+        let same = self.shape == shape && other.shape == shape;
+        if same && self.is_contiguous() && other.is_contiguous() {
+            let vec = vector_width(&[n, self.offset, other.offset]);
+            let (count, dim) = units_grid(n / vec);
+            let (a_off, b_off) = ((self.offset / vec) as u32, (other.offset / vec) as u32);
+            dispatch!(self.device, |client, R| unsafe {
+                binary_contiguous::launch_unchecked::<f32, R>(
+                    client, count, dim, vec, self.vector_arg(vec), other.vector_arg(vec), out.vector_arg(vec), a_off, b_off, kind,
+                )
+            });
+        } else {
+            let (a, b) = (self.expand(&shape)?, other.expand(&shape)?);
+            let (count, dim) = units_grid(n);
+            dispatch!(self.device, |client, R| unsafe {
+                binary_strided::launch_unchecked::<f32, R>(
+                    client, count, dim, a.view_arg(), b.view_arg(), out.buffer_arg(), a.offset_u32(), b.offset_u32(), kind,
+                )
+            });
+        }
+        Ok(out)
+    }
+
+    /// `cond != 0 ? a : b`, broadcasting all three.
+    pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let op = "Tensor::where_";
+        for t in [cond, a, b] {
+            t.expect_f32(op)?;
+            cond.expect_same_device(op, t)?;
+        }
+        let shape = broadcast_shapes(op, &broadcast_shapes(op, &cond.shape, &a.shape)?, &b.shape)?;
+        let out = Tensor::alloc(op, &shape, DType::F32, &cond.device)?;
+        let n = out.numel();
+        if n == 0 {
+            return Ok(out);
+        }
+        let (c, a, b) = (cond.expand(&shape)?, a.expand(&shape)?, b.expand(&shape)?);
+        let (count, dim) = units_grid(n);
+        dispatch!(cond.device, |client, R| unsafe {
+            where_strided::launch_unchecked::<f32, R>(
+                client, count, dim, c.view_arg(), a.view_arg(), b.view_arg(), out.buffer_arg(),
+                c.offset_u32(), a.offset_u32(), b.offset_u32(),
+            )
+        });
+        Ok(out)
+    }
+
+    /// `value` where `mask != 0`, this tensor elsewhere (mask broadcasts).
+    pub fn masked_fill(&self, mask: &Tensor, value: f32) -> Result<Tensor> {
+        let fill = Tensor::scalar(value, &self.device)?;
+        Tensor::where_(mask, &fill, self)
+    }
+
+    unary_methods! {
+        neg => UnaryOp::Neg;
+        abs => UnaryOp::Abs;
+        exp => UnaryOp::Exp;
+        /// Natural logarithm.
+        log => UnaryOp::Log;
+        /// `ln(1 + x)`, accurate near 0.
+        log1p => UnaryOp::Log1p;
+        sqrt => UnaryOp::Sqrt;
+        /// `1 / sqrt(x)`.
+        rsqrt => UnaryOp::Rsqrt;
+        /// `1 / x`.
+        recip => UnaryOp::Recip;
+        square => UnaryOp::Square;
+        relu => UnaryOp::Relu;
+        /// GELU with the exact erf form.
+        gelu => UnaryOp::GeluErf;
+        /// GELU with the tanh approximation.
+        gelu_tanh => UnaryOp::GeluTanh;
+        sigmoid => UnaryOp::Sigmoid;
+        tanh => UnaryOp::Tanh;
+        sin => UnaryOp::Sin;
+        cos => UnaryOp::Cos;
+        /// -1, 0 or 1 (NaN stays NaN).
+        sign => UnaryOp::Sign;
+    }
+
+    scalar_methods! {
+        /// `x` for `x >= 0`, `slope · x` otherwise.
+        leaky_relu => UnaryOp::LeakyRelu;
+        /// `x ^ p`.
+        powf => UnaryOp::Powf;
+        add_scalar => UnaryOp::AddScalar;
+        mul_scalar => UnaryOp::MulScalar;
+        div_scalar => UnaryOp::DivScalar;
+        /// `s - x`.
+        rsub_scalar => UnaryOp::RSubScalar;
+        /// `s / x`.
+        rdiv_scalar => UnaryOp::RDivScalar;
+        /// `s ^ x`.
+        scalar_pow => UnaryOp::ScalarPow;
+        maximum_scalar => UnaryOp::MaxScalar;
+        minimum_scalar => UnaryOp::MinScalar;
+        eq_scalar => UnaryOp::CmpScalar(CmpOp::Eq);
+        ne_scalar => UnaryOp::CmpScalar(CmpOp::Ne);
+        lt_scalar => UnaryOp::CmpScalar(CmpOp::Lt);
+        le_scalar => UnaryOp::CmpScalar(CmpOp::Le);
+        gt_scalar => UnaryOp::CmpScalar(CmpOp::Gt);
+        ge_scalar => UnaryOp::CmpScalar(CmpOp::Ge);
+    }
+
+    /// `x - s`.
+    pub fn sub_scalar(&self, s: f32) -> Result<Tensor> {
+        self.unary("Tensor::sub_scalar", UnaryOp::AddScalar, -s, 0.0)
+    }
+
+    /// Limits to `[min, max]`.
+    pub fn clamp(&self, min: f32, max: f32) -> Result<Tensor> {
+        if min.is_nan() || max.is_nan() || min > max {
+            return Err(crate::Error::value("Tensor::clamp", format!("min={min}, max={max}"), "min <= max, neither NaN"));
+        }
+        self.unary("Tensor::clamp", UnaryOp::Clamp, min, max)
+    }
+
+    binary_methods! {
+        add => BinaryOp::Add;
+        sub => BinaryOp::Sub;
+        mul => BinaryOp::Mul;
+        div => BinaryOp::Div;
+        pow => BinaryOp::Pow;
+        /// Elementwise maximum (NaN propagates).
+        maximum => BinaryOp::Maximum;
+        /// Elementwise minimum (NaN propagates).
+        minimum => BinaryOp::Minimum;
+        eq => BinaryOp::Cmp(CmpOp::Eq);
+        ne => BinaryOp::Cmp(CmpOp::Ne);
+        lt => BinaryOp::Cmp(CmpOp::Lt);
+        le => BinaryOp::Cmp(CmpOp::Le);
+        gt => BinaryOp::Cmp(CmpOp::Gt);
+        ge => BinaryOp::Cmp(CmpOp::Ge);
+    }
+}

@@ -1,0 +1,3 @@
+//! Eager tensor operations, one family per file.
+
+mod elementwise;

@@ -1,0 +1,236 @@
+//! The tensor: a device buffer seen through a strided view (shape, strides, element offset).
+//! Views (`reshape`, `permute`, `narrow`, `expand`, ...) share the buffer; ops write fresh contiguous
+//! outputs. Construction and reading back live here; ops live in `ops/`.
+
+use crate::device::dispatch;
+use crate::dtype::{DType, Element};
+use crate::error::{Error, Result};
+use crate::launch::{check_size, units_grid};
+use crate::shape::{contiguous_strides, numel};
+use crate::Device;
+use cubecl::server::Handle;
+use std::fmt;
+
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) handle: Handle,
+    /// Elements in the buffer (at least 1, so empty tensors still own a valid binding).
+    pub(crate) buffer_len: usize,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) strides: Vec<usize>,
+    pub(crate) offset: usize,
+    pub(crate) dtype: DType,
+    pub(crate) device: Device,
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Tensor(shape={:?}, strides={:?}, offset={}, dtype={}, device={})",
+            self.shape,
+            self.strides,
+            self.offset,
+            self.dtype,
+            self.device.name()
+        )
+    }
+}
+
+impl Tensor {
+    /// A tensor holding `data` (row-major) with `shape`.
+    pub fn from_slice<E: Element>(data: &[E], shape: &[usize], device: &Device) -> Result<Tensor> {
+        let n = check_size("Tensor::from_slice", shape)?;
+        if n != data.len() {
+            return Err(Error::shape(
+                "Tensor::from_slice",
+                format!("{} values for shape {shape:?}", data.len()),
+                format!("{n} values (the product of the shape)"),
+            ));
+        }
+        if !device.supports(E::DTYPE) {
+            return Err(Error::Device {
+                op: "Tensor::from_slice",
+                message: format!(
+                    "{} cannot store {} tensors; use f32 (and cast where supported)",
+                    device.name(),
+                    E::DTYPE
+                ),
+            });
+        }
+        let mut bytes: Vec<u8> = bytemuck::cast_slice(data).to_vec();
+        if bytes.is_empty() {
+            bytes = vec![0; E::DTYPE.size()];
+        }
+        let handle = dispatch!(device, |client, R| client.create_from_slice(&bytes));
+        Ok(Tensor {
+            handle,
+            buffer_len: n.max(1),
+            shape: shape.to_vec(),
+            strides: contiguous_strides(shape),
+            offset: 0,
+            dtype: E::DTYPE,
+            device: device.clone(),
+        })
+    }
+
+    /// Same as [`Tensor::from_slice`], taking the data by value.
+    pub fn from_vec<E: Element>(data: Vec<E>, shape: &[usize], device: &Device) -> Result<Tensor> {
+        Self::from_slice(&data, shape, device)
+    }
+
+    /// A 0-dimensional f32 tensor.
+    pub fn scalar(value: f32, device: &Device) -> Result<Tensor> {
+        Self::from_slice(&[value], &[], device)
+    }
+
+    /// Reads the elements back in row-major order (blocks until the device is done).
+    pub fn to_vec<E: Element>(&self) -> Result<Vec<E>> {
+        if self.dtype != E::DTYPE {
+            return Err(Error::dtype("Tensor::to_vec", self.dtype, format!("{} (the requested element type); cast first", E::DTYPE)));
+        }
+        let n = self.numel();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let t = self.contiguous()?;
+        let bytes = dispatch!(t.device, |client, R| client.read_one(t.handle.clone()))
+            .map_err(|e| Error::Backend {
+                op: "Tensor::to_vec",
+                message: format!("{e:?}"),
+            })?;
+        let start = t.offset * E::DTYPE.size();
+        let end = start + n * E::DTYPE.size();
+        Ok(bytemuck::pod_collect_to_vec(&bytes[start..end]))
+    }
+
+    /// The single value of a one-element f32 tensor.
+    pub fn item(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return Err(Error::shape("Tensor::item", format!("{:?}", self.shape), "exactly one element"));
+        }
+        Ok(self.to_vec::<f32>()?[0])
+    }
+
+    /// An f32 tensor filled with `value`.
+    pub fn full(shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
+        use dynlab_kernels::fill::fill;
+        let out = Tensor::alloc("Tensor::full", shape, DType::F32, device)?;
+        let n = out.numel();
+        if n > 0 {
+            let (count, dim) = units_grid(n);
+            dispatch!(device, |client, R| unsafe {
+                fill::launch_unchecked::<f32, R>(client, count, dim, out.buffer_arg(), value)
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
+        Self::full(shape, 0.0, device)
+    }
+
+    pub fn ones(shape: &[usize], device: &Device) -> Result<Tensor> {
+        Self::full(shape, 1.0, device)
+    }
+
+    /// f32 zeros with this tensor's shape and device.
+    pub fn zeros_like(&self) -> Result<Tensor> {
+        Self::zeros(&self.shape, &self.device)
+    }
+
+    /// `[start, start + step, ...]` up to but excluding `end`, as f32.
+    pub fn arange(start: f32, end: f32, step: f32, device: &Device) -> Result<Tensor> {
+        use dynlab_kernels::fill::arange;
+        if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
+            return Err(Error::value(
+                "Tensor::arange",
+                format!("start={start}, end={end}, step={step}"),
+                "finite bounds and a finite non-zero step",
+            ));
+        }
+        let n = ((end as f64 - start as f64) / step as f64).ceil().max(0.0) as usize;
+        let out = Tensor::alloc("Tensor::arange", &[n], DType::F32, device)?;
+        if n > 0 {
+            let (count, dim) = units_grid(n);
+            dispatch!(device, |client, R| unsafe {
+                arange::launch_unchecked::<f32, R>(client, count, dim, out.buffer_arg(), start, step)
+            });
+        }
+        Ok(out)
+    }
+
+    /// The `n × n` identity.
+    pub fn eye(n: usize, device: &Device) -> Result<Tensor> {
+        use dynlab_kernels::fill::eye;
+        let out = Tensor::alloc("Tensor::eye", &[n, n], DType::F32, device)?;
+        if n > 0 {
+            let (count, dim) = units_grid(n * n);
+            dispatch!(device, |client, R| unsafe {
+                eye::launch_unchecked::<f32, R>(client, count, dim, out.buffer_arg(), n as u32)
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn strides(&self) -> &[usize] {
+        &self.strides
+    }
+
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Whether the view is row-major with no gaps (its offset may be non-zero).
+    pub fn is_contiguous(&self) -> bool {
+        let mut expected = 1;
+        for (&size, &stride) in self.shape.iter().zip(&self.strides).rev() {
+            if size != 1 && stride != expected {
+                return false;
+            }
+            expected *= size;
+        }
+        true
+    }
+
+    /// Errors unless the tensor is f32.
+    pub(crate) fn expect_f32(&self, op: &'static str) -> Result<()> {
+        if self.dtype == DType::F32 {
+            Ok(())
+        } else {
+            Err(Error::dtype(op, self.dtype, "f32 (cast with .to_dtype(DType::F32))"))
+        }
+    }
+
+    /// Errors unless `other` lives on the same device.
+    pub(crate) fn expect_same_device(&self, op: &'static str, other: &Tensor) -> Result<()> {
+        if self.device == other.device {
+            Ok(())
+        } else {
+            Err(Error::Device {
+                op,
+                message: format!(
+                    "operands are on different devices: {} and {}",
+                    self.device.name(),
+                    other.device.name()
+                ),
+            })
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Views that share the buffer (`reshape` of contiguous tensors, `permute`, `transpose`, `narrow`,
+//! `slice`, `expand`, `unsqueeze`, `squeeze`) and the copies that make new buffers (`contiguous`,
+//! `cat`, `stack`, `to_dtype`).
+
+use crate::device::dispatch;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::launch::units_grid;
+use crate::shape::{contiguous_strides, normalize_axis, normalize_insert_axis, numel};
+use crate::tensor::Tensor;
+use dynlab_kernels::copy::{cast_strided, copy_strided};
+
+impl Tensor {
+    fn with_view(&self, shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Tensor {
+        Tensor {
+            shape,
+            strides,
+            offset,
+            ..self.clone()
+        }
+    }
+
+    /// Same elements, new shape; one entry may be -1 (inferred). Copies only when the view is not
+    /// contiguous.
+    pub fn reshape(&self, shape: &[isize]) -> Result<Tensor> {
+        let op = "Tensor::reshape";
+        let n = self.numel();
+        let inferred: Vec<usize> = shape.iter().enumerate().filter(|(_, &d)| d == -1).map(|(i, _)| i).collect();
+        if inferred.len() > 1 || shape.iter().any(|&d| d < -1) {
+            return Err(Error::shape(op, format!("{shape:?}"), "non-negative sizes with at most one -1"));
+        }
+        let known: usize = shape.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
+        let mut new_shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        if let Some(&i) = inferred.first() {
+            if known == 0 || n % known != 0 {
+                return Err(Error::shape(op, format!("{shape:?} for {n} elements ({:?})", self.shape), "a shape whose known sizes divide the element count"));
+            }
+            new_shape[i] = n / known;
+        }
+        if numel(&new_shape) != n {
+            return Err(Error::shape(
+                op,
+                format!("{shape:?} ({} elements) for a tensor of shape {:?} ({n} elements)", numel(&new_shape), self.shape),
+                "the same number of elements",
+            ));
+        }
+        let base = self.contiguous()?;
+        let strides = contiguous_strides(&new_shape);
+        Ok(base.with_view(new_shape, strides, base.offset))
+    }
+
+    /// Reorders dimensions: output dimension `i` is input dimension `dims[i]`.
+    pub fn permute(&self, dims: &[usize]) -> Result<Tensor> {
+        let rank = self.rank();
+        let mut seen = vec![false; rank];
+        let valid = dims.len() == rank && dims.iter().all(|&d| d < rank && !std::mem::replace(&mut seen[d], true));
+        if !valid {
+            return Err(Error::shape("Tensor::permute", format!("dims {dims:?} for rank {rank}"), format!("a permutation of 0..{rank}")));
+        }
+        let shape = dims.iter().map(|&d| self.shape[d]).collect();
+        let strides = dims.iter().map(|&d| self.strides[d]).collect();
+        Ok(self.with_view(shape, strides, self.offset))
+    }
+
+    /// Swaps two dimensions.
+    pub fn transpose(&self, a: isize, b: isize) -> Result<Tensor> {
+        let a = normalize_axis("Tensor::transpose", a, self.rank())?;
+        let b = normalize_axis("Tensor::transpose", b, self.rank())?;
+        let mut dims: Vec<usize> = (0..self.rank()).collect();
+        dims.swap(a, b);
+        self.permute(&dims)
+    }
+
+    /// Elements `start..start + len` along `dim`.
+    pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
+        self.slice(dim, start, start + len, 1)
+    }
+
+    /// Elements `start..end` with `step` along `dim` (Python's `x[start:end:step]`).
+    pub fn slice(&self, dim: isize, start: usize, end: usize, step: usize) -> Result<Tensor> {
+        let op = "Tensor::slice";
+        let d = normalize_axis(op, dim, self.rank())?;
+        let size = self.shape[d];
+        if step == 0 || start > end || end > size {
+            return Err(Error::value(op, format!("start={start}, end={end}, step={step} on dimension {d} of size {size}"), "start <= end <= size and step >= 1"));
+        }
+        let mut shape = self.shape.clone();
+        let mut strides = self.strides.clone();
+        shape[d] = (end - start).div_ceil(step);
+        strides[d] *= step;
+        let offset = if shape[d] == 0 { self.offset } else { self.offset + start * self.strides[d] };
+        Ok(self.with_view(shape, strides, offset))
+    }
+
+    /// Broadcasts to `shape` without copying: size-1 (or missing leading) dimensions get stride 0.
+    pub fn expand(&self, shape: &[usize]) -> Result<Tensor> {
+        let op = "Tensor::expand";
+        let bad = || Error::shape(op, format!("{:?} to {shape:?}", self.shape), "each dimension equal to the target or 1, and rank <= target rank");
+        if shape.len() < self.rank() {
+            return Err(bad());
+        }
+        let lead = shape.len() - self.rank();
+        let mut strides = vec![0; shape.len()];
+        for (i, &target) in shape.iter().enumerate().skip(lead) {
+            let (size, stride) = (self.shape[i - lead], self.strides[i - lead]);
+            strides[i] = match size {
+                s if s == target => stride,
+                1 => 0,
+                _ => return Err(bad()),
+            };
+        }
+        Ok(self.with_view(shape.to_vec(), strides, self.offset))
+    }
+
+    /// Alias of [`Tensor::expand`].
+    pub fn broadcast_to(&self, shape: &[usize]) -> Result<Tensor> {
+        self.expand(shape)
+    }
+
+    /// Inserts a size-1 dimension at `dim` (which may equal the rank).
+    pub fn unsqueeze(&self, dim: isize) -> Result<Tensor> {
+        let d = normalize_insert_axis("Tensor::unsqueeze", dim, self.rank())?;
+        let mut shape = self.shape.clone();
+        let mut strides = self.strides.clone();
+        let stride = if d < self.rank() { self.strides[d] * self.shape[d] } else { 1 };
+        shape.insert(d, 1);
+        strides.insert(d, stride);
+        Ok(self.with_view(shape, strides, self.offset))
+    }
+
+    /// Removes dimension `dim`, which must have size 1.
+    pub fn squeeze(&self, dim: isize) -> Result<Tensor> {
+        let d = normalize_axis("Tensor::squeeze", dim, self.rank())?;
+        if self.shape[d] != 1 {
+            return Err(Error::shape("Tensor::squeeze", format!("dimension {d} of {:?}", self.shape), "a dimension of size 1"));
+        }
+        let mut shape = self.shape.clone();
+        let mut strides = self.strides.clone();
+        shape.remove(d);
+        strides.remove(d);
+        Ok(self.with_view(shape, strides, self.offset))
+    }
+
+    /// A row-major copy (or this tensor when it already is row-major).
+    pub fn contiguous(&self) -> Result<Tensor> {
+        if self.is_contiguous() {
+            return Ok(self.clone());
+        }
+        let out = Tensor::alloc("Tensor::contiguous", &self.shape, self.dtype, &self.device)?;
+        copy_into(self, &out);
+        Ok(out)
+    }
+
+    /// Concatenates along `dim`; all inputs share dtype, device and every other dimension.
+    pub fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+        let op = "Tensor::cat";
+        let first = tensors.first().ok_or_else(|| Error::value(op, "an empty list", "at least one tensor"))?;
+        let d = normalize_axis(op, dim, first.rank())?;
+        let mut shape = first.shape.clone();
+        shape[d] = 0;
+        for t in tensors {
+            first.expect_same_device(op, t)?;
+            let same_rest = t.rank() == first.rank() && (0..t.rank()).all(|i| i == d || t.shape[i] == first.shape[i]);
+            if !same_rest {
+                return Err(Error::shape(op, format!("{:?} next to {:?}", t.shape, first.shape), format!("equal sizes off dimension {d}")));
+            }
+            if t.dtype != first.dtype {
+                return Err(Error::dtype(op, t.dtype, format!("{} like the first tensor", first.dtype)));
+            }
+            shape[d] += t.shape[d];
+        }
+        let out = Tensor::alloc(op, &shape, first.dtype, &first.device)?;
+        let mut start = 0;
+        for t in tensors {
+            let len = t.shape[d];
+            copy_into(t, &out.narrow(d as isize, start, len)?);
+            start += len;
+        }
+        Ok(out)
+    }
+
+    /// Stacks equal-shaped tensors along a new dimension `dim`.
+    pub fn stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+        let op = "Tensor::stack";
+        let first = tensors.first().ok_or_else(|| Error::value(op, "an empty list", "at least one tensor"))?;
+        if let Some(t) = tensors.iter().find(|t| t.shape != first.shape) {
+            return Err(Error::shape(op, format!("{:?} next to {:?}", t.shape, first.shape), "equal shapes"));
+        }
+        let expanded = tensors.iter().map(|t| t.unsqueeze(dim)).collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&expanded.iter().collect::<Vec<_>>(), dim)
+    }
+
+    /// Converts the elements to `dtype` (float to int truncates toward zero).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype {
+            return Ok(self.clone());
+        }
+        let op = "Tensor::to_dtype";
+        let out = Tensor::alloc(op, &self.shape, dtype, &self.device)?;
+        if self.numel() == 0 {
+            return Ok(out);
+        }
+        if self.dtype != DType::F32 && dtype != DType::F32 {
+            return self.to_dtype(DType::F32)?.to_dtype(dtype);
+        }
+        let (count, dim) = units_grid(self.numel());
+        let off = self.offset_u32();
+        dispatch!(self.device, |client, R| unsafe {
+            let (input, output) = (self.view_arg(), out.buffer_arg());
+            match (self.dtype, dtype) {
+                (DType::F32, DType::F16) => cast_strided::launch_unchecked::<f32, half::f16, R>(client, count, dim, input, output, off),
+                (DType::F32, DType::BF16) => cast_strided::launch_unchecked::<f32, half::bf16, R>(client, count, dim, input, output, off),
+                (DType::F32, DType::I32) => cast_strided::launch_unchecked::<f32, i32, R>(client, count, dim, input, output, off),
+                (DType::F16, _) => cast_strided::launch_unchecked::<half::f16, f32, R>(client, count, dim, input, output, off),
+                (DType::BF16, _) => cast_strided::launch_unchecked::<half::bf16, f32, R>(client, count, dim, input, output, off),
+                (DType::I32, _) => cast_strided::launch_unchecked::<i32, f32, R>(client, count, dim, input, output, off),
+                (DType::F32, DType::F32) => unreachable!("same dtype returned early"),
+            }
+        });
+        Ok(out)
+    }
+}
+
+/// Copies `src` into the same-shaped view `dst` (of a buffer this op owns).
+fn copy_into(src: &Tensor, dst: &Tensor) {
+    let n = src.numel();
+    if n == 0 {
+        return;
+    }
+    let (count, dim) = units_grid(n);
+    let (src_off, dst_off, n32) = (src.offset_u32(), dst.offset_u32(), n as u32);
+    dispatch!(src.device, |client, R| unsafe {
+        let (input, output) = (src.view_arg::<R>(), dst.view_arg::<R>());
+        match src.dtype {
+            DType::F32 => copy_strided::launch_unchecked::<f32, R>(client, count, dim, input, output, src_off, dst_off, n32),
+            DType::F16 => copy_strided::launch_unchecked::<half::f16, R>(client, count, dim, input, output, src_off, dst_off, n32),
+            DType::BF16 => copy_strided::launch_unchecked::<half::bf16, R>(client, count, dim, input, output, src_off, dst_off, n32),
+            DType::I32 => copy_strided::launch_unchecked::<i32, R>(client, count, dim, input, output, src_off, dst_off, n32),
+        }
+    });
+}

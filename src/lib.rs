@@ -1,0 +1,1 @@
+pub use dynlab_runtime;
