@@ -10,6 +10,7 @@
 //! `relu`, `clamp`, `maximum` and `minimum` (as in PyTorch).
 
 use crate::layout::strided_offset;
+use crate::num::is_nan;
 use cubecl::prelude::*;
 
 /// Comparison giving a 0/1 mask.
@@ -100,13 +101,13 @@ fn compare<F: Float>(a: F, b: F, #[comptime] op: CmpOp) -> F {
 /// `maximum` that propagates NaN from either side.
 #[cube]
 fn nan_max<F: Float>(a: F, b: F) -> F {
-    select(a > b || a != a, a, b)
+    select(a > b || is_nan::<F>(a), a, b)
 }
 
 /// `minimum` that propagates NaN from either side.
 #[cube]
 fn nan_min<F: Float>(a: F, b: F) -> F {
-    select(a < b || a != a, a, b)
+    select(a < b || is_nan::<F>(a), a, b)
 }
 
 #[cube]
@@ -135,8 +136,7 @@ pub fn apply_unary<F: Float>(x: F, p0: F, p1: F, #[comptime] op: UnaryOp) -> F {
         UnaryOp::Sign => {
             let pos = select(x > F::new(0.0), F::new(1.0), F::new(0.0));
             let neg = select(x < F::new(0.0), F::new(1.0), F::new(0.0));
-            // `x * 0` keeps NaN as NaN.
-            pos - neg + x * F::new(0.0)
+            select(is_nan::<F>(x), x, pos - neg)
         }
         UnaryOp::Clamp => select(x < p0, p0, select(x > p1, p1, x)),
         UnaryOp::Powf => x.powf(p0),

@@ -7,6 +7,7 @@
 //! first NaN if any), as PyTorch does. Sums are accumulated in the element type.
 
 use crate::layout::strided_offset;
+use crate::num::is_nan;
 use cubecl::prelude::*;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -32,8 +33,8 @@ fn identity<F: Float>(#[comptime] op: ReduceOp) -> F {
 /// Whether candidate `(vb, ib)` replaces the running `(va, ia)` for a max/min-type op.
 #[cube]
 fn takes_over<F: Float>(va: F, ia: i32, vb: F, ib: i32, #[comptime] is_max: bool) -> bool {
-    let a_nan = va != va;
-    let b_nan = vb != vb;
+    let a_nan = is_nan::<F>(va);
+    let b_nan = is_nan::<F>(vb);
     let better = if is_max { vb > va } else { vb < va };
     let tie = vb == va || (a_nan && b_nan);
     (better && !a_nan) || (tie && ib < ia) || (b_nan && !a_nan)

@@ -2,18 +2,21 @@
 //!
 //! `softmax(x)_j = exp(x_j − m) / Σ_k exp(x_k − m)`, `log_softmax(x)_j = x_j − m − ln Σ_k exp(x_k − m)`
 //! with `m = max_k x_k`, and the fused cross-entropy of integer labels
-//! `ℓ = m + ln Σ_k exp(x_k − m) − x_label`.
+//! `ℓ = m + ln Σ_k exp(x_k − m) − x_label`, and `logsumexp(x) = m + ln Σ_k exp(x_k − m)`.
 //!
 //! Rows come as the last dimension of a strided view (as in [`crate::reduce`]); outputs are contiguous.
 //! A row whose maximum is ±inf or NaN yields NaN (or ±inf) rather than a silently wrong finite number.
 
 use crate::layout::strided_offset;
+use crate::num::is_nan;
 use cubecl::prelude::*;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum SoftmaxMode {
     Softmax,
     LogSoftmax,
+    /// Writes one value per row: `m + ln Σ_k exp(x_k − m)`.
+    LogSumExp,
     /// Writes one loss per row; the label of row `r` is `labels[r]`.
     CrossEntropy,
 }
@@ -59,6 +62,11 @@ fn write_row<F: Float>(
                 j += stride;
             }
         }
+        SoftmaxMode::LogSumExp => {
+            if first == 0 {
+                output[row] = m + sum.ln();
+            }
+        }
         SoftmaxMode::CrossEntropy => {
             if first == 0 {
                 let label = labels[row];
@@ -88,7 +96,7 @@ pub fn softmax_rows_unit<F: Float>(
         let mut m = F::new(f32::NEG_INFINITY);
         for j in 0..row_len {
             let x = input[base + j as usize * step];
-            m = select(x > m || x != x, x, m);
+            m = select(x > m || is_nan::<F>(x), x, m);
         }
         let m = safe_shift::<F>(m);
         let mut sum = F::new(0.0);
@@ -124,7 +132,7 @@ pub fn softmax_rows_cube<F: Float>(
         let mut j = UNIT_POS;
         while j < row_len {
             let x = input[base + j as usize * step];
-            m = select(x > m || x != x, x, m);
+            m = select(x > m || is_nan::<F>(x), x, m);
             j += block;
         }
         shared[u] = m;
@@ -134,7 +142,7 @@ pub fn softmax_rows_cube<F: Float>(
             if UNIT_POS < s {
                 let a = shared[u];
                 let b = shared[u + s as usize];
-                shared[u] = select(b > a || b != b, b, a);
+                shared[u] = select(b > a || is_nan::<F>(b), b, a);
             }
             sync_cube();
             s /= 2;

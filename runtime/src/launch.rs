@@ -4,7 +4,7 @@
 use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::shape::{contiguous_strides, numel};
+use crate::shape::contiguous_strides;
 use crate::tensor::Tensor;
 use crate::Device;
 use cubecl::prelude::*;
@@ -112,21 +112,14 @@ impl Tensor {
         unsafe { TensorArg::from_raw_parts(self.handle.clone(), strides.into(), shape.into()) }
     }
 
-    /// The whole buffer as a kernel's `Array<T>` argument.
+    /// The whole buffer as a kernel's `Array<T>` (or `Array<Vector<T, N>>`) argument. The length
+    /// is in scalar elements; a vectorised kernel sees `len / N` vectors.
     pub(crate) fn buffer_arg<R: Runtime>(&self) -> ArrayArg<R> {
         unsafe { ArrayArg::from_raw_parts(self.handle.clone(), self.buffer_len) }
     }
 
-    /// The whole buffer as `Array<Vector<T, vec>>`.
-    pub(crate) fn vector_arg<R: Runtime>(&self, vec: usize) -> ArrayArg<R> {
-        unsafe { ArrayArg::from_raw_parts(self.handle.clone(), self.buffer_len / vec) }
-    }
 
     pub(crate) fn offset_u32(&self) -> u32 {
         self.offset as u32
-    }
-
-    pub(crate) fn numel_u32(&self) -> u32 {
-        numel(&self.shape) as u32
     }
 }

@@ -15,4 +15,5 @@ pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use launch::set_poison_outputs;
+pub use ops::random::Rng;
 pub use tensor::Tensor;

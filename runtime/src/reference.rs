@@ -1,1 +1,369 @@
-//! f64 host references.
+//! f64 host references for every runtime op, written as plain loops over row-major data. The tests
+//! compare each kernel against these; they favour obviousness over speed.
+
+/// A row-major f64 array with a shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+fn strides_of(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1];
+    }
+    s
+}
+
+fn coords_of(mut linear: usize, shape: &[usize]) -> Vec<usize> {
+    let mut c = vec![0; shape.len()];
+    for d in (0..shape.len()).rev() {
+        c[d] = linear % shape[d];
+        linear /= shape[d];
+    }
+    c
+}
+
+fn linear_of(coords: &[usize], shape: &[usize]) -> usize {
+    coords.iter().zip(strides_of(shape)).map(|(c, s)| c * s).sum()
+}
+
+impl HostTensor {
+    pub fn new(shape: &[usize], data: Vec<f64>) -> HostTensor {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "reference: data does not fill the shape");
+        HostTensor { shape: shape.to_vec(), data }
+    }
+
+    pub fn from_f32(shape: &[usize], data: &[f32]) -> HostTensor {
+        HostTensor::new(shape, data.iter().map(|&x| x as f64).collect())
+    }
+
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn at(&self, coords: &[usize]) -> f64 {
+        self.data[linear_of(coords, &self.shape)]
+    }
+}
+
+// ---------- elementwise ----------
+
+/// Applies `f` to every element.
+pub fn map(x: &HostTensor, f: impl Fn(f64) -> f64) -> HostTensor {
+    HostTensor::new(&x.shape, x.data.iter().map(|&v| f(v)).collect())
+}
+
+/// NumPy-broadcast shape of two shapes (panics on mismatch: references take valid inputs).
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let rank = a.len().max(b.len());
+    (0..rank)
+        .map(|i| {
+            let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { 1 };
+            let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { 1 };
+            assert!(da == db || da == 1 || db == 1, "reference: shapes do not broadcast");
+            if da == 1 { db } else { da }
+        })
+        .collect()
+}
+
+/// Element of `x` seen at output coordinates `c` under broadcasting.
+fn broadcast_at(x: &HostTensor, c: &[usize]) -> f64 {
+    let lead = c.len() - x.shape.len();
+    let own: Vec<usize> = x.shape.iter().enumerate().map(|(d, &s)| if s == 1 { 0 } else { c[lead + d] }).collect();
+    x.at(&own)
+}
+
+/// `f(a, b)` elementwise with broadcasting.
+pub fn zip(a: &HostTensor, b: &HostTensor, f: impl Fn(f64, f64) -> f64) -> HostTensor {
+    let shape = broadcast_shape(&a.shape, &b.shape);
+    let n = shape.iter().product();
+    let data = (0..n)
+        .map(|i| {
+            let c = coords_of(i, &shape);
+            f(broadcast_at(a, &c), broadcast_at(b, &c))
+        })
+        .collect();
+    HostTensor::new(&shape, data)
+}
+
+/// `cond != 0 ? a : b` with broadcasting of all three.
+pub fn where_(cond: &HostTensor, a: &HostTensor, b: &HostTensor) -> HostTensor {
+    let shape = broadcast_shape(&broadcast_shape(&cond.shape, &a.shape), &b.shape);
+    let n = shape.iter().product();
+    let data = (0..n)
+        .map(|i| {
+            let c = coords_of(i, &shape);
+            if broadcast_at(cond, &c) != 0.0 { broadcast_at(a, &c) } else { broadcast_at(b, &c) }
+        })
+        .collect();
+    HostTensor::new(&shape, data)
+}
+
+/// Error function, |error| < 1e-15: Maclaurin series below 3, continued fraction for erfc above.
+pub fn erf(x: f64) -> f64 {
+    if x.is_nan() {
+        return f64::NAN;
+    }
+    let a = x.abs();
+    let r = if a < 3.0 {
+        let (mut term, mut sum, mut n) = (a, a, 0.0);
+        while term.abs() > 1e-17 * sum.abs() {
+            n += 1.0;
+            term *= -a * a / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        // erfc(a) = exp(-a²)/√π · 1/(a + 1/2/(a + 1/(a + 3/2/(a + ...))))
+        let mut frac = 0.0;
+        for k in (1..60).rev() {
+            frac = (k as f64 / 2.0) / (a + frac);
+        }
+        1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + frac)
+    };
+    r.copysign(x)
+}
+
+pub fn gelu(x: f64) -> f64 {
+    0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
+}
+
+pub fn gelu_tanh(x: f64) -> f64 {
+    let k = (2.0 / std::f64::consts::PI).sqrt();
+    0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
+}
+
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// -1, 0, 1; NaN stays NaN.
+pub fn sign(x: f64) -> f64 {
+    if x.is_nan() { x } else if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 }
+}
+
+/// Maximum that propagates NaN (PyTorch's `maximum`).
+pub fn maximum(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+}
+
+/// Minimum that propagates NaN.
+pub fn minimum(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
+}
+
+pub fn mask(c: bool) -> f64 {
+    if c { 1.0 } else { 0.0 }
+}
+
+// ---------- reductions ----------
+
+/// Reduces `axis` with `f` over the values of each line (in order); keepdim leaves a size-1 axis.
+pub fn reduce(x: &HostTensor, axis: usize, keepdim: bool, f: impl Fn(&[f64]) -> f64) -> HostTensor {
+    let mut out_shape = x.shape.clone();
+    out_shape[axis] = 1;
+    let n: usize = out_shape.iter().product();
+    let data = (0..n)
+        .map(|o| {
+            let mut c = coords_of(o, &out_shape);
+            let line: Vec<f64> = (0..x.shape[axis])
+                .map(|k| {
+                    c[axis] = k;
+                    x.at(&c)
+                })
+                .collect();
+            f(&line)
+        })
+        .collect();
+    if !keepdim {
+        out_shape.remove(axis);
+    }
+    HostTensor::new(&out_shape, data)
+}
+
+pub fn sum(v: &[f64]) -> f64 {
+    v.iter().sum()
+}
+
+pub fn mean(v: &[f64]) -> f64 {
+    sum(v) / v.len() as f64
+}
+
+/// Max propagating NaN.
+pub fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NEG_INFINITY, maximum)
+}
+
+pub fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, minimum)
+}
+
+/// First index of the maximum; the first NaN wins.
+pub fn argmax(v: &[f64]) -> f64 {
+    if let Some(i) = v.iter().position(|x| x.is_nan()) {
+        return i as f64;
+    }
+    let m = max(v);
+    v.iter().position(|&x| x == m).unwrap_or(0) as f64
+}
+
+pub fn argmin(v: &[f64]) -> f64 {
+    if let Some(i) = v.iter().position(|x| x.is_nan()) {
+        return i as f64;
+    }
+    let m = min(v);
+    v.iter().position(|&x| x == m).unwrap_or(0) as f64
+}
+
+pub fn var(v: &[f64], unbiased: bool) -> f64 {
+    let m = mean(v);
+    let ss: f64 = v.iter().map(|x| (x - m) * (x - m)).sum();
+    ss / (v.len() as f64 - if unbiased { 1.0 } else { 0.0 })
+}
+
+pub fn norm(v: &[f64], p: f64) -> f64 {
+    let abs = v.iter().map(|x| x.abs());
+    if p == f64::INFINITY {
+        abs.fold(f64::NEG_INFINITY, maximum)
+    } else if p == f64::NEG_INFINITY {
+        abs.fold(f64::INFINITY, minimum)
+    } else if p == 0.0 {
+        abs.filter(|&a| a != 0.0).count() as f64
+    } else {
+        abs.map(|a| a.powf(p)).sum::<f64>().powf(1.0 / p)
+    }
+}
+
+pub fn logsumexp(v: &[f64]) -> f64 {
+    let m = max(v);
+    if !m.is_finite() {
+        return if v.is_empty() { f64::NEG_INFINITY } else { v.iter().map(|x| x.exp()).sum::<f64>().ln() };
+    }
+    m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+}
+
+/// Applies a line-to-line function along `axis` (softmax and friends).
+pub fn along(x: &HostTensor, axis: usize, f: impl Fn(&[f64]) -> Vec<f64>) -> HostTensor {
+    let mut out = x.clone();
+    let mut line_shape = x.shape.clone();
+    line_shape[axis] = 1;
+    let lines: usize = line_shape.iter().product();
+    for o in 0..lines {
+        let mut c = coords_of(o, &line_shape);
+        let line: Vec<f64> = (0..x.shape[axis])
+            .map(|k| {
+                c[axis] = k;
+                x.at(&c)
+            })
+            .collect();
+        for (k, v) in f(&line).into_iter().enumerate() {
+            c[axis] = k;
+            out.data[linear_of(&c, &x.shape)] = v;
+        }
+    }
+    out
+}
+
+pub fn softmax(v: &[f64]) -> Vec<f64> {
+    let l = logsumexp(v);
+    v.iter().map(|x| (x - l).exp()).collect()
+}
+
+pub fn log_softmax(v: &[f64]) -> Vec<f64> {
+    let l = logsumexp(v);
+    v.iter().map(|x| x - l).collect()
+}
+
+/// Per-sample cross-entropy of `[N, C]` logits and labels.
+pub fn cross_entropy(logits: &HostTensor, labels: &[usize]) -> Vec<f64> {
+    let c = logits.shape[1];
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            let row = &logits.data[i * c..(i + 1) * c];
+            logsumexp(row) - row[l]
+        })
+        .collect()
+}
+
+// ---------- layout and indexing ----------
+
+/// Output dimension `i` is input dimension `dims[i]`.
+pub fn permute(x: &HostTensor, dims: &[usize]) -> HostTensor {
+    let shape: Vec<usize> = dims.iter().map(|&d| x.shape[d]).collect();
+    let n = x.numel();
+    let data = (0..n)
+        .map(|i| {
+            let c = coords_of(i, &shape);
+            let mut src = vec![0; x.shape.len()];
+            for (o, &d) in dims.iter().enumerate() {
+                src[d] = c[o];
+            }
+            x.at(&src)
+        })
+        .collect();
+    HostTensor::new(&shape, data)
+}
+
+/// `x[start:end:step]` along `axis`.
+pub fn slice(x: &HostTensor, axis: usize, start: usize, end: usize, step: usize) -> HostTensor {
+    let mut shape = x.shape.clone();
+    shape[axis] = (end - start).div_ceil(step);
+    let n = shape.iter().product();
+    let data = (0..n)
+        .map(|i| {
+            let mut c = coords_of(i, &shape);
+            c[axis] = start + c[axis] * step;
+            x.at(&c)
+        })
+        .collect();
+    HostTensor::new(&shape, data)
+}
+
+pub fn cat(xs: &[&HostTensor], axis: usize) -> HostTensor {
+    let mut shape = xs[0].shape.clone();
+    shape[axis] = xs.iter().map(|x| x.shape[axis]).sum();
+    let n = shape.iter().product();
+    let data = (0..n)
+        .map(|i| {
+            let mut c = coords_of(i, &shape);
+            let mut k = c[axis];
+            for x in xs {
+                if k < x.shape[axis] {
+                    c[axis] = k;
+                    return x.at(&c);
+                }
+                k -= x.shape[axis];
+            }
+            unreachable!("reference::cat: coordinate beyond the inputs")
+        })
+        .collect();
+    HostTensor::new(&shape, data)
+}
+
+/// `out[c] = x[c with c[axis] := index[c]]`.
+pub fn gather(x: &HostTensor, axis: usize, index: &HostTensor) -> HostTensor {
+    let data = (0..index.numel())
+        .map(|i| {
+            let mut c = coords_of(i, &index.shape);
+            c[axis] = index.data[i] as usize;
+            x.at(&c)
+        })
+        .collect();
+    HostTensor::new(&index.shape, data)
+}
+
+/// `out = base`; `out[c with c[axis] := index[c]] += src[c]` over `index`'s positions in order.
+pub fn scatter_add(base: &HostTensor, axis: usize, index: &HostTensor, src: &HostTensor) -> HostTensor {
+    let mut out = base.clone();
+    for i in 0..index.numel() {
+        let c = coords_of(i, &index.shape);
+        let mut dst = c.clone();
+        dst[axis] = index.data[i] as usize;
+        out.data[linear_of(&dst, &base.shape)] += src.at(&c);
+    }
+    out
+}

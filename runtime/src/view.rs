@@ -151,6 +151,17 @@ impl Tensor {
         Ok(out)
     }
 
+    /// A row-major tensor whose first element is at buffer position 0, for kernels that index a
+    /// plain array.
+    pub(crate) fn contiguous_from_zero(&self) -> Result<Tensor> {
+        if self.is_contiguous() && self.offset == 0 {
+            return Ok(self.clone());
+        }
+        let out = Tensor::alloc("Tensor::contiguous", &self.shape, self.dtype, &self.device)?;
+        copy_into(self, &out);
+        Ok(out)
+    }
+
     /// Concatenates along `dim`; all inputs share dtype, device and every other dimension.
     pub fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
         let op = "Tensor::cat";

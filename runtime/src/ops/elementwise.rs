@@ -64,7 +64,7 @@ impl Tensor {
             let off = (self.offset / vec) as u32;
             dispatch!(self.device, |client, R| unsafe {
                 unary_contiguous::launch_unchecked::<f32, R>(
-                    client, count, dim, vec, self.vector_arg(vec), out.vector_arg(vec), off, p0, p1, kind,
+                    client, count, dim, vec, self.buffer_arg(), out.buffer_arg(), off, p0, p1, kind,
                 )
             });
         } else {
@@ -95,7 +95,7 @@ impl Tensor {
             let (a_off, b_off) = ((self.offset / vec) as u32, (other.offset / vec) as u32);
             dispatch!(self.device, |client, R| unsafe {
                 binary_contiguous::launch_unchecked::<f32, R>(
-                    client, count, dim, vec, self.vector_arg(vec), other.vector_arg(vec), out.vector_arg(vec), a_off, b_off, kind,
+                    client, count, dim, vec, self.buffer_arg(), other.buffer_arg(), out.buffer_arg(), a_off, b_off, kind,
                 )
             });
         } else {

@@ -1,3 +1,8 @@
 //! Eager tensor operations, one family per file.
 
 mod elementwise;
+pub(crate) mod index;
+pub(crate) mod random;
+mod reduce;
+mod rows;
+mod softmax;

@@ -1,0 +1,114 @@
+//! Indexing: `gather`, `index_select`, deterministic `scatter_add`, `one_hot`. Index tensors are i32;
+//! their values are checked on the host (one read-back) so an out-of-range index is an error, never
+//! an out-of-bounds access.
+
+use crate::device::dispatch;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::launch::units_grid;
+use crate::shape::normalize_axis;
+use crate::tensor::Tensor;
+use dynlab_kernels::index::{gather, scatter_add};
+
+/// Errors unless every value of the i32 tensor `index` lies in `0..bound`.
+pub(crate) fn check_indices(op: &'static str, index: &Tensor, bound: usize) -> Result<()> {
+    if index.dtype() != DType::I32 {
+        return Err(Error::dtype(op, index.dtype(), "i32 indices"));
+    }
+    let values = index.to_vec::<i32>()?;
+    match values.iter().position(|&v| v < 0 || v as usize >= bound) {
+        None => Ok(()),
+        Some(pos) => Err(Error::value(op, format!("index {} at flat position {pos}", values[pos]), format!("indices in 0..{bound}"))),
+    }
+}
+
+impl Tensor {
+    /// `out[c] = self[c with c[dim] := index[c]]`; `index` has this tensor's rank and no larger
+    /// size off `dim`.
+    pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
+        let op = "Tensor::gather";
+        let d = normalize_axis(op, dim, self.rank())?;
+        self.expect_same_device(op, index)?;
+        let fits = index.rank() == self.rank() && (0..self.rank()).all(|i| i == d || index.shape()[i] <= self.shape()[i]);
+        if !fits {
+            return Err(Error::shape(op, format!("index {:?} for input {:?} on dim {d}", index.shape(), self.shape()), "an index of the same rank, no larger off dim"));
+        }
+        check_indices(op, index, self.shape()[d])?;
+        let out = Tensor::alloc(op, index.shape(), self.dtype(), &self.device)?;
+        let n = out.numel();
+        if n == 0 {
+            return Ok(out);
+        }
+        let (count, cube) = units_grid(n);
+        let (in_off, idx_off, d32) = (self.offset_u32(), index.offset_u32(), d as u32);
+        dispatch!(self.device, |client, R| unsafe {
+            let (input, idx, output) = (self.view_arg::<R>(), index.view_arg::<R>(), out.buffer_arg::<R>());
+            match self.dtype() {
+                DType::F32 => gather::launch_unchecked::<f32, R>(client, count, cube, input, idx, output, in_off, idx_off, d32),
+                DType::F16 => gather::launch_unchecked::<half::f16, R>(client, count, cube, input, idx, output, in_off, idx_off, d32),
+                DType::BF16 => gather::launch_unchecked::<half::bf16, R>(client, count, cube, input, idx, output, in_off, idx_off, d32),
+                DType::I32 => gather::launch_unchecked::<i32, R>(client, count, cube, input, idx, output, in_off, idx_off, d32),
+            }
+        });
+        Ok(out)
+    }
+
+    /// Rows (slices along `dim`) picked by the 1-D i32 `indices`, in order, repeats allowed.
+    pub fn index_select(&self, dim: isize, indices: &Tensor) -> Result<Tensor> {
+        let op = "Tensor::index_select";
+        let d = normalize_axis(op, dim, self.rank())?;
+        if indices.rank() != 1 {
+            return Err(Error::shape(op, format!("indices {:?}", indices.shape()), "1-D indices"));
+        }
+        let mut view_shape = vec![1isize; self.rank()];
+        view_shape[d] = indices.numel() as isize;
+        let mut out_shape = self.shape().to_vec();
+        out_shape[d] = indices.numel();
+        let index = indices.reshape(&view_shape)?.expand(&out_shape)?;
+        self.gather(dim, &index)
+    }
+
+    /// `out = self` plus, for every position `c` of `index`, `src[c]` added at `c with c[dim] :=
+    /// index[c]`. Sums over repeated indices run in a fixed order: bitwise reproducible.
+    pub fn scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
+        let op = "Tensor::scatter_add";
+        self.expect_f32(op)?;
+        src.expect_f32(op)?;
+        self.expect_same_device(op, index)?;
+        self.expect_same_device(op, src)?;
+        let d = normalize_axis(op, dim, self.rank())?;
+        let rank = self.rank();
+        let fits = index.rank() == rank
+            && src.rank() == rank
+            && (0..rank).all(|i| index.shape()[i] <= src.shape()[i] && (i == d || index.shape()[i] <= self.shape()[i]));
+        if !fits {
+            return Err(Error::shape(
+                op,
+                format!("self {:?}, index {:?}, src {:?} on dim {d}", self.shape(), index.shape(), src.shape()),
+                "index no larger than src everywhere and than self off dim, all of one rank",
+            ));
+        }
+        check_indices(op, index, self.shape()[d])?;
+        let out = Tensor::alloc(op, self.shape(), DType::F32, &self.device)?;
+        let n = out.numel();
+        if n == 0 {
+            return Ok(out);
+        }
+        let (count, cube) = units_grid(n);
+        dispatch!(self.device, |client, R| unsafe {
+            scatter_add::launch_unchecked::<f32, R>(
+                client, count, cube, self.view_arg(), index.view_arg(), src.view_arg(), out.buffer_arg(),
+                self.offset_u32(), index.offset_u32(), src.offset_u32(), d as u32,
+            )
+        });
+        Ok(out)
+    }
+
+    /// f32 one-hot encoding of i32 class indices in `0..classes`: shape `self.shape + [classes]`.
+    pub fn one_hot(&self, classes: usize) -> Result<Tensor> {
+        let op = "Tensor::one_hot";
+        check_indices(op, self, classes)?;
+        let classes_row = Tensor::arange(0.0, classes as f32, 1.0, &self.device)?;
+        self.to_dtype(DType::F32)?.unsqueeze(-1)?.eq(&classes_row)
+    }
+}

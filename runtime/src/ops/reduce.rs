@@ -1,0 +1,155 @@
+//! Reductions along an axis (with keepdim) and over all elements: sum, mean, max, min, argmax,
+//! argmin, var (biased or unbiased), p-norms and logsumexp.
+//!
+//! `var(x) = Σ (x_i − x̄)² / (n − δ)` with `δ = 1` when unbiased (two passes, so no cancellation);
+//! `‖x‖_p = (Σ |x_i|^p)^{1/p}`, `‖x‖_∞ = max |x_i|`, `‖x‖_{-∞} = min |x_i|`, `‖x‖_0 = #{x_i ≠ 0}`.
+
+use super::rows::Rows;
+use crate::device::dispatch;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::launch::{grid, units_grid};
+use crate::tensor::Tensor;
+use cubecl::prelude::*;
+use dynlab_kernels::reduce::{reduce_rows_cube, reduce_rows_unit, ReduceOp};
+use dynlab_kernels::softmax::SoftmaxMode;
+
+impl Tensor {
+    /// Runs `kind` over `axis`; returns (values, indices) shaped like the reduced input.
+    fn reduce(&self, op: &'static str, axis: isize, keepdim: bool, kind: ReduceOp) -> Result<(Tensor, Tensor)> {
+        self.expect_f32(op)?;
+        let rows = Rows::new(op, self, axis)?;
+        if rows.row_len == 0 && kind != ReduceOp::Sum && rows.rows > 0 {
+            return Err(Error::shape(op, format!("an empty axis {} in {:?}", rows.axis, self.shape), "a non-empty axis (the extreme of no values is undefined)"));
+        }
+        let values = Tensor::alloc(op, &[rows.rows], DType::F32, &self.device)?;
+        let is_arg = matches!(kind, ReduceOp::ArgMax | ReduceOp::ArgMin);
+        let indices = Tensor::alloc(op, &[if is_arg { rows.rows } else { 1 }], DType::I32, &self.device)?;
+        if rows.rows > 0 {
+            let (view, off, len) = (&rows.view, rows.view.offset_u32(), rows.row_len as u32);
+            match rows.cube_block() {
+                Some(block) => dispatch!(self.device, |client, R| unsafe {
+                    reduce_rows_cube::launch_unchecked::<f32, R>(
+                        client, grid(rows.rows), CubeDim::new_1d(block), view.view_arg(), values.buffer_arg(), indices.buffer_arg(), off, len, kind, block,
+                    )
+                }),
+                None => {
+                    let (count, dim) = units_grid(rows.rows);
+                    dispatch!(self.device, |client, R| unsafe {
+                        reduce_rows_unit::launch_unchecked::<f32, R>(
+                            client, count, dim, view.view_arg(), values.buffer_arg(), indices.buffer_arg(), off, len, kind,
+                        )
+                    })
+                }
+            }
+        }
+        let shape = rows.reduced_shape(&self.shape, keepdim);
+        let indices = if is_arg { indices.reshape(&shape)? } else { indices };
+        Ok((values.reshape(&shape)?, indices))
+    }
+
+    fn flat(&self) -> Result<Tensor> {
+        self.reshape(&[-1])
+    }
+
+    pub fn sum(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        Ok(self.reduce("Tensor::sum", axis, keepdim, ReduceOp::Sum)?.0)
+    }
+
+    pub fn sum_all(&self) -> Result<Tensor> {
+        self.expect_f32("Tensor::sum_all")?;
+        self.flat()?.sum(0, false)
+    }
+
+    pub fn mean(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        let n = self.axis_len("Tensor::mean", axis)?;
+        self.sum(axis, keepdim)?.mul_scalar(1.0 / n as f32)
+    }
+
+    pub fn mean_all(&self) -> Result<Tensor> {
+        self.expect_f32("Tensor::mean_all")?;
+        self.flat()?.mean(0, false)
+    }
+
+    pub fn max(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        Ok(self.reduce("Tensor::max", axis, keepdim, ReduceOp::Max)?.0)
+    }
+
+    pub fn max_all(&self) -> Result<Tensor> {
+        self.expect_f32("Tensor::max_all")?;
+        self.flat()?.max(0, false)
+    }
+
+    pub fn min(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        Ok(self.reduce("Tensor::min", axis, keepdim, ReduceOp::Min)?.0)
+    }
+
+    pub fn min_all(&self) -> Result<Tensor> {
+        self.expect_f32("Tensor::min_all")?;
+        self.flat()?.min(0, false)
+    }
+
+    /// Index (i32) of the first maximum along `axis`; NaN counts as the maximum.
+    pub fn argmax(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        Ok(self.reduce("Tensor::argmax", axis, keepdim, ReduceOp::ArgMax)?.1)
+    }
+
+    /// Flat index (i32) of the first maximum.
+    pub fn argmax_all(&self) -> Result<Tensor> {
+        self.expect_f32("Tensor::argmax_all")?;
+        self.flat()?.argmax(0, false)
+    }
+
+    /// Index (i32) of the first minimum along `axis`; NaN counts as the minimum.
+    pub fn argmin(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        Ok(self.reduce("Tensor::argmin", axis, keepdim, ReduceOp::ArgMin)?.1)
+    }
+
+    pub fn argmin_all(&self) -> Result<Tensor> {
+        self.expect_f32("Tensor::argmin_all")?;
+        self.flat()?.argmin(0, false)
+    }
+
+    /// Variance along `axis`; `unbiased` divides by `n - 1` (NaN when `n - 1 = 0`).
+    pub fn var(&self, axis: isize, unbiased: bool, keepdim: bool) -> Result<Tensor> {
+        let n = self.axis_len("Tensor::var", axis)?;
+        let centered = self.sub(&self.mean(axis, true)?)?;
+        let denom = n as f32 - if unbiased { 1.0 } else { 0.0 };
+        centered.square()?.sum(axis, keepdim)?.div_scalar(denom)
+    }
+
+    pub fn var_all(&self, unbiased: bool) -> Result<Tensor> {
+        self.expect_f32("Tensor::var_all")?;
+        self.flat()?.var(0, unbiased, false)
+    }
+
+    /// p-norm along `axis` (`p` may be `f32::INFINITY`, `-INFINITY` or 0).
+    pub fn norm(&self, p: f32, axis: isize, keepdim: bool) -> Result<Tensor> {
+        let abs = self.abs()?;
+        match p {
+            p if p.is_nan() => Err(Error::value("Tensor::norm", "p = NaN", "a real p or ±inf")),
+            f32::INFINITY => abs.max(axis, keepdim),
+            f32::NEG_INFINITY => abs.min(axis, keepdim),
+            0.0 => abs.ne_scalar(0.0)?.sum(axis, keepdim),
+            1.0 => abs.sum(axis, keepdim),
+            2.0 => abs.square()?.sum(axis, keepdim)?.sqrt(),
+            p => abs.powf(p)?.sum(axis, keepdim)?.powf(1.0 / p),
+        }
+    }
+
+    pub fn norm_all(&self, p: f32) -> Result<Tensor> {
+        self.expect_f32("Tensor::norm_all")?;
+        self.flat()?.norm(p, 0, false)
+    }
+
+    /// `ln Σ exp(x)` along `axis`, stable for large inputs; `-inf` for an all `-inf` (or empty) row.
+    pub fn logsumexp(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        let rows = Rows::new("Tensor::logsumexp", self, axis)?;
+        let shape = rows.reduced_shape(&self.shape, keepdim);
+        self.row_kernel("Tensor::logsumexp", axis, SoftmaxMode::LogSumExp, None)?.reshape(&shape)
+    }
+
+    fn axis_len(&self, op: &'static str, axis: isize) -> Result<usize> {
+        Ok(self.shape[crate::shape::normalize_axis(op, axis, self.rank())?])
+    }
+}

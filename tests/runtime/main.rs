@@ -1,0 +1,5 @@
+//! The runtime test suite: every op against the f64 host reference on the default device (software
+//! Vulkan in CI), with outputs poisoned with NaN before each launch.
+
+mod common;
+mod elementwise;
