@@ -9,3 +9,22 @@ pub fn is_nan<F: Float>(x: F) -> bool {
     let bits = u32::reinterpret(f32::cast_from(x));
     (bits & 0x7FFF_FFFF) > 0x7F80_0000
 }
+
+/// Whether `x` is neither infinite nor NaN (exponent not all ones).
+#[cube]
+pub fn is_finite<F: Float>(x: F) -> bool {
+    let bits = u32::reinterpret(f32::cast_from(x));
+    (bits & 0x7F80_0000) != 0x7F80_0000
+}
+
+/// `+inf` built from its bits at run time (WGSL has no infinity literal).
+#[cube]
+pub fn infinity<F: Float>() -> F {
+    F::cast_from(f32::reinterpret(0x7F80_0000u32.runtime()))
+}
+
+/// `-inf` built from its bits at run time.
+#[cube]
+pub fn neg_infinity<F: Float>() -> F {
+    F::cast_from(f32::reinterpret(0xFF80_0000u32.runtime()))
+}

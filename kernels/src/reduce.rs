@@ -7,7 +7,7 @@
 //! first NaN if any), as PyTorch does. Sums are accumulated in the element type.
 
 use crate::layout::strided_offset;
-use crate::num::is_nan;
+use crate::num::{infinity, is_nan, neg_infinity};
 use cubecl::prelude::*;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -25,8 +25,8 @@ const NO_INDEX: i32 = i32::MAX;
 fn identity<F: Float>(#[comptime] op: ReduceOp) -> F {
     match op {
         ReduceOp::Sum => F::new(0.0),
-        ReduceOp::Max | ReduceOp::ArgMax => F::new(f32::NEG_INFINITY),
-        ReduceOp::Min | ReduceOp::ArgMin => F::new(f32::INFINITY),
+        ReduceOp::Max | ReduceOp::ArgMax => neg_infinity::<F>(),
+        ReduceOp::Min | ReduceOp::ArgMin => infinity::<F>(),
     }
 }
 
@@ -40,24 +40,18 @@ fn takes_over<F: Float>(va: F, ia: i32, vb: F, ib: i32, #[comptime] is_max: bool
     (better && !a_nan) || (tie && ib < ia) || (b_nan && !a_nan)
 }
 
-/// Combines `(va, ia)` with `(vb, ib)` in place.
+/// Combines the running `(va, ia)` with `(vb, ib)`.
 #[cube]
-fn combine<F: Float>(va: &mut F, ia: &mut i32, vb: F, ib: i32, #[comptime] op: ReduceOp) {
+fn combine<F: Float>(va: F, ia: i32, vb: F, ib: i32, #[comptime] op: ReduceOp) -> (F, i32) {
     match op {
-        ReduceOp::Sum => {
-            *va += vb;
-        }
+        ReduceOp::Sum => (va + vb, ia),
         ReduceOp::Max | ReduceOp::ArgMax => {
-            if takes_over::<F>(*va, *ia, vb, ib, true) {
-                *va = vb;
-                *ia = ib;
-            }
+            let take = takes_over::<F>(va, ia, vb, ib, true);
+            (select(take, vb, va), select(take, ib, ia))
         }
         ReduceOp::Min | ReduceOp::ArgMin => {
-            if takes_over::<F>(*va, *ia, vb, ib, false) {
-                *va = vb;
-                *ia = ib;
-            }
+            let take = takes_over::<F>(va, ia, vb, ib, false);
+            (select(take, vb, va), select(take, ib, ia))
         }
     }
 }
@@ -95,10 +89,12 @@ pub fn reduce_rows_unit<F: Float>(
         let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
         let step = input.stride(input.rank() - 1);
         let mut acc = identity::<F>(op);
-        let mut acc_i = NO_INDEX;
+        let mut acc_i = NO_INDEX.runtime();
         for j in 0..row_len {
             let v = input[base + j as usize * step];
-            combine::<F>(&mut acc, &mut acc_i, v, j as i32, op);
+            let (a, ai) = combine::<F>(acc, acc_i, v, j as i32, op);
+            acc = a;
+            acc_i = ai;
         }
         write_result::<F>(values, indices, row, acc, acc_i, op);
     }
@@ -122,11 +118,13 @@ pub fn reduce_rows_cube<F: Float>(
         let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
         let step = input.stride(input.rank() - 1);
         let mut acc = identity::<F>(op);
-        let mut acc_i = NO_INDEX;
+        let mut acc_i = NO_INDEX.runtime();
         let mut j = UNIT_POS;
         while j < row_len {
             let v = input[base + j as usize * step];
-            combine::<F>(&mut acc, &mut acc_i, v, j as i32, op);
+            let (a, ai) = combine::<F>(acc, acc_i, v, j as i32, op);
+            acc = a;
+            acc_i = ai;
             j += block;
         }
         let u = UNIT_POS as usize;
@@ -136,10 +134,8 @@ pub fn reduce_rows_cube<F: Float>(
         let mut stride = (block / 2).runtime();
         while stride > 0 {
             if UNIT_POS < stride {
-                let mut a = shared_v[u];
-                let mut ai = shared_i[u];
                 let other = u + stride as usize;
-                combine::<F>(&mut a, &mut ai, shared_v[other], shared_i[other], op);
+                let (a, ai) = combine::<F>(shared_v[u], shared_i[u], shared_v[other], shared_i[other], op);
                 shared_v[u] = a;
                 shared_i[u] = ai;
             }

@@ -8,7 +8,7 @@
 //! A row whose maximum is ±inf or NaN yields NaN (or ±inf) rather than a silently wrong finite number.
 
 use crate::layout::strided_offset;
-use crate::num::is_nan;
+use crate::num::{is_finite, is_nan, neg_infinity};
 use cubecl::prelude::*;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub enum SoftmaxMode {
 /// `ln 0 = -inf` for logsumexp and NaN for softmax, as in PyTorch).
 #[cube]
 fn safe_shift<F: Float>(m: F) -> F {
-    select(m.abs() < F::new(f32::INFINITY), m, F::new(0.0))
+    select(is_finite::<F>(m), m, F::new(0.0))
 }
 
 #[cube]
@@ -93,7 +93,7 @@ pub fn softmax_rows_unit<F: Float>(
     if row < rows as usize {
         let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
         let step = input.stride(input.rank() - 1);
-        let mut m = F::new(f32::NEG_INFINITY);
+        let mut m = neg_infinity::<F>();
         for j in 0..row_len {
             let x = input[base + j as usize * step];
             m = select(x > m || is_nan::<F>(x), x, m);
@@ -128,7 +128,7 @@ pub fn softmax_rows_cube<F: Float>(
         let step = input.stride(input.rank() - 1);
         let u = UNIT_POS as usize;
 
-        let mut m = F::new(f32::NEG_INFINITY);
+        let mut m = neg_infinity::<F>();
         let mut j = UNIT_POS;
         while j < row_len {
             let x = input[base + j as usize * step];
