@@ -14,4 +14,4 @@
 
 pub use dynlab_kernels as kernels;
 pub use dynlab_runtime as runtime;
-pub use dynlab_runtime::{DType, Device, Error, Result, Rng, Tensor};
+pub use dynlab_runtime::{bf16, f16, DType, Device, Error, Result, Rng, Tensor};

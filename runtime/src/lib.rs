@@ -14,6 +14,7 @@ mod view;
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
+pub use half::{bf16, f16};
 pub use launch::set_poison_outputs;
 pub use ops::random::Rng;
 pub use tensor::Tensor;

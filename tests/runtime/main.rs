@@ -3,4 +3,8 @@
 
 mod common;
 mod elementwise;
+mod errors;
+mod index;
+mod random;
 mod reduce;
+mod views;

@@ -34,6 +34,11 @@ impl Tensor {
             return Err(Error::shape(op, format!("index {:?} for input {:?} on dim {d}", index.shape(), self.shape()), "an index of the same rank, no larger off dim"));
         }
         check_indices(op, index, self.shape()[d])?;
+        self.gather_checked(op, d, index)
+    }
+
+    /// Launches the gather kernel; `index` is already validated.
+    fn gather_checked(&self, op: &'static str, d: usize, index: &Tensor) -> Result<Tensor> {
         let out = Tensor::alloc(op, index.shape(), self.dtype(), &self.device)?;
         let n = out.numel();
         if n == 0 {
@@ -57,15 +62,17 @@ impl Tensor {
     pub fn index_select(&self, dim: isize, indices: &Tensor) -> Result<Tensor> {
         let op = "Tensor::index_select";
         let d = normalize_axis(op, dim, self.rank())?;
+        self.expect_same_device(op, indices)?;
         if indices.rank() != 1 {
             return Err(Error::shape(op, format!("indices {:?}", indices.shape()), "1-D indices"));
         }
+        check_indices(op, indices, self.shape()[d])?;
         let mut view_shape = vec![1isize; self.rank()];
         view_shape[d] = indices.numel() as isize;
         let mut out_shape = self.shape().to_vec();
         out_shape[d] = indices.numel();
         let index = indices.reshape(&view_shape)?.expand(&out_shape)?;
-        self.gather(dim, &index)
+        self.gather_checked(op, d, &index)
     }
 
     /// `out = self` plus, for every position `c` of `index`, `src[c]` added at `c with c[dim] :=
