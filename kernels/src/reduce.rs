@@ -135,7 +135,13 @@ pub fn reduce_rows_cube<F: Float>(
         while stride > 0 {
             if UNIT_POS < stride {
                 let other = u + stride as usize;
-                let (a, ai) = combine::<F>(shared_v[u], shared_i[u], shared_v[other], shared_i[other], op);
+                let (a, ai) = combine::<F>(
+                    shared_v[u],
+                    shared_i[u],
+                    shared_v[other],
+                    shared_i[other],
+                    op,
+                );
                 shared_v[u] = a;
                 shared_i[u] = ai;
             }

@@ -66,7 +66,8 @@ const KNOWN_NAMES: &str =
     "wgpu, wgpu:cpu, wgpu:discrete:N, wgpu:integrated:N, vulkan, metal, cuda, cuda:N";
 
 #[cfg(target_os = "linux")]
-const NO_ADAPTER_HELP: &str = "no GPU adapter was found; on Linux without a GPU install a software Vulkan driver \
+const NO_ADAPTER_HELP: &str =
+    "no GPU adapter was found; on Linux without a GPU install a software Vulkan driver \
      (`apt-get install mesa-vulkan-drivers libvulkan1`), or install your GPU's Vulkan driver";
 #[cfg(not(target_os = "linux"))]
 const NO_ADAPTER_HELP: &str =
@@ -91,7 +92,9 @@ impl Device {
         match (kind, rest.as_slice()) {
             ("wgpu", []) => Self::open_wgpu(name, WgpuChoice::Best),
             ("wgpu", ["cpu"]) => Self::open_wgpu(name, WgpuChoice::Cpu),
-            ("wgpu", ["discrete", i]) => Self::open_wgpu(name, WgpuChoice::Discrete(parse_index(name, i)?)),
+            ("wgpu", ["discrete", i]) => {
+                Self::open_wgpu(name, WgpuChoice::Discrete(parse_index(name, i)?))
+            }
             ("wgpu", ["integrated", i]) => {
                 Self::open_wgpu(name, WgpuChoice::Integrated(parse_index(name, i)?))
             }
@@ -135,9 +138,8 @@ impl Device {
         {
             use cubecl::cuda::{CudaDevice, CudaRuntime};
             let requested = format!("cuda:{index}");
-            let client = catch_backend_panic(&requested, || {
-                CudaRuntime::client(&CudaDevice::new(index))
-            })?;
+            let client =
+                catch_backend_panic(&requested, || CudaRuntime::client(&CudaDevice::new(index)))?;
             Ok(Device {
                 backend: Backend::Cuda(client),
                 name: requested,

@@ -43,7 +43,11 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn shape(op: &'static str, got: impl Into<String>, expected: impl Into<String>) -> Self {
+    pub(crate) fn shape(
+        op: &'static str,
+        got: impl Into<String>,
+        expected: impl Into<String>,
+    ) -> Self {
         Error::Shape {
             op,
             got: got.into(),
@@ -51,7 +55,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn value(op: &'static str, got: impl Into<String>, expected: impl Into<String>) -> Self {
+    pub(crate) fn value(
+        op: &'static str,
+        got: impl Into<String>,
+        expected: impl Into<String>,
+    ) -> Self {
         Error::Value {
             op,
             got: got.into(),
@@ -59,7 +67,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn dtype(op: &'static str, got: impl fmt::Display, expected: impl Into<String>) -> Self {
+    pub(crate) fn dtype(
+        op: &'static str,
+        got: impl fmt::Display,
+        expected: impl Into<String>,
+    ) -> Self {
         Error::DType {
             op,
             got: got.to_string(),

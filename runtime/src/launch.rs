@@ -53,14 +53,23 @@ pub(crate) fn check_size(op: &'static str, shape: &[usize]) -> Result<usize> {
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .filter(|&n| n <= MAX_ELEMENTS)
         .ok_or_else(|| {
-            Error::value(op, format!("shape {shape:?}"), format!("at most {MAX_ELEMENTS} elements"))
+            Error::value(
+                op,
+                format!("shape {shape:?}"),
+                format!("at most {MAX_ELEMENTS} elements"),
+            )
         })?;
     Ok(n)
 }
 
 impl Tensor {
     /// A fresh contiguous tensor whose contents are unspecified (NaN when poisoning is on).
-    pub(crate) fn alloc(op: &'static str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+    pub(crate) fn alloc(
+        op: &'static str,
+        shape: &[usize],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
         let n = check_size(op, shape)?;
         if !device.supports(dtype) {
             return Err(Error::Device {
@@ -93,10 +102,16 @@ impl Tensor {
             let out = ArrayArg::from_raw_parts(self.handle.clone(), len);
             match self.dtype {
                 DType::F32 => fill::launch_unchecked::<f32, R>(client, count, dim, out, f32::NAN),
-                DType::F16 => fill::launch_unchecked::<half::f16, R>(client, count, dim, out, half::f16::NAN),
-                DType::BF16 => {
-                    fill::launch_unchecked::<half::bf16, R>(client, count, dim, out, half::bf16::NAN)
+                DType::F16 => {
+                    fill::launch_unchecked::<half::f16, R>(client, count, dim, out, half::f16::NAN)
                 }
+                DType::BF16 => fill::launch_unchecked::<half::bf16, R>(
+                    client,
+                    count,
+                    dim,
+                    out,
+                    half::bf16::NAN,
+                ),
                 DType::I32 => fill::launch_unchecked::<i32, R>(client, count, dim, out, i32::MIN),
             }
         })
@@ -117,7 +132,6 @@ impl Tensor {
     pub(crate) fn buffer_arg<R: Runtime>(&self) -> ArrayArg<R> {
         unsafe { ArrayArg::from_raw_parts(self.handle.clone(), self.buffer_len) }
     }
-
 
     pub(crate) fn offset_u32(&self) -> u32 {
         self.offset as u32

@@ -26,13 +26,24 @@ fn coords_of(mut linear: usize, shape: &[usize]) -> Vec<usize> {
 }
 
 fn linear_of(coords: &[usize], shape: &[usize]) -> usize {
-    coords.iter().zip(strides_of(shape)).map(|(c, s)| c * s).sum()
+    coords
+        .iter()
+        .zip(strides_of(shape))
+        .map(|(c, s)| c * s)
+        .sum()
 }
 
 impl HostTensor {
     pub fn new(shape: &[usize], data: Vec<f64>) -> HostTensor {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "reference: data does not fill the shape");
-        HostTensor { shape: shape.to_vec(), data }
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "reference: data does not fill the shape"
+        );
+        HostTensor {
+            shape: shape.to_vec(),
+            data,
+        }
     }
 
     pub fn from_f32(shape: &[usize], data: &[f32]) -> HostTensor {
@@ -60,10 +71,25 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Vec<usize> {
     let rank = a.len().max(b.len());
     (0..rank)
         .map(|i| {
-            let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { 1 };
-            let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { 1 };
-            assert!(da == db || da == 1 || db == 1, "reference: shapes do not broadcast");
-            if da == 1 { db } else { da }
+            let da = if i + a.len() >= rank {
+                a[i + a.len() - rank]
+            } else {
+                1
+            };
+            let db = if i + b.len() >= rank {
+                b[i + b.len() - rank]
+            } else {
+                1
+            };
+            assert!(
+                da == db || da == 1 || db == 1,
+                "reference: shapes do not broadcast"
+            );
+            if da == 1 {
+                db
+            } else {
+                da
+            }
         })
         .collect()
 }
@@ -71,7 +97,12 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Vec<usize> {
 /// Element of `x` seen at output coordinates `c` under broadcasting.
 fn broadcast_at(x: &HostTensor, c: &[usize]) -> f64 {
     let lead = c.len() - x.shape.len();
-    let own: Vec<usize> = x.shape.iter().enumerate().map(|(d, &s)| if s == 1 { 0 } else { c[lead + d] }).collect();
+    let own: Vec<usize> = x
+        .shape
+        .iter()
+        .enumerate()
+        .map(|(d, &s)| if s == 1 { 0 } else { c[lead + d] })
+        .collect();
     x.at(&own)
 }
 
@@ -95,7 +126,11 @@ pub fn where_(cond: &HostTensor, a: &HostTensor, b: &HostTensor) -> HostTensor {
     let data = (0..n)
         .map(|i| {
             let c = coords_of(i, &shape);
-            if broadcast_at(cond, &c) != 0.0 { broadcast_at(a, &c) } else { broadcast_at(b, &c) }
+            if broadcast_at(cond, &c) != 0.0 {
+                broadcast_at(a, &c)
+            } else {
+                broadcast_at(b, &c)
+            }
         })
         .collect();
     HostTensor::new(&shape, data)
@@ -141,21 +176,41 @@ pub fn sigmoid(x: f64) -> f64 {
 
 /// -1, 0, 1; NaN stays NaN.
 pub fn sign(x: f64) -> f64 {
-    if x.is_nan() { x } else if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 }
+    if x.is_nan() {
+        x
+    } else if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
 }
 
 /// Maximum that propagates NaN (PyTorch's `maximum`).
 pub fn maximum(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 /// Minimum that propagates NaN.
 pub fn minimum(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 pub fn mask(c: bool) -> f64 {
-    if c { 1.0 } else { 0.0 }
+    if c {
+        1.0
+    } else {
+        0.0
+    }
 }
 
 // ---------- reductions ----------
@@ -239,7 +294,11 @@ pub fn norm(v: &[f64], p: f64) -> f64 {
 pub fn logsumexp(v: &[f64]) -> f64 {
     let m = max(v);
     if !m.is_finite() {
-        return if v.is_empty() { f64::NEG_INFINITY } else { v.iter().map(|x| x.exp()).sum::<f64>().ln() };
+        return if v.is_empty() {
+            f64::NEG_INFINITY
+        } else {
+            v.iter().map(|x| x.exp()).sum::<f64>().ln()
+        };
     }
     m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
 }
@@ -357,7 +416,12 @@ pub fn gather(x: &HostTensor, axis: usize, index: &HostTensor) -> HostTensor {
 }
 
 /// `out = base`; `out[c with c[axis] := index[c]] += src[c]` over `index`'s positions in order.
-pub fn scatter_add(base: &HostTensor, axis: usize, index: &HostTensor, src: &HostTensor) -> HostTensor {
+pub fn scatter_add(
+    base: &HostTensor,
+    axis: usize,
+    index: &HostTensor,
+    src: &HostTensor,
+) -> HostTensor {
     let mut out = base.clone();
     for i in 0..index.numel() {
         let c = coords_of(i, &index.shape);

@@ -87,17 +87,23 @@ impl Tensor {
     /// Reads the elements back in row-major order (blocks until the device is done).
     pub fn to_vec<E: Element>(&self) -> Result<Vec<E>> {
         if self.dtype != E::DTYPE {
-            return Err(Error::dtype("Tensor::to_vec", self.dtype, format!("{} (the requested element type); cast first", E::DTYPE)));
+            return Err(Error::dtype(
+                "Tensor::to_vec",
+                self.dtype,
+                format!("{} (the requested element type); cast first", E::DTYPE),
+            ));
         }
         let n = self.numel();
         if n == 0 {
             return Ok(Vec::new());
         }
         let t = self.contiguous()?;
-        let bytes = dispatch!(t.device, |client, R| client.read_one(t.handle.clone()))
-            .map_err(|e| Error::Backend {
-                op: "Tensor::to_vec",
-                message: format!("{e:?}"),
+        let bytes =
+            dispatch!(t.device, |client, R| client.read_one(t.handle.clone())).map_err(|e| {
+                Error::Backend {
+                    op: "Tensor::to_vec",
+                    message: format!("{e:?}"),
+                }
             })?;
         let start = t.offset * E::DTYPE.size();
         let end = start + n * E::DTYPE.size();
@@ -107,7 +113,11 @@ impl Tensor {
     /// The single value of a one-element f32 tensor.
     pub fn item(&self) -> Result<f32> {
         if self.numel() != 1 {
-            return Err(Error::shape("Tensor::item", format!("{:?}", self.shape), "exactly one element"));
+            return Err(Error::shape(
+                "Tensor::item",
+                format!("{:?}", self.shape),
+                "exactly one element",
+            ));
         }
         Ok(self.to_vec::<f32>()?[0])
     }
@@ -154,7 +164,14 @@ impl Tensor {
         if n > 0 {
             let (count, dim) = units_grid(n);
             dispatch!(device, |client, R| unsafe {
-                arange::launch_unchecked::<f32, R>(client, count, dim, out.buffer_arg(), start, step)
+                arange::launch_unchecked::<f32, R>(
+                    client,
+                    count,
+                    dim,
+                    out.buffer_arg(),
+                    start,
+                    step,
+                )
             });
         }
         Ok(out)
@@ -214,7 +231,11 @@ impl Tensor {
         if self.dtype == DType::F32 {
             Ok(())
         } else {
-            Err(Error::dtype(op, self.dtype, "f32 (cast with .to_dtype(DType::F32))"))
+            Err(Error::dtype(
+                op,
+                self.dtype,
+                "f32 (cast with .to_dtype(DType::F32))",
+            ))
         }
     }
 

@@ -25,22 +25,43 @@ impl Tensor {
     pub fn reshape(&self, shape: &[isize]) -> Result<Tensor> {
         let op = "Tensor::reshape";
         let n = self.numel();
-        let inferred: Vec<usize> = shape.iter().enumerate().filter(|(_, &d)| d == -1).map(|(i, _)| i).collect();
+        let inferred: Vec<usize> = shape
+            .iter()
+            .enumerate()
+            .filter(|(_, &d)| d == -1)
+            .map(|(i, _)| i)
+            .collect();
         if inferred.len() > 1 || shape.iter().any(|&d| d < -1) {
-            return Err(Error::shape(op, format!("{shape:?}"), "non-negative sizes with at most one -1"));
+            return Err(Error::shape(
+                op,
+                format!("{shape:?}"),
+                "non-negative sizes with at most one -1",
+            ));
         }
-        let known: usize = shape.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
+        let known: usize = shape
+            .iter()
+            .filter(|&&d| d >= 0)
+            .map(|&d| d as usize)
+            .product();
         let mut new_shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
         if let Some(&i) = inferred.first() {
-            if known == 0 || n % known != 0 {
-                return Err(Error::shape(op, format!("{shape:?} for {n} elements ({:?})", self.shape), "a shape whose known sizes divide the element count"));
+            if known == 0 || !n.is_multiple_of(known) {
+                return Err(Error::shape(
+                    op,
+                    format!("{shape:?} for {n} elements ({:?})", self.shape),
+                    "a shape whose known sizes divide the element count",
+                ));
             }
             new_shape[i] = n / known;
         }
         if numel(&new_shape) != n {
             return Err(Error::shape(
                 op,
-                format!("{shape:?} ({} elements) for a tensor of shape {:?} ({n} elements)", numel(&new_shape), self.shape),
+                format!(
+                    "{shape:?} ({} elements) for a tensor of shape {:?} ({n} elements)",
+                    numel(&new_shape),
+                    self.shape
+                ),
                 "the same number of elements",
             ));
         }
@@ -53,9 +74,16 @@ impl Tensor {
     pub fn permute(&self, dims: &[usize]) -> Result<Tensor> {
         let rank = self.rank();
         let mut seen = vec![false; rank];
-        let valid = dims.len() == rank && dims.iter().all(|&d| d < rank && !std::mem::replace(&mut seen[d], true));
+        let valid = dims.len() == rank
+            && dims
+                .iter()
+                .all(|&d| d < rank && !std::mem::replace(&mut seen[d], true));
         if !valid {
-            return Err(Error::shape("Tensor::permute", format!("dims {dims:?} for rank {rank}"), format!("a permutation of 0..{rank}")));
+            return Err(Error::shape(
+                "Tensor::permute",
+                format!("dims {dims:?} for rank {rank}"),
+                format!("a permutation of 0..{rank}"),
+            ));
         }
         let shape = dims.iter().map(|&d| self.shape[d]).collect();
         let strides = dims.iter().map(|&d| self.strides[d]).collect();
@@ -82,20 +110,34 @@ impl Tensor {
         let d = normalize_axis(op, dim, self.rank())?;
         let size = self.shape[d];
         if step == 0 || start > end || end > size {
-            return Err(Error::value(op, format!("start={start}, end={end}, step={step} on dimension {d} of size {size}"), "start <= end <= size and step >= 1"));
+            return Err(Error::value(
+                op,
+                format!("start={start}, end={end}, step={step} on dimension {d} of size {size}"),
+                "start <= end <= size and step >= 1",
+            ));
         }
         let mut shape = self.shape.clone();
         let mut strides = self.strides.clone();
         shape[d] = (end - start).div_ceil(step);
         strides[d] *= step;
-        let offset = if shape[d] == 0 { self.offset } else { self.offset + start * self.strides[d] };
+        let offset = if shape[d] == 0 {
+            self.offset
+        } else {
+            self.offset + start * self.strides[d]
+        };
         Ok(self.with_view(shape, strides, offset))
     }
 
     /// Broadcasts to `shape` without copying: size-1 (or missing leading) dimensions get stride 0.
     pub fn expand(&self, shape: &[usize]) -> Result<Tensor> {
         let op = "Tensor::expand";
-        let bad = || Error::shape(op, format!("{:?} to {shape:?}", self.shape), "each dimension equal to the target or 1, and rank <= target rank");
+        let bad = || {
+            Error::shape(
+                op,
+                format!("{:?} to {shape:?}", self.shape),
+                "each dimension equal to the target or 1, and rank <= target rank",
+            )
+        };
         if shape.len() < self.rank() {
             return Err(bad());
         }
@@ -122,7 +164,11 @@ impl Tensor {
         let d = normalize_insert_axis("Tensor::unsqueeze", dim, self.rank())?;
         let mut shape = self.shape.clone();
         let mut strides = self.strides.clone();
-        let stride = if d < self.rank() { self.strides[d] * self.shape[d] } else { 1 };
+        let stride = if d < self.rank() {
+            self.strides[d] * self.shape[d]
+        } else {
+            1
+        };
         shape.insert(d, 1);
         strides.insert(d, stride);
         Ok(self.with_view(shape, strides, self.offset))
@@ -132,7 +178,11 @@ impl Tensor {
     pub fn squeeze(&self, dim: isize) -> Result<Tensor> {
         let d = normalize_axis("Tensor::squeeze", dim, self.rank())?;
         if self.shape[d] != 1 {
-            return Err(Error::shape("Tensor::squeeze", format!("dimension {d} of {:?}", self.shape), "a dimension of size 1"));
+            return Err(Error::shape(
+                "Tensor::squeeze",
+                format!("dimension {d} of {:?}", self.shape),
+                "a dimension of size 1",
+            ));
         }
         let mut shape = self.shape.clone();
         let mut strides = self.strides.clone();
@@ -165,18 +215,29 @@ impl Tensor {
     /// Concatenates along `dim`; all inputs share dtype, device and every other dimension.
     pub fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
         let op = "Tensor::cat";
-        let first = tensors.first().ok_or_else(|| Error::value(op, "an empty list", "at least one tensor"))?;
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::value(op, "an empty list", "at least one tensor"))?;
         let d = normalize_axis(op, dim, first.rank())?;
         let mut shape = first.shape.clone();
         shape[d] = 0;
         for t in tensors {
             first.expect_same_device(op, t)?;
-            let same_rest = t.rank() == first.rank() && (0..t.rank()).all(|i| i == d || t.shape[i] == first.shape[i]);
+            let same_rest = t.rank() == first.rank()
+                && (0..t.rank()).all(|i| i == d || t.shape[i] == first.shape[i]);
             if !same_rest {
-                return Err(Error::shape(op, format!("{:?} next to {:?}", t.shape, first.shape), format!("equal sizes off dimension {d}")));
+                return Err(Error::shape(
+                    op,
+                    format!("{:?} next to {:?}", t.shape, first.shape),
+                    format!("equal sizes off dimension {d}"),
+                ));
             }
             if t.dtype != first.dtype {
-                return Err(Error::dtype(op, t.dtype, format!("{} like the first tensor", first.dtype)));
+                return Err(Error::dtype(
+                    op,
+                    t.dtype,
+                    format!("{} like the first tensor", first.dtype),
+                ));
             }
             shape[d] += t.shape[d];
         }
@@ -193,11 +254,20 @@ impl Tensor {
     /// Stacks equal-shaped tensors along a new dimension `dim`.
     pub fn stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
         let op = "Tensor::stack";
-        let first = tensors.first().ok_or_else(|| Error::value(op, "an empty list", "at least one tensor"))?;
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::value(op, "an empty list", "at least one tensor"))?;
         if let Some(t) = tensors.iter().find(|t| t.shape != first.shape) {
-            return Err(Error::shape(op, format!("{:?} next to {:?}", t.shape, first.shape), "equal shapes"));
+            return Err(Error::shape(
+                op,
+                format!("{:?} next to {:?}", t.shape, first.shape),
+                "equal shapes",
+            ));
         }
-        let expanded = tensors.iter().map(|t| t.unsqueeze(dim)).collect::<Result<Vec<_>>>()?;
+        let expanded = tensors
+            .iter()
+            .map(|t| t.unsqueeze(dim))
+            .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&expanded.iter().collect::<Vec<_>>(), dim)
     }
 
@@ -219,12 +289,24 @@ impl Tensor {
         dispatch!(self.device, |client, R| unsafe {
             let (input, output) = (self.view_arg(), out.buffer_arg());
             match (self.dtype, dtype) {
-                (DType::F32, DType::F16) => cast_strided::launch_unchecked::<f32, half::f16, R>(client, count, dim, input, output, off),
-                (DType::F32, DType::BF16) => cast_strided::launch_unchecked::<f32, half::bf16, R>(client, count, dim, input, output, off),
-                (DType::F32, DType::I32) => cast_strided::launch_unchecked::<f32, i32, R>(client, count, dim, input, output, off),
-                (DType::F16, _) => cast_strided::launch_unchecked::<half::f16, f32, R>(client, count, dim, input, output, off),
-                (DType::BF16, _) => cast_strided::launch_unchecked::<half::bf16, f32, R>(client, count, dim, input, output, off),
-                (DType::I32, _) => cast_strided::launch_unchecked::<i32, f32, R>(client, count, dim, input, output, off),
+                (DType::F32, DType::F16) => cast_strided::launch_unchecked::<f32, half::f16, R>(
+                    client, count, dim, input, output, off,
+                ),
+                (DType::F32, DType::BF16) => cast_strided::launch_unchecked::<f32, half::bf16, R>(
+                    client, count, dim, input, output, off,
+                ),
+                (DType::F32, DType::I32) => cast_strided::launch_unchecked::<f32, i32, R>(
+                    client, count, dim, input, output, off,
+                ),
+                (DType::F16, _) => cast_strided::launch_unchecked::<half::f16, f32, R>(
+                    client, count, dim, input, output, off,
+                ),
+                (DType::BF16, _) => cast_strided::launch_unchecked::<half::bf16, f32, R>(
+                    client, count, dim, input, output, off,
+                ),
+                (DType::I32, _) => cast_strided::launch_unchecked::<i32, f32, R>(
+                    client, count, dim, input, output, off,
+                ),
                 (DType::F32, DType::F32) => unreachable!("same dtype returned early"),
             }
         });
@@ -243,10 +325,18 @@ fn copy_into(src: &Tensor, dst: &Tensor) {
     dispatch!(src.device, |client, R| unsafe {
         let (input, output) = (src.view_arg::<R>(), dst.view_arg::<R>());
         match src.dtype {
-            DType::F32 => copy_strided::launch_unchecked::<f32, R>(client, count, dim, input, output, src_off, dst_off, n32),
-            DType::F16 => copy_strided::launch_unchecked::<half::f16, R>(client, count, dim, input, output, src_off, dst_off, n32),
-            DType::BF16 => copy_strided::launch_unchecked::<half::bf16, R>(client, count, dim, input, output, src_off, dst_off, n32),
-            DType::I32 => copy_strided::launch_unchecked::<i32, R>(client, count, dim, input, output, src_off, dst_off, n32),
+            DType::F32 => copy_strided::launch_unchecked::<f32, R>(
+                client, count, dim, input, output, src_off, dst_off, n32,
+            ),
+            DType::F16 => copy_strided::launch_unchecked::<half::f16, R>(
+                client, count, dim, input, output, src_off, dst_off, n32,
+            ),
+            DType::BF16 => copy_strided::launch_unchecked::<half::bf16, R>(
+                client, count, dim, input, output, src_off, dst_off, n32,
+            ),
+            DType::I32 => copy_strided::launch_unchecked::<i32, R>(
+                client, count, dim, input, output, src_off, dst_off, n32,
+            ),
         }
     });
 }

@@ -50,7 +50,10 @@ impl HostRng {
 pub fn random(rng: &mut HostRng, shape: &[usize], lo: f32, hi: f32) -> (Tensor, HostTensor) {
     let n = shape.iter().product();
     let data = rng.vec(n, lo, hi);
-    (Tensor::from_slice(&data, shape, &device()).unwrap(), HostTensor::from_f32(shape, &data))
+    (
+        Tensor::from_slice(&data, shape, &device()).unwrap(),
+        HostTensor::from_f32(shape, &data),
+    )
 }
 
 /// Asserts shape equality and `|got - want| <= atol + rtol·|want|` everywhere; NaN must match NaN
@@ -67,7 +70,10 @@ pub fn assert_close(what: &str, got: &Tensor, want: &HostTensor, atol: f64, rtol
         } else {
             (g - w).abs() <= atol + rtol * w.abs()
         };
-        assert!(ok, "{what}: element {i} is {g}, expected {w} (atol {atol}, rtol {rtol})");
+        assert!(
+            ok,
+            "{what}: element {i} is {g}, expected {w} (atol {atol}, rtol {rtol})"
+        );
     }
 }
 
@@ -77,7 +83,12 @@ pub const SHAPES: &[&[usize]] = &[&[0], &[], &[1], &[7], &[33, 5], &[3, 4, 17]];
 
 /// Layout variants of one random tensor: contiguous, transposed (non-contiguous), and an offset
 /// view into a larger buffer; each with its f64 twin in logical order.
-pub fn layouts(rng: &mut HostRng, shape: &[usize], lo: f32, hi: f32) -> Vec<(String, Tensor, HostTensor)> {
+pub fn layouts(
+    rng: &mut HostRng,
+    shape: &[usize],
+    lo: f32,
+    hi: f32,
+) -> Vec<(String, Tensor, HostTensor)> {
     use dynlab::runtime::reference::permute;
     let (t, h) = random(rng, shape, lo, hi);
     let mut out = vec![(format!("contiguous {shape:?}"), t.clone(), h.clone())];
@@ -85,7 +96,11 @@ pub fn layouts(rng: &mut HostRng, shape: &[usize], lo: f32, hi: f32) -> Vec<(Str
         let r = shape.len() as isize;
         let mut dims: Vec<usize> = (0..shape.len()).collect();
         dims.swap(0, shape.len() - 1);
-        out.push((format!("transposed {shape:?}"), t.transpose(0, r - 1).unwrap(), permute(&h, &dims)));
+        out.push((
+            format!("transposed {shape:?}"),
+            t.transpose(0, r - 1).unwrap(),
+            permute(&h, &dims),
+        ));
     }
     let n: usize = shape.iter().product();
     let mut data = rng.vec(3, lo, hi);

@@ -8,13 +8,16 @@ use crate::launch::units_grid;
 use crate::shape::broadcast_shapes;
 use crate::tensor::Tensor;
 use dynlab_kernels::elementwise::{
-    binary_contiguous, binary_strided, unary_contiguous, unary_strided, where_strided, BinaryOp, CmpOp,
-    UnaryOp,
+    binary_contiguous, binary_strided, unary_contiguous, unary_strided, where_strided, BinaryOp,
+    CmpOp, UnaryOp,
 };
 
 /// Widest vector (4, 2 or 1 elements) that divides every listed length/offset.
 fn vector_width(values: &[usize]) -> usize {
-    [4, 2].into_iter().find(|w| values.iter().all(|v| v % w == 0)).unwrap_or(1)
+    [4, 2]
+        .into_iter()
+        .find(|w| values.iter().all(|v| v % w == 0))
+        .unwrap_or(1)
 }
 
 macro_rules! unary_methods {
@@ -51,7 +54,13 @@ macro_rules! binary_methods {
 }
 
 impl Tensor {
-    pub(crate) fn unary(&self, op: &'static str, kind: UnaryOp, p0: f32, p1: f32) -> Result<Tensor> {
+    pub(crate) fn unary(
+        &self,
+        op: &'static str,
+        kind: UnaryOp,
+        p0: f32,
+        p1: f32,
+    ) -> Result<Tensor> {
         self.expect_f32(op)?;
         let out = Tensor::alloc(op, &self.shape, DType::F32, &self.device)?;
         let n = self.numel();
@@ -64,21 +73,43 @@ impl Tensor {
             let off = (self.offset / vec) as u32;
             dispatch!(self.device, |client, R| unsafe {
                 unary_contiguous::launch_unchecked::<f32, R>(
-                    client, count, dim, vec, self.buffer_arg(), out.buffer_arg(), off, p0, p1, kind,
+                    client,
+                    count,
+                    dim,
+                    vec,
+                    self.buffer_arg(),
+                    out.buffer_arg(),
+                    off,
+                    p0,
+                    p1,
+                    kind,
                 )
             });
         } else {
             let (count, dim) = units_grid(n);
             dispatch!(self.device, |client, R| unsafe {
                 unary_strided::launch_unchecked::<f32, R>(
-                    client, count, dim, self.view_arg(), out.buffer_arg(), self.offset_u32(), p0, p1, kind,
+                    client,
+                    count,
+                    dim,
+                    self.view_arg(),
+                    out.buffer_arg(),
+                    self.offset_u32(),
+                    p0,
+                    p1,
+                    kind,
                 )
             });
         }
         Ok(out)
     }
 
-    pub(crate) fn binary(&self, op: &'static str, other: &Tensor, kind: BinaryOp) -> Result<Tensor> {
+    pub(crate) fn binary(
+        &self,
+        op: &'static str,
+        other: &Tensor,
+        kind: BinaryOp,
+    ) -> Result<Tensor> {
         self.expect_f32(op)?;
         other.expect_f32(op)?;
         self.expect_same_device(op, other)?;
@@ -95,7 +126,16 @@ impl Tensor {
             let (a_off, b_off) = ((self.offset / vec) as u32, (other.offset / vec) as u32);
             dispatch!(self.device, |client, R| unsafe {
                 binary_contiguous::launch_unchecked::<f32, R>(
-                    client, count, dim, vec, self.buffer_arg(), other.buffer_arg(), out.buffer_arg(), a_off, b_off, kind,
+                    client,
+                    count,
+                    dim,
+                    vec,
+                    self.buffer_arg(),
+                    other.buffer_arg(),
+                    out.buffer_arg(),
+                    a_off,
+                    b_off,
+                    kind,
                 )
             });
         } else {
@@ -103,7 +143,15 @@ impl Tensor {
             let (count, dim) = units_grid(n);
             dispatch!(self.device, |client, R| unsafe {
                 binary_strided::launch_unchecked::<f32, R>(
-                    client, count, dim, a.view_arg(), b.view_arg(), out.buffer_arg(), a.offset_u32(), b.offset_u32(), kind,
+                    client,
+                    count,
+                    dim,
+                    a.view_arg(),
+                    b.view_arg(),
+                    out.buffer_arg(),
+                    a.offset_u32(),
+                    b.offset_u32(),
+                    kind,
                 )
             });
         }
@@ -127,8 +175,16 @@ impl Tensor {
         let (count, dim) = units_grid(n);
         dispatch!(cond.device, |client, R| unsafe {
             where_strided::launch_unchecked::<f32, R>(
-                client, count, dim, c.view_arg(), a.view_arg(), b.view_arg(), out.buffer_arg(),
-                c.offset_u32(), a.offset_u32(), b.offset_u32(),
+                client,
+                count,
+                dim,
+                c.view_arg(),
+                a.view_arg(),
+                b.view_arg(),
+                out.buffer_arg(),
+                c.offset_u32(),
+                a.offset_u32(),
+                b.offset_u32(),
             )
         });
         Ok(out)
@@ -191,6 +247,12 @@ impl Tensor {
         ge_scalar => UnaryOp::CmpScalar(CmpOp::Ge);
     }
 
+    /// A new buffer holding a row-major copy of this tensor (the vectorised contiguous kernel when
+    /// the view is contiguous, the strided one otherwise).
+    pub fn copy(&self) -> Result<Tensor> {
+        self.unary("Tensor::copy", UnaryOp::Identity, 0.0, 0.0)
+    }
+
     /// `x - s`.
     pub fn sub_scalar(&self, s: f32) -> Result<Tensor> {
         self.unary("Tensor::sub_scalar", UnaryOp::AddScalar, -s, 0.0)
@@ -199,7 +261,11 @@ impl Tensor {
     /// Limits to `[min, max]`.
     pub fn clamp(&self, min: f32, max: f32) -> Result<Tensor> {
         if min.is_nan() || max.is_nan() || min > max {
-            return Err(crate::Error::value("Tensor::clamp", format!("min={min}, max={max}"), "min <= max, neither NaN"));
+            return Err(crate::Error::value(
+                "Tensor::clamp",
+                format!("min={min}, max={max}"),
+                "min <= max, neither NaN",
+            ));
         }
         self.unary("Tensor::clamp", UnaryOp::Clamp, min, max)
     }

@@ -18,7 +18,11 @@ pub(crate) fn check_indices(op: &'static str, index: &Tensor, bound: usize) -> R
     let values = index.to_vec::<i32>()?;
     match values.iter().position(|&v| v < 0 || v as usize >= bound) {
         None => Ok(()),
-        Some(pos) => Err(Error::value(op, format!("index {} at flat position {pos}", values[pos]), format!("indices in 0..{bound}"))),
+        Some(pos) => Err(Error::value(
+            op,
+            format!("index {} at flat position {pos}", values[pos]),
+            format!("indices in 0..{bound}"),
+        )),
     }
 }
 
@@ -29,9 +33,18 @@ impl Tensor {
         let op = "Tensor::gather";
         let d = normalize_axis(op, dim, self.rank())?;
         self.expect_same_device(op, index)?;
-        let fits = index.rank() == self.rank() && (0..self.rank()).all(|i| i == d || index.shape()[i] <= self.shape()[i]);
+        let fits = index.rank() == self.rank()
+            && (0..self.rank()).all(|i| i == d || index.shape()[i] <= self.shape()[i]);
         if !fits {
-            return Err(Error::shape(op, format!("index {:?} for input {:?} on dim {d}", index.shape(), self.shape()), "an index of the same rank, no larger off dim"));
+            return Err(Error::shape(
+                op,
+                format!(
+                    "index {:?} for input {:?} on dim {d}",
+                    index.shape(),
+                    self.shape()
+                ),
+                "an index of the same rank, no larger off dim",
+            ));
         }
         check_indices(op, index, self.shape()[d])?;
         self.gather_checked(op, d, index)
@@ -47,12 +60,24 @@ impl Tensor {
         let (count, cube) = units_grid(n);
         let (in_off, idx_off, d32) = (self.offset_u32(), index.offset_u32(), d as u32);
         dispatch!(self.device, |client, R| unsafe {
-            let (input, idx, output) = (self.view_arg::<R>(), index.view_arg::<R>(), out.buffer_arg::<R>());
+            let (input, idx, output) = (
+                self.view_arg::<R>(),
+                index.view_arg::<R>(),
+                out.buffer_arg::<R>(),
+            );
             match self.dtype() {
-                DType::F32 => gather::launch_unchecked::<f32, R>(client, count, cube, input, idx, output, in_off, idx_off, d32),
-                DType::F16 => gather::launch_unchecked::<half::f16, R>(client, count, cube, input, idx, output, in_off, idx_off, d32),
-                DType::BF16 => gather::launch_unchecked::<half::bf16, R>(client, count, cube, input, idx, output, in_off, idx_off, d32),
-                DType::I32 => gather::launch_unchecked::<i32, R>(client, count, cube, input, idx, output, in_off, idx_off, d32),
+                DType::F32 => gather::launch_unchecked::<f32, R>(
+                    client, count, cube, input, idx, output, in_off, idx_off, d32,
+                ),
+                DType::F16 => gather::launch_unchecked::<half::f16, R>(
+                    client, count, cube, input, idx, output, in_off, idx_off, d32,
+                ),
+                DType::BF16 => gather::launch_unchecked::<half::bf16, R>(
+                    client, count, cube, input, idx, output, in_off, idx_off, d32,
+                ),
+                DType::I32 => gather::launch_unchecked::<i32, R>(
+                    client, count, cube, input, idx, output, in_off, idx_off, d32,
+                ),
             }
         });
         Ok(out)
@@ -64,7 +89,11 @@ impl Tensor {
         let d = normalize_axis(op, dim, self.rank())?;
         self.expect_same_device(op, indices)?;
         if indices.rank() != 1 {
-            return Err(Error::shape(op, format!("indices {:?}", indices.shape()), "1-D indices"));
+            return Err(Error::shape(
+                op,
+                format!("indices {:?}", indices.shape()),
+                "1-D indices",
+            ));
         }
         check_indices(op, indices, self.shape()[d])?;
         let mut view_shape = vec![1isize; self.rank()];
@@ -87,11 +116,19 @@ impl Tensor {
         let rank = self.rank();
         let fits = index.rank() == rank
             && src.rank() == rank
-            && (0..rank).all(|i| index.shape()[i] <= src.shape()[i] && (i == d || index.shape()[i] <= self.shape()[i]));
+            && (0..rank).all(|i| {
+                index.shape()[i] <= src.shape()[i]
+                    && (i == d || index.shape()[i] <= self.shape()[i])
+            });
         if !fits {
             return Err(Error::shape(
                 op,
-                format!("self {:?}, index {:?}, src {:?} on dim {d}", self.shape(), index.shape(), src.shape()),
+                format!(
+                    "self {:?}, index {:?}, src {:?} on dim {d}",
+                    self.shape(),
+                    index.shape(),
+                    src.shape()
+                ),
                 "index no larger than src everywhere and than self off dim, all of one rank",
             ));
         }
@@ -104,8 +141,17 @@ impl Tensor {
         let (count, cube) = units_grid(n);
         dispatch!(self.device, |client, R| unsafe {
             scatter_add::launch_unchecked::<f32, R>(
-                client, count, cube, self.view_arg(), index.view_arg(), src.view_arg(), out.buffer_arg(),
-                self.offset_u32(), index.offset_u32(), src.offset_u32(), d as u32,
+                client,
+                count,
+                cube,
+                self.view_arg(),
+                index.view_arg(),
+                src.view_arg(),
+                out.buffer_arg(),
+                self.offset_u32(),
+                index.offset_u32(),
+                src.offset_u32(),
+                d as u32,
             )
         });
         Ok(out)

@@ -60,10 +60,20 @@ impl Rng {
 
 impl Tensor {
     /// Uniform f32 on `[low, high)`.
-    pub fn rand_uniform(shape: &[usize], low: f32, high: f32, rng: &mut Rng, device: &Device) -> Result<Tensor> {
+    pub fn rand_uniform(
+        shape: &[usize],
+        low: f32,
+        high: f32,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Tensor> {
         let op = "Tensor::rand_uniform";
         if !(low.is_finite() && high.is_finite() && low < high) {
-            return Err(Error::value(op, format!("low={low}, high={high}"), "finite low < high"));
+            return Err(Error::value(
+                op,
+                format!("low={low}, high={high}"),
+                "finite low < high",
+            ));
         }
         let out = Tensor::alloc(op, shape, DType::F32, device)?;
         let blocks = out.numel().div_ceil(4);
@@ -71,17 +81,38 @@ impl Tensor {
             let s = rng.take(blocks);
             let (count, dim) = units_grid(blocks);
             dispatch!(device, |client, R| unsafe {
-                uniform::launch_unchecked::<f32, R>(client, count, dim, out.buffer_arg(), s.k0, s.k1, s.lo, s.hi, low, high)
+                uniform::launch_unchecked::<f32, R>(
+                    client,
+                    count,
+                    dim,
+                    out.buffer_arg(),
+                    s.k0,
+                    s.k1,
+                    s.lo,
+                    s.hi,
+                    low,
+                    high,
+                )
             });
         }
         Ok(out)
     }
 
     /// Normal f32 with `mean` and standard deviation `std`.
-    pub fn rand_normal(shape: &[usize], mean: f32, std: f32, rng: &mut Rng, device: &Device) -> Result<Tensor> {
+    pub fn rand_normal(
+        shape: &[usize],
+        mean: f32,
+        std: f32,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Tensor> {
         let op = "Tensor::rand_normal";
         if !(mean.is_finite() && std.is_finite() && std >= 0.0) {
-            return Err(Error::value(op, format!("mean={mean}, std={std}"), "finite mean and std >= 0"));
+            return Err(Error::value(
+                op,
+                format!("mean={mean}, std={std}"),
+                "finite mean and std >= 0",
+            ));
         }
         let out = Tensor::alloc(op, shape, DType::F32, device)?;
         let blocks = out.numel().div_ceil(4);
@@ -89,7 +120,18 @@ impl Tensor {
             let s = rng.take(blocks);
             let (count, dim) = units_grid(blocks);
             dispatch!(device, |client, R| unsafe {
-                normal::launch_unchecked::<f32, R>(client, count, dim, out.buffer_arg(), s.k0, s.k1, s.lo, s.hi, mean, std)
+                normal::launch_unchecked::<f32, R>(
+                    client,
+                    count,
+                    dim,
+                    out.buffer_arg(),
+                    s.k0,
+                    s.k1,
+                    s.lo,
+                    s.hi,
+                    mean,
+                    std,
+                )
             });
         }
         Ok(out)
@@ -106,27 +148,57 @@ impl Tensor {
         }
         let (lo, hi) = (self.min_all()?.item()?, self.max_all()?.item()?);
         if !(lo >= 0.0 && hi <= 1.0) {
-            return Err(Error::value(op, format!("probabilities in [{lo}, {hi}]"), "probabilities in [0, 1]"));
+            return Err(Error::value(
+                op,
+                format!("probabilities in [{lo}, {hi}]"),
+                "probabilities in [0, 1]",
+            ));
         }
         let blocks = n.div_ceil(4);
         let s = rng.take(blocks);
         let (count, dim) = units_grid(blocks);
         dispatch!(self.device, |client, R| unsafe {
-            bernoulli::launch_unchecked::<f32, R>(client, count, dim, self.view_arg(), out.buffer_arg(), self.offset_u32(), s.k0, s.k1, s.lo, s.hi)
+            bernoulli::launch_unchecked::<f32, R>(
+                client,
+                count,
+                dim,
+                self.view_arg(),
+                out.buffer_arg(),
+                self.offset_u32(),
+                s.k0,
+                s.k1,
+                s.lo,
+                s.hi,
+            )
         });
         Ok(out)
     }
 
     /// Bernoulli(p) draws of `shape`.
-    pub fn bernoulli_scalar(shape: &[usize], p: f32, rng: &mut Rng, device: &Device) -> Result<Tensor> {
+    pub fn bernoulli_scalar(
+        shape: &[usize],
+        p: f32,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Tensor> {
         Tensor::scalar(p, device)?.expand(shape)?.bernoulli(rng)
     }
 
     /// Uniform i32 on `[low, high)`.
-    pub fn randint(shape: &[usize], low: i32, high: i32, rng: &mut Rng, device: &Device) -> Result<Tensor> {
+    pub fn randint(
+        shape: &[usize],
+        low: i32,
+        high: i32,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Tensor> {
         let op = "Tensor::randint";
         if low >= high {
-            return Err(Error::value(op, format!("low={low}, high={high}"), "low < high"));
+            return Err(Error::value(
+                op,
+                format!("low={low}, high={high}"),
+                "low < high",
+            ));
         }
         let span = (high as i64 - low as i64) as u32;
         let out = Tensor::alloc(op, shape, DType::I32, device)?;
@@ -135,7 +207,18 @@ impl Tensor {
             let s = rng.take(blocks);
             let (count, dim) = units_grid(blocks);
             dispatch!(device, |client, R| unsafe {
-                randint::launch_unchecked::<R>(client, count, dim, out.buffer_arg(), s.k0, s.k1, s.lo, s.hi, low, span)
+                randint::launch_unchecked::<R>(
+                    client,
+                    count,
+                    dim,
+                    out.buffer_arg(),
+                    s.k0,
+                    s.k1,
+                    s.lo,
+                    s.hi,
+                    low,
+                    span,
+                )
             });
         }
         Ok(out)
@@ -145,7 +228,11 @@ impl Tensor {
     pub fn randperm(n: usize, rng: &mut Rng, device: &Device) -> Result<Tensor> {
         let op = "Tensor::randperm";
         if n > i32::MAX as usize {
-            return Err(Error::value(op, format!("n = {n}"), format!("n <= {}", i32::MAX)));
+            return Err(Error::value(
+                op,
+                format!("n = {n}"),
+                format!("n <= {}", i32::MAX),
+            ));
         }
         check_size(op, &[n])?;
         let padded = n.max(1).next_power_of_two();
@@ -154,12 +241,31 @@ impl Tensor {
         let s = rng.take(padded);
         let (count, dim) = units_grid(padded);
         dispatch!(device, |client, R| unsafe {
-            permutation_keys::launch_unchecked::<R>(client, count.clone(), dim, keys.buffer_arg(), values.buffer_arg(), n as u32, s.k0, s.k1, s.lo, s.hi);
+            permutation_keys::launch_unchecked::<R>(
+                client,
+                count.clone(),
+                dim,
+                keys.buffer_arg(),
+                values.buffer_arg(),
+                n as u32,
+                s.k0,
+                s.k1,
+                s.lo,
+                s.hi,
+            );
             let mut k = 2u32;
             while k as usize <= padded {
                 let mut j = k / 2;
                 while j > 0 {
-                    bitonic_step::launch_unchecked::<R>(client, count.clone(), dim, keys.buffer_arg(), values.buffer_arg(), k, j);
+                    bitonic_step::launch_unchecked::<R>(
+                        client,
+                        count.clone(),
+                        dim,
+                        keys.buffer_arg(),
+                        values.buffer_arg(),
+                        k,
+                        j,
+                    );
                     j /= 2;
                 }
                 k *= 2;
@@ -169,4 +275,3 @@ impl Tensor {
         values.narrow(0, 0, n)
     }
 }
-

@@ -16,35 +16,71 @@ use dynlab_kernels::softmax::SoftmaxMode;
 
 impl Tensor {
     /// Runs `kind` over `axis`; returns (values, indices) shaped like the reduced input.
-    fn reduce(&self, op: &'static str, axis: isize, keepdim: bool, kind: ReduceOp) -> Result<(Tensor, Tensor)> {
+    fn reduce(
+        &self,
+        op: &'static str,
+        axis: isize,
+        keepdim: bool,
+        kind: ReduceOp,
+    ) -> Result<(Tensor, Tensor)> {
         self.expect_f32(op)?;
         let rows = Rows::new(op, self, axis)?;
         if rows.row_len == 0 && kind != ReduceOp::Sum && rows.rows > 0 {
-            return Err(Error::shape(op, format!("an empty axis {} in {:?}", rows.axis, self.shape), "a non-empty axis (the extreme of no values is undefined)"));
+            return Err(Error::shape(
+                op,
+                format!("an empty axis {} in {:?}", rows.axis, self.shape),
+                "a non-empty axis (the extreme of no values is undefined)",
+            ));
         }
         let values = Tensor::alloc(op, &[rows.rows], DType::F32, &self.device)?;
         let is_arg = matches!(kind, ReduceOp::ArgMax | ReduceOp::ArgMin);
-        let indices = Tensor::alloc(op, &[if is_arg { rows.rows } else { 1 }], DType::I32, &self.device)?;
+        let indices = Tensor::alloc(
+            op,
+            &[if is_arg { rows.rows } else { 1 }],
+            DType::I32,
+            &self.device,
+        )?;
         if rows.rows > 0 {
             let (view, off, len) = (&rows.view, rows.view.offset_u32(), rows.row_len as u32);
             match rows.cube_block() {
                 Some(block) => dispatch!(self.device, |client, R| unsafe {
                     reduce_rows_cube::launch_unchecked::<f32, R>(
-                        client, grid(rows.rows), CubeDim::new_1d(block), view.view_arg(), values.buffer_arg(), indices.buffer_arg(), off, len, kind, block,
+                        client,
+                        grid(rows.rows),
+                        CubeDim::new_1d(block),
+                        view.view_arg(),
+                        values.buffer_arg(),
+                        indices.buffer_arg(),
+                        off,
+                        len,
+                        kind,
+                        block,
                     )
                 }),
                 None => {
                     let (count, dim) = units_grid(rows.rows);
                     dispatch!(self.device, |client, R| unsafe {
                         reduce_rows_unit::launch_unchecked::<f32, R>(
-                            client, count, dim, view.view_arg(), values.buffer_arg(), indices.buffer_arg(), off, len, kind,
+                            client,
+                            count,
+                            dim,
+                            view.view_arg(),
+                            values.buffer_arg(),
+                            indices.buffer_arg(),
+                            off,
+                            len,
+                            kind,
                         )
                     })
                 }
             }
         }
         let shape = rows.reduced_shape(&self.shape, keepdim);
-        let indices = if is_arg { indices.reshape(&shape)? } else { indices };
+        let indices = if is_arg {
+            indices.reshape(&shape)?
+        } else {
+            indices
+        };
         Ok((values.reshape(&shape)?, indices))
     }
 
@@ -91,7 +127,9 @@ impl Tensor {
 
     /// Index (i32) of the first maximum along `axis`; NaN counts as the maximum.
     pub fn argmax(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
-        Ok(self.reduce("Tensor::argmax", axis, keepdim, ReduceOp::ArgMax)?.1)
+        Ok(self
+            .reduce("Tensor::argmax", axis, keepdim, ReduceOp::ArgMax)?
+            .1)
     }
 
     /// Flat index (i32) of the first maximum.
@@ -102,7 +140,9 @@ impl Tensor {
 
     /// Index (i32) of the first minimum along `axis`; NaN counts as the minimum.
     pub fn argmin(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
-        Ok(self.reduce("Tensor::argmin", axis, keepdim, ReduceOp::ArgMin)?.1)
+        Ok(self
+            .reduce("Tensor::argmin", axis, keepdim, ReduceOp::ArgMin)?
+            .1)
     }
 
     pub fn argmin_all(&self) -> Result<Tensor> {
@@ -146,7 +186,8 @@ impl Tensor {
     pub fn logsumexp(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         let rows = Rows::new("Tensor::logsumexp", self, axis)?;
         let shape = rows.reduced_shape(&self.shape, keepdim);
-        self.row_kernel("Tensor::logsumexp", axis, SoftmaxMode::LogSumExp, None)?.reshape(&shape)
+        self.row_kernel("Tensor::logsumexp", axis, SoftmaxMode::LogSumExp, None)?
+            .reshape(&shape)
     }
 
     fn axis_len(&self, op: &'static str, axis: isize) -> Result<usize> {

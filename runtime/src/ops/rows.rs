@@ -21,9 +21,19 @@ impl Rows {
         let view = t.permute(&dims)?;
         let row_len = t.shape()[axis];
         let rows = t.numel().checked_div(row_len).unwrap_or_else(|| {
-            t.shape().iter().enumerate().filter(|&(d, _)| d != axis).map(|(_, &s)| s).product()
+            t.shape()
+                .iter()
+                .enumerate()
+                .filter(|&(d, _)| d != axis)
+                .map(|(_, &s)| s)
+                .product()
         });
-        Ok(Rows { view, axis, rows, row_len })
+        Ok(Rows {
+            view,
+            axis,
+            rows,
+            row_len,
+        })
     }
 
     /// Shape of a per-row result: the input's shape without the axis, or with size 1 there.

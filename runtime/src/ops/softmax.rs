@@ -13,11 +13,21 @@ use dynlab_kernels::softmax::{softmax_rows_cube, softmax_rows_unit, SoftmaxMode}
 impl Tensor {
     /// Runs a softmax-family row kernel over `axis`. Softmax/LogSoftmax return the input's shape;
     /// LogSumExp/CrossEntropy return one value per row, shape `[rows]`.
-    pub(crate) fn row_kernel(&self, op: &'static str, axis: isize, mode: SoftmaxMode, labels: Option<&Tensor>) -> Result<Tensor> {
+    pub(crate) fn row_kernel(
+        &self,
+        op: &'static str,
+        axis: isize,
+        mode: SoftmaxMode,
+        labels: Option<&Tensor>,
+    ) -> Result<Tensor> {
         self.expect_f32(op)?;
         let rows = Rows::new(op, self, axis)?;
         let per_row = matches!(mode, SoftmaxMode::LogSumExp | SoftmaxMode::CrossEntropy);
-        let out_shape = if per_row { vec![rows.rows] } else { rows.view.shape().to_vec() };
+        let out_shape = if per_row {
+            vec![rows.rows]
+        } else {
+            rows.view.shape().to_vec()
+        };
         let out = Tensor::alloc(op, &out_shape, DType::F32, &self.device)?;
         let dummy;
         let labels = match labels {
@@ -33,14 +43,33 @@ impl Tensor {
             match rows.cube_block() {
                 Some(block) => dispatch!(self.device, |client, R| unsafe {
                     softmax_rows_cube::launch_unchecked::<f32, R>(
-                        client, grid(rows.rows), CubeDim::new_1d(block), view.view_arg(), out.buffer_arg(), labels.buffer_arg(), off, n_rows, len, mode, block,
+                        client,
+                        grid(rows.rows),
+                        CubeDim::new_1d(block),
+                        view.view_arg(),
+                        out.buffer_arg(),
+                        labels.buffer_arg(),
+                        off,
+                        n_rows,
+                        len,
+                        mode,
+                        block,
                     )
                 }),
                 None => {
                     let (count, dim) = units_grid(rows.rows);
                     dispatch!(self.device, |client, R| unsafe {
                         softmax_rows_unit::launch_unchecked::<f32, R>(
-                            client, count, dim, view.view_arg(), out.buffer_arg(), labels.buffer_arg(), off, n_rows, len, mode,
+                            client,
+                            count,
+                            dim,
+                            view.view_arg(),
+                            out.buffer_arg(),
+                            labels.buffer_arg(),
+                            off,
+                            n_rows,
+                            len,
+                            mode,
                         )
                     })
                 }
@@ -68,14 +97,23 @@ impl Tensor {
     pub fn cross_entropy_per_sample(&self, labels: &Tensor) -> Result<Tensor> {
         let op = "Tensor::cross_entropy";
         if self.rank() != 2 || labels.rank() != 1 || labels.shape()[0] != self.shape()[0] {
-            return Err(Error::shape(op, format!("logits {:?} and labels {:?}", self.shape(), labels.shape()), "logits [N, C] and labels [N]"));
+            return Err(Error::shape(
+                op,
+                format!("logits {:?} and labels {:?}", self.shape(), labels.shape()),
+                "logits [N, C] and labels [N]",
+            ));
         }
         if labels.dtype() != DType::I32 {
             return Err(Error::dtype(op, labels.dtype(), "i32 labels"));
         }
         self.expect_same_device(op, labels)?;
         super::index::check_indices(op, labels, self.shape()[1])?;
-        self.row_kernel(op, 1, SoftmaxMode::CrossEntropy, Some(&labels.contiguous_from_zero()?))
+        self.row_kernel(
+            op,
+            1,
+            SoftmaxMode::CrossEntropy,
+            Some(&labels.contiguous_from_zero()?),
+        )
     }
 
     /// Mean cross-entropy over the batch (a 0-dimensional tensor).
