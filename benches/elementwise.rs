@@ -26,11 +26,31 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     vec![
-        Case { name: "copy", bytes_per_element: 8.0, run: |x, _| x.copy() },
-        Case { name: "add", bytes_per_element: 12.0, run: |x, y| x.add(y) },
-        Case { name: "exp", bytes_per_element: 8.0, run: |x, _| x.exp() },
-        Case { name: "sum_rows", bytes_per_element: 4.0 + 4.0 / ROW as f64, run: |x, _| x.sum(1, false) },
-        Case { name: "softmax_rows", bytes_per_element: 8.0, run: |x, _| x.softmax(1) },
+        Case {
+            name: "copy",
+            bytes_per_element: 8.0,
+            run: |x, _| x.copy(),
+        },
+        Case {
+            name: "add",
+            bytes_per_element: 12.0,
+            run: |x, y| x.add(y),
+        },
+        Case {
+            name: "exp",
+            bytes_per_element: 8.0,
+            run: |x, _| x.exp(),
+        },
+        Case {
+            name: "sum_rows",
+            bytes_per_element: 4.0 + 4.0 / ROW as f64,
+            run: |x, _| x.sum(1, false),
+        },
+        Case {
+            name: "softmax_rows",
+            bytes_per_element: 8.0,
+            run: |x, _| x.softmax(1),
+        },
     ]
 }
 
@@ -40,9 +60,14 @@ fn bench(c: &mut Criterion, device: &Device) {
         let x = Tensor::rand_normal(&[n / ROW, ROW], 0.0, 1.0, &mut rng, device).unwrap();
         let y = Tensor::rand_normal(&[n / ROW, ROW], 0.0, 1.0, &mut rng, device).unwrap();
         let mut group = c.benchmark_group(format!("elementwise/{n}"));
-        group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2));
         for case in cases() {
-            group.throughput(Throughput::Bytes((case.bytes_per_element * n as f64) as u64));
+            group.throughput(Throughput::Bytes(
+                (case.bytes_per_element * n as f64) as u64,
+            ));
             group.bench_function(BenchmarkId::from_parameter(case.name), |b| {
                 b.iter_custom(|iters| {
                     device.sync().unwrap();
@@ -71,15 +96,34 @@ fn gbps(bytes_per_element: f64, n: usize, (iters, elapsed): (u64, Duration)) -> 
 fn report(device: &Device) -> std::io::Result<()> {
     let timings = TIMINGS.lock().unwrap();
     let mut csv = String::from("op,elements,gbps,copy_gbps,ratio_to_copy,device\n");
-    println!("\n{:<14} {:>10} {:>10} {:>11} {:>9}", "op", "elements", "GB/s", "copy GB/s", "ratio");
+    println!(
+        "\n{:<14} {:>10} {:>10} {:>11} {:>9}",
+        "op", "elements", "GB/s", "copy GB/s", "ratio"
+    );
     for &n in &SIZES {
         // With a criterion filter some cases did not run; the copy column is then NaN.
-        let copy = timings.get(&("copy".to_string(), n)).map_or(f64::NAN, |&t| gbps(8.0, n, t));
+        let copy = timings
+            .get(&("copy".to_string(), n))
+            .map_or(f64::NAN, |&t| gbps(8.0, n, t));
         for case in cases() {
-            let Some(&timing) = timings.get(&(case.name.to_string(), n)) else { continue };
+            let Some(&timing) = timings.get(&(case.name.to_string(), n)) else {
+                continue;
+            };
             let g = gbps(case.bytes_per_element, n, timing);
-            println!("{:<14} {:>10} {:>10.2} {:>11.2} {:>9.2}", case.name, n, g, copy, g / copy);
-            csv.push_str(&format!("{},{n},{g:.3},{copy:.3},{:.3},{}\n", case.name, g / copy, device.name()));
+            println!(
+                "{:<14} {:>10} {:>10.2} {:>11.2} {:>9.2}",
+                case.name,
+                n,
+                g,
+                copy,
+                g / copy
+            );
+            csv.push_str(&format!(
+                "{},{n},{g:.3},{copy:.3},{:.3},{}\n",
+                case.name,
+                g / copy,
+                device.name()
+            ));
         }
     }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");

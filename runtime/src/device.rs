@@ -48,6 +48,8 @@ pub(crate) use dispatch;
 pub struct Device {
     backend: Backend,
     name: String,
+    /// A CPU implementation of the API (e.g. Mesa lavapipe): kernels pick CPU-friendly launch shapes.
+    cpu: bool,
 }
 
 impl fmt::Debug for Device {
@@ -143,6 +145,7 @@ impl Device {
             Ok(Device {
                 backend: Backend::Cuda(client),
                 name: requested,
+                cpu: false,
             })
         }
         #[cfg(not(feature = "cuda"))]
@@ -163,6 +166,13 @@ impl Device {
                 help: NO_ADAPTER_HELP.to_string(),
             });
         }
+        // wgpu reports CPU adapters with type id 3; the default pick is a CPU one when nothing else exists.
+        const CPU_TYPE: u16 = 3;
+        let cpu = match choice {
+            WgpuChoice::Cpu => true,
+            WgpuChoice::Best => adapters.iter().all(|id| id.type_id == CPU_TYPE),
+            _ => false,
+        };
         let device = match choice {
             WgpuChoice::Best => WgpuDevice::DefaultDevice,
             WgpuChoice::Cpu => WgpuDevice::Cpu,
@@ -174,6 +184,7 @@ impl Device {
         Ok(Device {
             backend: Backend::Wgpu(client),
             name,
+            cpu,
         })
     }
 
@@ -184,6 +195,11 @@ impl Device {
 
     pub(crate) fn backend(&self) -> &Backend {
         &self.backend
+    }
+
+    /// Whether the device is a CPU implementation of the graphics API (software Vulkan).
+    pub fn is_cpu(&self) -> bool {
+        self.cpu
     }
 
     /// A readable name: the requested name, the compiler and the adapter.

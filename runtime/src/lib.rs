@@ -17,4 +17,5 @@ pub use error::{Error, Result};
 pub use half::{bf16, f16};
 pub use launch::set_poison_outputs;
 pub use ops::random::Rng;
+pub use ops::rows::with_row_kernel;
 pub use tensor::Tensor;

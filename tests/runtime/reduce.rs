@@ -5,8 +5,29 @@ use super::common::*;
 use dynlab::runtime::reference::{self as r, HostTensor};
 use dynlab::{DType, Tensor};
 
-/// Shapes chosen to hit both kernels: rows of 3..37 (unit path), 300 (cube of 64), 2000 (cube of 256).
+/// Shapes with rows of 1 to 2000 elements, strided and not.
 const SHAPES: &[&[usize]] = &[&[1], &[37, 13], &[5, 300, 3], &[2000], &[3, 1, 4]];
+
+/// Every row-kernel launch shape: the device's own choice, one unit per row, and cubes of 1, 64
+/// and 256 units (sizes that do and do not divide the rows).
+const ROW_KERNELS: &[Option<Option<u32>>] = &[
+    None,
+    Some(None),
+    Some(Some(1)),
+    Some(Some(64)),
+    Some(Some(256)),
+];
+
+/// Runs `f` under each launch shape, naming it for the failure message.
+fn each_row_kernel(f: impl Fn(&str)) {
+    for &kernel in ROW_KERNELS {
+        let label = format!("row kernel {kernel:?}");
+        match kernel {
+            None => f(&label),
+            Some(block) => dynlab::runtime::with_row_kernel(block, || f(&label)).unwrap(),
+        }
+    }
+}
 
 fn sum_tol(len: usize) -> f64 {
     // f32 accumulation: error grows like n·eps·max|x| in the worst case; inputs are in [-2, 2].
@@ -15,13 +36,19 @@ fn sum_tol(len: usize) -> f64 {
 
 #[test]
 fn axis_reductions_match_reference() {
+    each_row_kernel(axis_reductions_under);
+}
+
+fn axis_reductions_under(kernel: &str) {
     let mut rng = HostRng::new(10);
     for shape in SHAPES {
         for (layout, t, h) in layouts(&mut rng, shape, -2.0, 2.0) {
             for axis in 0..shape.len() {
                 let n = t.shape()[axis];
                 for keepdim in [false, true] {
-                    let w = |name: &str| format!("{name} axis {axis} keepdim {keepdim} {layout}");
+                    let w = |name: &str| {
+                        format!("{name} axis {axis} keepdim {keepdim} {layout} {kernel}")
+                    };
                     let a = axis as isize;
                     assert_close(
                         &w("sum"),
@@ -105,8 +132,12 @@ fn axis_reductions_match_reference() {
 
 #[test]
 fn whole_tensor_reductions_match_reference() {
+    each_row_kernel(whole_tensor_under);
+}
+
+fn whole_tensor_under(kernel: &str) {
     let mut rng = HostRng::new(11);
-    for shape in [&[0usize][..], &[], &[7], &[33, 5], &[70, 60]] {
+    for shape in [&[0usize][..], &[], &[7], &[33, 5], &[70, 60], &[3, 9000]] {
         for (layout, t, h) in layouts(&mut rng, shape, -2.0, 2.0) {
             let flat = HostTensor::new(&[h.numel()], h.data.clone());
             let all = |f: fn(&[f64]) -> f64| r::reduce(&flat, 0, false, f);
@@ -210,11 +241,15 @@ fn reductions_handle_nan_ties_and_empty_axes() {
 
 #[test]
 fn softmax_family_matches_reference_along_every_axis() {
+    each_row_kernel(softmax_family_under);
+}
+
+fn softmax_family_under(kernel: &str) {
     let mut rng = HostRng::new(12);
     for shape in [&[1usize][..], &[4, 9], &[3, 200, 2], &[2, 1500], &[0, 5]] {
         for (layout, t, h) in layouts(&mut rng, shape, -30.0, 30.0) {
             for axis in 0..shape.len() {
-                let w = |name: &str| format!("{name} axis {axis} {layout}");
+                let w = |name: &str| format!("{name} axis {axis} {layout} {kernel}");
                 assert_close(
                     &w("softmax"),
                     &t.softmax(axis as isize).unwrap(),
@@ -268,6 +303,10 @@ fn softmax_is_stable_for_huge_and_infinite_logits() {
 
 #[test]
 fn cross_entropy_matches_reference() {
+    each_row_kernel(cross_entropy_under);
+}
+
+fn cross_entropy_under(kernel: &str) {
     let mut rng = HostRng::new(13);
     for (n, c) in [(1, 1), (5, 3), (17, 10), (4, 1300)] {
         let (logits, h) = random(&mut rng, &[n, c], -8.0, 8.0);

@@ -4,5 +4,5 @@ mod elementwise;
 pub(crate) mod index;
 pub(crate) mod random;
 mod reduce;
-mod rows;
+pub(crate) mod rows;
 mod softmax;

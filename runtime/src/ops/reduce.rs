@@ -14,6 +14,13 @@ use cubecl::prelude::*;
 use dynlab_kernels::reduce::{reduce_rows_cube, reduce_rows_unit, ReduceOp};
 use dynlab_kernels::softmax::SoftmaxMode;
 
+/// Row length of the first stage of whole-tensor reductions.
+const CHUNK: usize = 4096;
+
+fn var_denominator(n: usize, unbiased: bool) -> f32 {
+    n as f32 - if unbiased { 1.0 } else { 0.0 }
+}
+
 impl Tensor {
     /// Runs `kind` over `axis`; returns (values, indices) shaped like the reduced input.
     fn reduce(
@@ -84,8 +91,25 @@ impl Tensor {
         Ok((values.reshape(&shape)?, indices))
     }
 
-    fn flat(&self) -> Result<Tensor> {
-        self.reshape(&[-1])
+    /// Reduces every element. Long inputs go in two stages: rows of [`CHUNK`] reduced in parallel,
+    /// then their partials (and the remainder) reduced again, so no single unit or cube walks the
+    /// whole tensor. Arg ops stay single-stage (their flat index must survive).
+    fn reduce_all(&self, op: &'static str, kind: ReduceOp) -> Result<Tensor> {
+        self.expect_f32(op)?;
+        let flat = self.reshape(&[-1])?;
+        let n = flat.numel();
+        let is_arg = matches!(kind, ReduceOp::ArgMax | ReduceOp::ArgMin);
+        if is_arg || n < 2 * CHUNK {
+            let (values, indices) = flat.reduce(op, 0, false, kind)?;
+            return Ok(if is_arg { indices } else { values });
+        }
+        let k = n / CHUNK;
+        let head = flat
+            .narrow(0, 0, k * CHUNK)?
+            .reshape(&[k as isize, CHUNK as isize])?;
+        let partials = head.reduce(op, 1, false, kind)?.0;
+        let tail = flat.narrow(0, k * CHUNK, n - k * CHUNK)?;
+        Tensor::cat(&[&partials, &tail], 0)?.reduce_all(op, kind)
     }
 
     pub fn sum(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
@@ -93,8 +117,7 @@ impl Tensor {
     }
 
     pub fn sum_all(&self) -> Result<Tensor> {
-        self.expect_f32("Tensor::sum_all")?;
-        self.flat()?.sum(0, false)
+        self.reduce_all("Tensor::sum_all", ReduceOp::Sum)
     }
 
     pub fn mean(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
@@ -103,8 +126,7 @@ impl Tensor {
     }
 
     pub fn mean_all(&self) -> Result<Tensor> {
-        self.expect_f32("Tensor::mean_all")?;
-        self.flat()?.mean(0, false)
+        self.sum_all()?.mul_scalar(1.0 / self.numel() as f32)
     }
 
     pub fn max(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
@@ -112,8 +134,7 @@ impl Tensor {
     }
 
     pub fn max_all(&self) -> Result<Tensor> {
-        self.expect_f32("Tensor::max_all")?;
-        self.flat()?.max(0, false)
+        self.reduce_all("Tensor::max_all", ReduceOp::Max)
     }
 
     pub fn min(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
@@ -121,8 +142,7 @@ impl Tensor {
     }
 
     pub fn min_all(&self) -> Result<Tensor> {
-        self.expect_f32("Tensor::min_all")?;
-        self.flat()?.min(0, false)
+        self.reduce_all("Tensor::min_all", ReduceOp::Min)
     }
 
     /// Index (i32) of the first maximum along `axis`; NaN counts as the maximum.
@@ -134,8 +154,7 @@ impl Tensor {
 
     /// Flat index (i32) of the first maximum.
     pub fn argmax_all(&self) -> Result<Tensor> {
-        self.expect_f32("Tensor::argmax_all")?;
-        self.flat()?.argmax(0, false)
+        self.reduce_all("Tensor::argmax_all", ReduceOp::ArgMax)
     }
 
     /// Index (i32) of the first minimum along `axis`; NaN counts as the minimum.
@@ -146,40 +165,54 @@ impl Tensor {
     }
 
     pub fn argmin_all(&self) -> Result<Tensor> {
-        self.expect_f32("Tensor::argmin_all")?;
-        self.flat()?.argmin(0, false)
+        self.reduce_all("Tensor::argmin_all", ReduceOp::ArgMin)
     }
 
     /// Variance along `axis`; `unbiased` divides by `n - 1` (NaN when `n - 1 = 0`).
     pub fn var(&self, axis: isize, unbiased: bool, keepdim: bool) -> Result<Tensor> {
         let n = self.axis_len("Tensor::var", axis)?;
         let centered = self.sub(&self.mean(axis, true)?)?;
-        let denom = n as f32 - if unbiased { 1.0 } else { 0.0 };
-        centered.square()?.sum(axis, keepdim)?.div_scalar(denom)
+        centered
+            .square()?
+            .sum(axis, keepdim)?
+            .div_scalar(var_denominator(n, unbiased))
     }
 
     pub fn var_all(&self, unbiased: bool) -> Result<Tensor> {
-        self.expect_f32("Tensor::var_all")?;
-        self.flat()?.var(0, unbiased, false)
+        let centered = self.sub(&self.mean_all()?)?;
+        centered
+            .square()?
+            .sum_all()?
+            .div_scalar(var_denominator(self.numel(), unbiased))
     }
 
     /// p-norm along `axis` (`p` may be `f32::INFINITY`, `-INFINITY` or 0).
     pub fn norm(&self, p: f32, axis: isize, keepdim: bool) -> Result<Tensor> {
-        let abs = self.abs()?;
-        match p {
-            p if p.is_nan() => Err(Error::value("Tensor::norm", "p = NaN", "a real p or ±inf")),
-            f32::INFINITY => abs.max(axis, keepdim),
-            f32::NEG_INFINITY => abs.min(axis, keepdim),
-            0.0 => abs.ne_scalar(0.0)?.sum(axis, keepdim),
-            1.0 => abs.sum(axis, keepdim),
-            2.0 => abs.square()?.sum(axis, keepdim)?.sqrt(),
-            p => abs.powf(p)?.sum(axis, keepdim)?.powf(1.0 / p),
-        }
+        self.norm_with(p, |t, kind| {
+            Ok(t.reduce("Tensor::norm", axis, keepdim, kind)?.0)
+        })
     }
 
     pub fn norm_all(&self, p: f32) -> Result<Tensor> {
-        self.expect_f32("Tensor::norm_all")?;
-        self.flat()?.norm(p, 0, false)
+        self.norm_with(p, |t, kind| t.reduce_all("Tensor::norm_all", kind))
+    }
+
+    /// A p-norm given the reduction to apply (along an axis or over everything).
+    fn norm_with(
+        &self,
+        p: f32,
+        reduce: impl Fn(&Tensor, ReduceOp) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let abs = self.abs()?;
+        match p {
+            p if p.is_nan() => Err(Error::value("Tensor::norm", "p = NaN", "a real p or ±inf")),
+            f32::INFINITY => reduce(&abs, ReduceOp::Max),
+            f32::NEG_INFINITY => reduce(&abs, ReduceOp::Min),
+            0.0 => reduce(&abs.ne_scalar(0.0)?, ReduceOp::Sum),
+            1.0 => reduce(&abs, ReduceOp::Sum),
+            2.0 => reduce(&abs.square()?, ReduceOp::Sum)?.sqrt(),
+            p => reduce(&abs.powf(p)?, ReduceOp::Sum)?.powf(1.0 / p),
+        }
     }
 
     /// `ln Σ exp(x)` along `axis`, stable for large inputs; `-inf` for an all `-inf` (or empty) row.
