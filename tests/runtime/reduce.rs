@@ -142,7 +142,7 @@ fn whole_tensor_under(kernel: &str) {
             let flat = HostTensor::new(&[h.numel()], h.data.clone());
             let all = |f: fn(&[f64]) -> f64| r::reduce(&flat, 0, false, f);
             let n = h.numel();
-            let w = |name: &str| format!("{name} {layout}");
+            let w = |name: &str| format!("{name} {layout} {kernel}");
             assert_close(
                 &w("sum_all"),
                 &t.sum_all().unwrap(),
@@ -319,7 +319,7 @@ fn cross_entropy_under(kernel: &str) {
         .unwrap();
         let want = r::cross_entropy(&h, &labels);
         assert_close(
-            "cross_entropy per sample",
+            &format!("cross_entropy per sample {kernel}"),
             &logits.cross_entropy_per_sample(&lab).unwrap(),
             &HostTensor::new(&[n], want.clone()),
             1e-5,
@@ -327,7 +327,7 @@ fn cross_entropy_under(kernel: &str) {
         );
         let mean = want.iter().sum::<f64>() / n as f64;
         assert_close(
-            "cross_entropy mean",
+            &format!("cross_entropy mean {kernel}"),
             &logits.cross_entropy(&lab).unwrap(),
             &HostTensor::new(&[], vec![mean]),
             1e-5,
