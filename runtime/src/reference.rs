@@ -431,3 +431,33 @@ pub fn scatter_add(
     }
     out
 }
+
+/// `a [..., M, K] · b [..., K, N]` with broadcast batch dimensions.
+pub fn matmul(a: &HostTensor, b: &HostTensor) -> HostTensor {
+    let (ra, rb) = (a.shape.len(), b.shape.len());
+    let (m, k, n) = (a.shape[ra - 2], a.shape[ra - 1], b.shape[rb - 1]);
+    let batch = broadcast_shape(&a.shape[..ra - 2], &b.shape[..rb - 2]);
+    let mut shape = batch.clone();
+    shape.extend([m, n]);
+    let batches: usize = batch.iter().product();
+    let mut data = Vec::with_capacity(batches * m * n);
+    for bi in 0..batches {
+        let c = coords_of(bi, &batch);
+        let pick = |x: &HostTensor, i: usize, j: usize| {
+            let lead = c.len() - (x.shape.len() - 2);
+            let mut xc: Vec<usize> = x.shape[..x.shape.len() - 2]
+                .iter()
+                .enumerate()
+                .map(|(d, &s)| if s == 1 { 0 } else { c[lead + d] })
+                .collect();
+            xc.extend([i, j]);
+            x.at(&xc)
+        };
+        for i in 0..m {
+            for j in 0..n {
+                data.push((0..k).map(|kk| pick(a, i, kk) * pick(b, kk, j)).sum());
+            }
+        }
+    }
+    HostTensor::new(&shape, data)
+}

@@ -5,6 +5,7 @@ mod common;
 mod elementwise;
 mod errors;
 mod index;
+mod matmul;
 mod random;
 mod reduce;
 mod views;

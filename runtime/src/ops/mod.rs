@@ -2,6 +2,7 @@
 
 mod elementwise;
 pub(crate) mod index;
+pub(crate) mod matmul;
 pub(crate) mod random;
 mod reduce;
 pub(crate) mod rows;

@@ -1,0 +1,251 @@
+//! Matrix products `out[b] = α · A[b] B[b] (+ β · C[b]) (+ bias)` over a (broadcast) batch.
+//!
+//! Operands arrive as strided views already expanded to the output's batch shape, so transposes and
+//! broadcast batches cost no copies: element `(i, k)` of batch `b` of `A` is at
+//! `offset + batch_offset(A, b) + i · stride(r−2) + k · stride(r−1)`. Products accumulate in `F`
+//! (f32) whatever the input element type `E` (f32, f16, bf16).
+//!
+//! Two kernels:
+//! - [`matmul_tiled`]: a cube computes a `BM × BN` block of the output; per step of `BK` along K it
+//!   stages an `A` and a `B` tile in shared memory (`A` transposed so a unit's rows are contiguous),
+//!   then each unit accumulates a `TM × TN` register block with outer products.
+//! - [`matmul_dot`]: one unit per output element, a plain dot product along K — for skinny shapes
+//!   (matrix-vector, tiny M or N) where tiles would be mostly padding.
+
+use cubecl::prelude::*;
+
+/// Comptime shape of one tiled launch.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct Tiling {
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+    pub tm: u32,
+    pub tn: u32,
+}
+
+impl Tiling {
+    /// Units per cube.
+    pub fn units(&self) -> u32 {
+        (self.bm / self.tm) * (self.bn / self.tn)
+    }
+}
+
+/// What the epilogue adds to `α · A B`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct Epilogue {
+    /// Adds `β · C[b, i, j]` (C a strided view of the output's shape).
+    pub accumulate: bool,
+    /// Adds `bias[j]`.
+    pub bias: bool,
+}
+
+/// Offset of batch `batch` (row-major over the leading `rank − 2` dimensions) in view `t`.
+#[cube]
+fn batch_offset<E: CubePrimitive>(t: &Tensor<E>, batch: usize) -> usize {
+    let rank = t.rank();
+    let mut rem = batch;
+    let mut off = 0usize;
+    for k in 0..rank - 2 {
+        let d = rank - 3 - k;
+        let size = t.shape(d);
+        off += (rem % size) * t.stride(d);
+        rem /= size;
+    }
+    off
+}
+
+/// Tiled, register-blocked product. Cube `(x, y, z)` covers columns `x·BN..`, rows `y·BM..` of
+/// batch `z`; its units form a `(BN/TN) × (BM/TM)` grid.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_tiled<E: Float, F: Float + CubeElement>(
+    a: &Tensor<E>,
+    b: &Tensor<E>,
+    out: &mut Array<F>,
+    c: &Tensor<F>,
+    bias: &Array<F>,
+    alpha: F,
+    beta: F,
+    a_offset: u32,
+    b_offset: u32,
+    c_offset: u32,
+    #[comptime] tiling: Tiling,
+    #[comptime] epilogue: Epilogue,
+) {
+    let (bm, bn, bk, tm, tn) = (tiling.bm, tiling.bn, tiling.bk, tiling.tm, tiling.tn);
+    let units = comptime!(tiling.units());
+    let rank = a.rank();
+    let m = a.shape(rank - 2);
+    let k = a.shape(rank - 1);
+    let n = b.shape(rank - 1);
+    let (a_rs, a_cs) = (a.stride(rank - 2), a.stride(rank - 1));
+    let (b_rs, b_cs) = (b.stride(rank - 2), b.stride(rank - 1));
+    let batch = CUBE_POS_Z as usize;
+    let a_base = a_offset as usize + batch_offset::<E>(a, batch);
+    let b_base = b_offset as usize + batch_offset::<E>(b, batch);
+    let row0 = (CUBE_POS_Y * bm) as usize;
+    let col0 = (CUBE_POS_X * bn) as usize;
+    let tid = UNIT_POS;
+    let tx = UNIT_POS_X;
+    let ty = UNIT_POS_Y;
+
+    let mut a_tile = SharedMemory::<F>::new(comptime!((bk * bm) as usize));
+    let mut b_tile = SharedMemory::<F>::new(comptime!((bk * bn) as usize));
+    let mut acc = Array::<F>::new(comptime!((tm * tn) as usize));
+    #[unroll]
+    for r in 0..tm * tn {
+        acc[r as usize] = F::new(0.0);
+    }
+    let mut a_reg = Array::<F>::new(comptime!(tm as usize));
+    let mut b_reg = Array::<F>::new(comptime!(tn as usize));
+
+    let steps = k.div_ceil(bk as usize);
+    for step in 0..steps {
+        let k0 = step * bk as usize;
+        // Stage A (transposed into [BK][BM]) and B ([BK][BN]); out-of-range elements are zeros.
+        #[unroll]
+        for l in 0..comptime!((bm * bk).div_ceil(units)) {
+            let idx = tid + l * units;
+            if idx < bm * bk {
+                let (i, kk) = ((idx / bk) as usize, (idx % bk) as usize);
+                let (gi, gk) = (row0 + i, k0 + kk);
+                let inside = gi < m && gk < k;
+                let v = a[select(inside, a_base + gi * a_rs + gk * a_cs, 0)];
+                a_tile[kk * bm as usize + i] = select(inside, F::cast_from(v), F::new(0.0));
+            }
+        }
+        #[unroll]
+        for l in 0..comptime!((bk * bn).div_ceil(units)) {
+            let idx = tid + l * units;
+            if idx < bk * bn {
+                let (kk, j) = ((idx / bn) as usize, (idx % bn) as usize);
+                let (gk, gj) = (k0 + kk, col0 + j);
+                let inside = gk < k && gj < n;
+                let v = b[select(inside, b_base + gk * b_rs + gj * b_cs, 0)];
+                b_tile[kk * bn as usize + j] = select(inside, F::cast_from(v), F::new(0.0));
+            }
+        }
+        sync_cube();
+        #[unroll]
+        for kk in 0..bk {
+            #[unroll]
+            for i in 0..tm {
+                a_reg[i as usize] = a_tile[(kk * bm + ty * tm + i) as usize];
+            }
+            #[unroll]
+            for j in 0..tn {
+                b_reg[j as usize] = b_tile[(kk * bn + tx * tn + j) as usize];
+            }
+            #[unroll]
+            for i in 0..tm {
+                #[unroll]
+                for j in 0..tn {
+                    let r = (i * tn + j) as usize;
+                    acc[r] += a_reg[i as usize] * b_reg[j as usize];
+                }
+            }
+        }
+        sync_cube();
+    }
+
+    let out_base = batch * m * n;
+    #[unroll]
+    for i in 0..tm {
+        #[unroll]
+        for j in 0..tn {
+            let gi = row0 + (ty * tm + i) as usize;
+            let gj = col0 + (tx * tn + j) as usize;
+            if gi < m && gj < n {
+                let value = acc[(i * tn + j) as usize];
+                let pos = out_base + gi * n + gj;
+                write_at::<F>(
+                    out, c, bias, alpha, beta, c_offset, batch, gi, gj, pos, value, epilogue,
+                );
+            }
+        }
+    }
+}
+
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn write_at<F: Float>(
+    out: &mut Array<F>,
+    c: &Tensor<F>,
+    bias: &Array<F>,
+    alpha: F,
+    beta: F,
+    c_offset: u32,
+    batch: usize,
+    i: usize,
+    j: usize,
+    pos: usize,
+    value: F,
+    #[comptime] epilogue: Epilogue,
+) {
+    let mut v = alpha * value;
+    if epilogue.accumulate {
+        let rank = c.rank();
+        let c_pos = c_offset as usize
+            + batch_offset::<F>(c, batch)
+            + i * c.stride(rank - 2)
+            + j * c.stride(rank - 1);
+        v += beta * c[c_pos];
+    }
+    if epilogue.bias {
+        v += bias[j];
+    }
+    out[pos] = v;
+}
+
+/// One unit per output element: `out[b, i, j] = Σ_k A[b, i, k] B[b, k, j]`.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_dot<E: Float, F: Float + CubeElement>(
+    a: &Tensor<E>,
+    b: &Tensor<E>,
+    out: &mut Array<F>,
+    c: &Tensor<F>,
+    bias: &Array<F>,
+    alpha: F,
+    beta: F,
+    a_offset: u32,
+    b_offset: u32,
+    c_offset: u32,
+    #[comptime] epilogue: Epilogue,
+) {
+    let rank = a.rank();
+    let m = a.shape(rank - 2);
+    let k = a.shape(rank - 1);
+    let n = b.shape(rank - 1);
+    let pos = ABSOLUTE_POS;
+    let per_batch = m * n;
+    let batch = pos / per_batch.max(1);
+    let total = per_batch * out_batches::<E>(a);
+    if pos < total {
+        let i = (pos % per_batch) / n;
+        let j = pos % n;
+        let (a_rs, a_cs) = (a.stride(rank - 2), a.stride(rank - 1));
+        let (b_rs, b_cs) = (b.stride(rank - 2), b.stride(rank - 1));
+        let a_row = a_offset as usize + batch_offset::<E>(a, batch) + i * a_rs;
+        let b_col = b_offset as usize + batch_offset::<E>(b, batch) + j * b_cs;
+        let mut acc = F::new(0.0);
+        for kk in 0..k {
+            acc += F::cast_from(a[a_row + kk * a_cs]) * F::cast_from(b[b_col + kk * b_rs]);
+        }
+        write_at::<F>(
+            out, c, bias, alpha, beta, c_offset, batch, i, j, pos, acc, epilogue,
+        );
+    }
+}
+
+/// Number of batches: the product of the leading `rank − 2` sizes.
+#[cube]
+fn out_batches<E: CubePrimitive>(t: &Tensor<E>) -> usize {
+    let rank = t.rank();
+    let mut count = 1usize;
+    for d in 0..rank - 2 {
+        count *= t.shape(d);
+    }
+    count
+}

@@ -1,0 +1,419 @@
+//! Matrix products: `matmul` (2-D and batched with broadcast batch dimensions, transposed operands
+//! through strides), `matmul_with` (`α · A B + β · C + bias`) and `addmm_` (accumulate into an
+//! existing output, in place when its buffer is not shared). f16/bf16 inputs accumulate in f32.
+//!
+//! Which kernel runs is decided per shape class by measurement: the first product of a class times
+//! every candidate (the dot-product kernel and several tilings) and caches the fastest for the
+//! device; small products use a fixed rule instead of paying for timing. `DYNLAB_MATMUL_TUNE=0`
+//! turns timing off (the rule is then used for every shape).
+
+use crate::device::dispatch;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::launch::units_grid;
+use crate::shape::broadcast_shapes;
+use crate::tensor::Tensor;
+use crate::Device;
+use cubecl::prelude::*;
+pub use dynlab_kernels::matmul::Tiling;
+use dynlab_kernels::matmul::{matmul_dot, matmul_tiled, Epilogue};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// A matmul kernel choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulKernel {
+    /// One unit per output element.
+    Dot,
+    /// Shared-memory tiles with register blocking.
+    Tiled(Tiling),
+}
+
+/// The tilings the tuner tries (units per cube ≤ 256, shared memory ≤ 16 KiB).
+pub const TILINGS: [Tiling; 4] = [
+    Tiling {
+        bm: 64,
+        bn: 64,
+        bk: 16,
+        tm: 4,
+        tn: 4,
+    },
+    Tiling {
+        bm: 64,
+        bn: 64,
+        bk: 8,
+        tm: 8,
+        tn: 8,
+    },
+    Tiling {
+        bm: 128,
+        bn: 128,
+        bk: 8,
+        tm: 8,
+        tn: 8,
+    },
+    Tiling {
+        bm: 32,
+        bn: 64,
+        bk: 16,
+        tm: 4,
+        tn: 4,
+    },
+];
+
+/// Options of [`Tensor::matmul_with`].
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulOptions<'a> {
+    pub alpha: f32,
+    /// Weight of `accumulate` (ignored without it).
+    pub beta: f32,
+    /// `C`, broadcastable to the output's shape.
+    pub accumulate: Option<&'a Tensor>,
+    /// `[N]` added to every row.
+    pub bias: Option<&'a Tensor>,
+}
+
+impl Default for MatmulOptions<'_> {
+    fn default() -> Self {
+        MatmulOptions {
+            alpha: 1.0,
+            beta: 1.0,
+            accumulate: None,
+            bias: None,
+        }
+    }
+}
+
+/// Validated geometry of one product.
+struct Plan {
+    a: Tensor,
+    b: Tensor,
+    out_shape: Vec<usize>,
+    batches: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+}
+
+fn plan(op: &'static str, a: &Tensor, b: &Tensor) -> Result<Plan> {
+    a.expect_same_device(op, b)?;
+    if a.rank() < 2 || b.rank() < 2 {
+        return Err(Error::shape(
+            op,
+            format!("{:?} and {:?}", a.shape(), b.shape()),
+            "operands of rank >= 2 ([..., M, K] and [..., K, N])",
+        ));
+    }
+    let float = |t: &Tensor| matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16);
+    if !float(a) || a.dtype() != b.dtype() {
+        return Err(Error::dtype(
+            op,
+            format!("{} and {}", a.dtype(), b.dtype()),
+            "two f32, f16 or bf16 operands of one dtype",
+        ));
+    }
+    let (ra, rb) = (a.rank(), b.rank());
+    let (m, k, k2, n) = (
+        a.shape()[ra - 2],
+        a.shape()[ra - 1],
+        b.shape()[rb - 2],
+        b.shape()[rb - 1],
+    );
+    if k != k2 {
+        return Err(Error::shape(
+            op,
+            format!("{:?} and {:?}", a.shape(), b.shape()),
+            format!("inner dimensions equal ({k} vs {k2})"),
+        ));
+    }
+    let batch = broadcast_shapes(op, &a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
+    let batches: usize = batch.iter().product();
+    if batches > 65_535 {
+        return Err(Error::value(
+            op,
+            format!("{batches} batches"),
+            "at most 65535 batches",
+        ));
+    }
+    let with = |tail: [usize; 2]| batch.iter().copied().chain(tail).collect::<Vec<_>>();
+    Ok(Plan {
+        a: a.expand(&with([m, k]))?,
+        b: b.expand(&with([k, n]))?,
+        out_shape: with([m, n]),
+        batches,
+        m,
+        n,
+        k,
+    })
+}
+
+thread_local! {
+    static FORCED_KERNEL: Cell<Option<MatmulKernel>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with every matmul on this thread using `kernel`, for tests that must cover each kernel.
+pub fn with_matmul_kernel<T>(kernel: MatmulKernel, f: impl FnOnce() -> T) -> T {
+    let previous = FORCED_KERNEL.with(|c| c.replace(Some(kernel)));
+    let out = f();
+    FORCED_KERNEL.with(|c| c.set(previous));
+    out
+}
+
+/// Shape class for the tuning cache: sizes rounded up to powers of two, plus the layout.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct TuneKey {
+    device: String,
+    dims: [usize; 4],
+    unit_strides: [bool; 2],
+    dtype: DType,
+}
+
+static TUNED: Mutex<Option<HashMap<TuneKey, MatmulKernel>>> = Mutex::new(None);
+
+/// Products smaller than this many multiply-adds use [`rule_of_thumb`] rather than timing.
+const TUNE_MIN_WORK: usize = 1 << 21;
+
+fn rule_of_thumb(p: &Plan) -> MatmulKernel {
+    if p.m <= 16 || p.n <= 16 || p.k <= 4 {
+        MatmulKernel::Dot
+    } else {
+        MatmulKernel::Tiled(TILINGS[0])
+    }
+}
+
+fn tuning_enabled() -> bool {
+    std::env::var("DYNLAB_MATMUL_TUNE").map_or(true, |v| v != "0")
+}
+
+impl Tensor {
+    /// `self [..., M, K] · other [..., K, N]`; batch dimensions broadcast.
+    pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
+        self.matmul_with(other, MatmulOptions::default())
+    }
+
+    /// `α · self · other + β · C + bias` in one launch.
+    pub fn matmul_with(&self, other: &Tensor, options: MatmulOptions) -> Result<Tensor> {
+        let op = "Tensor::matmul";
+        let p = plan(op, self, other)?;
+        let out = Tensor::alloc(op, &p.out_shape, DType::F32, &self.device)?;
+        launch_product(op, &p, &out, options)?;
+        Ok(out)
+    }
+
+    /// `self = α · a · b + β · self`, writing into this tensor's buffer when it is contiguous and
+    /// not shared with another tensor (gradient accumulation), else into a new buffer.
+    pub fn addmm_(&mut self, a: &Tensor, b: &Tensor, alpha: f32, beta: f32) -> Result<()> {
+        let op = "Tensor::addmm_";
+        let p = plan(op, a, b)?;
+        self.expect_f32(op)?;
+        self.expect_same_device(op, a)?;
+        if self.shape() != p.out_shape.as_slice() {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "output {:?} for {:?} · {:?}",
+                    self.shape(),
+                    a.shape(),
+                    b.shape()
+                ),
+                format!("{:?}", p.out_shape),
+            ));
+        }
+        let in_place = self.is_contiguous() && self.offset == 0 && self.handle.can_mut();
+        let out = if in_place {
+            self.clone()
+        } else {
+            Tensor::alloc(op, &p.out_shape, DType::F32, &self.device)?
+        };
+        let options = MatmulOptions {
+            alpha,
+            beta,
+            accumulate: Some(self),
+            bias: None,
+        };
+        launch_product(op, &p, &out, options)?;
+        *self = out;
+        Ok(())
+    }
+}
+
+fn launch_product(op: &'static str, p: &Plan, out: &Tensor, options: MatmulOptions) -> Result<()> {
+    let dummy = Tensor::zeros(&[1, 1], &p.a.device)?;
+    let c = match options.accumulate {
+        Some(c) => {
+            c.expect_f32(op)?;
+            c.expect_same_device(op, &p.a)?;
+            c.expand(&p.out_shape).map_err(|_| {
+                Error::shape(
+                    op,
+                    format!("accumulate {:?}", c.shape()),
+                    format!("broadcastable to {:?}", p.out_shape),
+                )
+            })?
+        }
+        None => dummy.clone(),
+    };
+    let bias = match options.bias {
+        Some(bias) => {
+            bias.expect_f32(op)?;
+            bias.expect_same_device(op, &p.a)?;
+            if bias.shape() != [p.n] {
+                return Err(Error::shape(
+                    op,
+                    format!("bias {:?}", bias.shape()),
+                    format!("[{}] (one per output column)", p.n),
+                ));
+            }
+            bias.contiguous_from_zero()?
+        }
+        None => dummy.reshape(&[1])?,
+    };
+    if out.numel() == 0 {
+        return Ok(());
+    }
+    let epilogue = Epilogue {
+        accumulate: options.accumulate.is_some(),
+        bias: options.bias.is_some(),
+    };
+    let args = LaunchArgs {
+        p,
+        out,
+        c: &c,
+        bias: &bias,
+        alpha: options.alpha,
+        beta: options.beta,
+        epilogue,
+    };
+    let kernel = choose_kernel(&args)?;
+    args.run(kernel);
+    Ok(())
+}
+
+struct LaunchArgs<'a> {
+    p: &'a Plan,
+    out: &'a Tensor,
+    c: &'a Tensor,
+    bias: &'a Tensor,
+    alpha: f32,
+    beta: f32,
+    epilogue: Epilogue,
+}
+
+impl LaunchArgs<'_> {
+    fn run(&self, kernel: MatmulKernel) {
+        match self.p.a.dtype() {
+            DType::F16 => self.run_typed::<half::f16>(kernel),
+            DType::BF16 => self.run_typed::<half::bf16>(kernel),
+            _ => self.run_typed::<f32>(kernel),
+        }
+    }
+
+    fn run_typed<E: Float + CubeElement>(&self, kernel: MatmulKernel) {
+        let (p, out, c, bias) = (self.p, self.out, self.c, self.bias);
+        let (alpha, beta, epilogue) = (self.alpha, self.beta, self.epilogue);
+        let (a_off, b_off, c_off) = (p.a.offset_u32(), p.b.offset_u32(), c.offset_u32());
+        dispatch!(p.a.device, |client, R| unsafe {
+            match kernel {
+                MatmulKernel::Dot => {
+                    let (count, dim) = units_grid(out.numel());
+                    matmul_dot::launch_unchecked::<E, f32, R>(
+                        client,
+                        count,
+                        dim,
+                        p.a.view_arg(),
+                        p.b.view_arg(),
+                        out.buffer_arg(),
+                        c.view_arg(),
+                        bias.buffer_arg(),
+                        alpha,
+                        beta,
+                        a_off,
+                        b_off,
+                        c_off,
+                        epilogue,
+                    )
+                }
+                MatmulKernel::Tiled(t) => {
+                    let count = CubeCount::Static(
+                        p.n.div_ceil(t.bn as usize) as u32,
+                        p.m.div_ceil(t.bm as usize) as u32,
+                        p.batches as u32,
+                    );
+                    let dim = CubeDim::new_2d(t.bn / t.tn, t.bm / t.tm);
+                    matmul_tiled::launch_unchecked::<E, f32, R>(
+                        client,
+                        count,
+                        dim,
+                        p.a.view_arg(),
+                        p.b.view_arg(),
+                        out.buffer_arg(),
+                        c.view_arg(),
+                        bias.buffer_arg(),
+                        alpha,
+                        beta,
+                        a_off,
+                        b_off,
+                        c_off,
+                        t,
+                        epilogue,
+                    )
+                }
+            }
+        });
+    }
+}
+
+/// The forced kernel, the cached choice for this shape class, a fresh measurement, or the rule.
+fn choose_kernel(args: &LaunchArgs) -> Result<MatmulKernel> {
+    if let Some(kernel) = FORCED_KERNEL.with(Cell::get) {
+        return Ok(kernel);
+    }
+    let p = args.p;
+    if p.batches * p.m * p.n * p.k < TUNE_MIN_WORK || !tuning_enabled() {
+        return Ok(rule_of_thumb(p));
+    }
+    let unit = |t: &Tensor| t.strides()[t.rank() - 1] == 1;
+    let bucket = |x: usize| x.next_power_of_two();
+    let key = TuneKey {
+        device: p.a.device.name().to_string(),
+        dims: [bucket(p.batches), bucket(p.m), bucket(p.n), bucket(p.k)],
+        unit_strides: [unit(&p.a), unit(&p.b)],
+        dtype: p.a.dtype(),
+    };
+    if let Some(&kernel) = TUNED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .get(&key)
+    {
+        return Ok(kernel);
+    }
+    let best = measure(args, &p.a.device)?;
+    TUNED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(key, best);
+    Ok(best)
+}
+
+/// Times each candidate (after one untimed run that compiles it) and returns the fastest.
+fn measure(args: &LaunchArgs, device: &Device) -> Result<MatmulKernel> {
+    let mut candidates = vec![MatmulKernel::Dot];
+    candidates.extend(TILINGS.iter().map(|&t| MatmulKernel::Tiled(t)));
+    let mut best = (f64::INFINITY, rule_of_thumb(args.p));
+    for kernel in candidates {
+        args.run(kernel);
+        device.sync()?;
+        let start = Instant::now();
+        args.run(kernel);
+        device.sync()?;
+        let seconds = start.elapsed().as_secs_f64();
+        if seconds < best.0 {
+            best = (seconds, kernel);
+        }
+    }
+    Ok(best.1)
+}
