@@ -39,6 +39,7 @@ pub enum UnaryOp {
     Relu,
     /// `p0` = negative slope.
     LeakyRelu,
+    Erf,
     GeluErf,
     GeluTanh,
     Sigmoid,
@@ -124,6 +125,7 @@ pub fn apply_unary<F: Float>(x: F, p0: F, p1: F, #[comptime] op: UnaryOp) -> F {
         UnaryOp::Square => x * x,
         UnaryOp::Relu => select(x < F::new(0.0), F::new(0.0), x),
         UnaryOp::LeakyRelu => select(x < F::new(0.0), x * p0, x),
+        UnaryOp::Erf => x.erf(),
         UnaryOp::GeluErf => F::new(0.5) * x * (F::new(1.0) + (x * F::new(0.707_106_77)).erf()),
         UnaryOp::GeluTanh => {
             let inner = F::new(0.797_884_6) * (x + F::new(0.044_715) * x * x * x);

@@ -8,7 +8,9 @@
 //! Two kernels:
 //! - [`matmul_tiled`]: a cube computes a `BM × BN` block of the output; per step of `BK` along K it
 //!   stages an `A` and a `B` tile in shared memory (`A` transposed so a unit's rows are contiguous),
-//!   then each unit accumulates a `TM × TN` register block with outer products.
+//!   then each unit accumulates a `TM × TN` register block with outer products. A unit's rows and
+//!   columns are interleaved with its neighbours' (stride `BM/TM`, `BN/TN`) so adjacent units touch
+//!   adjacent words: conflict-free shared memory on GPUs, contiguous SIMD loads on CPU Vulkan.
 //! - [`matmul_dot`]: one unit per output element, a plain dot product along K — for skinny shapes
 //!   (matrix-vector, tiny M or N) where tiles would be mostly padding.
 
@@ -75,6 +77,10 @@ pub fn matmul_tiled<E: Float, F: Float + CubeElement>(
 ) {
     let (bm, bn, bk, tm, tn) = (tiling.bm, tiling.bn, tiling.bk, tiling.tm, tiling.tn);
     let units = comptime!(tiling.units());
+    // A unit owns rows `ty + i·(BM/TM)` and columns `tx + j·(BN/TN)`: neighbouring units read
+    // neighbouring shared-memory words and write neighbouring outputs.
+    let rows_per_step = comptime!(bm / tm);
+    let cols_per_step = comptime!(bn / tn);
     let rank = a.rank();
     let m = a.shape(rank - 2);
     let k = a.shape(rank - 1);
@@ -131,11 +137,11 @@ pub fn matmul_tiled<E: Float, F: Float + CubeElement>(
         for kk in 0..bk {
             #[unroll]
             for i in 0..tm {
-                a_reg[i as usize] = a_tile[(kk * bm + ty * tm + i) as usize];
+                a_reg[i as usize] = a_tile[(kk * bm + i * rows_per_step + ty) as usize];
             }
             #[unroll]
             for j in 0..tn {
-                b_reg[j as usize] = b_tile[(kk * bn + tx * tn + j) as usize];
+                b_reg[j as usize] = b_tile[(kk * bn + j * cols_per_step + tx) as usize];
             }
             #[unroll]
             for i in 0..tm {
@@ -154,8 +160,8 @@ pub fn matmul_tiled<E: Float, F: Float + CubeElement>(
     for i in 0..tm {
         #[unroll]
         for j in 0..tn {
-            let gi = row0 + (ty * tm + i) as usize;
-            let gj = col0 + (tx * tn + j) as usize;
+            let gi = row0 + (i * rows_per_step + ty) as usize;
+            let gj = col0 + (j * cols_per_step + tx) as usize;
             if gi < m && gj < n {
                 let value = acc[(i * tn + j) as usize];
                 let pos = out_base + gi * n + gj;
@@ -248,4 +254,109 @@ fn out_batches<E: CubePrimitive>(t: &Tensor<E>) -> usize {
         count *= t.shape(d);
     }
     count
+}
+
+/// Register-blocked product without shared memory: each unit reads its `TM` rows of `A` and `TN`
+/// columns of `B` straight from global memory (caches do the staging on CPU devices). Cube of
+/// `(BN/TN) × (BM/TM)` units covers a `BM × BN` block.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_register<E: Float, F: Float + CubeElement>(
+    a: &Tensor<E>,
+    b: &Tensor<E>,
+    out: &mut Array<F>,
+    c: &Tensor<F>,
+    bias: &Array<F>,
+    alpha: F,
+    beta: F,
+    a_offset: u32,
+    b_offset: u32,
+    c_offset: u32,
+    #[comptime] tiling: Tiling,
+    #[comptime] epilogue: Epilogue,
+) {
+    let (bm, bn, tm, tn) = (tiling.bm, tiling.bn, tiling.tm, tiling.tn);
+    let rows_per_step = comptime!(bm / tm);
+    let cols_per_step = comptime!(bn / tn);
+    let rank = a.rank();
+    let m = a.shape(rank - 2);
+    let k = a.shape(rank - 1);
+    let n = b.shape(rank - 1);
+    let (a_rs, a_cs) = (a.stride(rank - 2), a.stride(rank - 1));
+    let (b_rs, b_cs) = (b.stride(rank - 2), b.stride(rank - 1));
+    let batch = CUBE_POS_Z as usize;
+    let a_base = a_offset as usize + batch_offset::<E>(a, batch);
+    let b_base = b_offset as usize + batch_offset::<E>(b, batch);
+    // With one unit row per cube (BM = TM) the rows depend on the cube alone: every unit of the cube
+    // loads the same A elements, which a CPU device turns into scalar loads and broadcasts.
+    let row0 = if comptime!(bm == tm) {
+        (CUBE_POS_Y * bm) as usize
+    } else {
+        (CUBE_POS_Y * bm + UNIT_POS_Y) as usize
+    };
+    let col0 = (CUBE_POS_X * bn + UNIT_POS_X) as usize;
+
+    let mut acc = Array::<F>::new(comptime!((tm * tn) as usize));
+    #[unroll]
+    for r in 0..tm * tn {
+        acc[r as usize] = F::new(0.0);
+    }
+    let mut a_reg = Array::<F>::new(comptime!(tm as usize));
+    let mut b_reg = Array::<F>::new(comptime!(tn as usize));
+    // Clamp rows/columns into range (their results are never written) so loads need no branches.
+    let mut a_rows = Array::<usize>::new(comptime!(tm as usize));
+    let mut b_cols = Array::<usize>::new(comptime!(tn as usize));
+    #[unroll]
+    for i in 0..tm {
+        let r = row0 + (i * rows_per_step) as usize;
+        a_rows[i as usize] = a_base + select(r < m, r, 0) * a_rs;
+    }
+    #[unroll]
+    for j in 0..tn {
+        let col = col0 + (j * cols_per_step) as usize;
+        b_cols[j as usize] = b_base + select(col < n, col, 0) * b_cs;
+    }
+    for kk in 0..k {
+        #[unroll]
+        for i in 0..tm {
+            a_reg[i as usize] = F::cast_from(a[a_rows[i as usize] + kk * a_cs]);
+        }
+        #[unroll]
+        for j in 0..tn {
+            b_reg[j as usize] = F::cast_from(b[b_cols[j as usize] + kk * b_rs]);
+        }
+        #[unroll]
+        for i in 0..tm {
+            #[unroll]
+            for j in 0..tn {
+                acc[(i * tn + j) as usize] += a_reg[i as usize] * b_reg[j as usize];
+            }
+        }
+    }
+    let out_base = batch * m * n;
+    #[unroll]
+    for i in 0..tm {
+        #[unroll]
+        for j in 0..tn {
+            let gi = row0 + (i * rows_per_step) as usize;
+            let gj = col0 + (j * cols_per_step) as usize;
+            if gi < m && gj < n {
+                let pos = out_base + gi * n + gj;
+                write_at::<F>(
+                    out,
+                    c,
+                    bias,
+                    alpha,
+                    beta,
+                    c_offset,
+                    batch,
+                    gi,
+                    gj,
+                    pos,
+                    acc[(i * tn + j) as usize],
+                    epilogue,
+                );
+            }
+        }
+    }
 }

@@ -16,7 +16,7 @@ pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use half::{bf16, f16};
 pub use launch::set_poison_outputs;
-pub use ops::matmul::{with_matmul_kernel, MatmulKernel, MatmulOptions, Tiling, TILINGS};
+pub use ops::matmul::{with_matmul_kernel, MatmulKernel, MatmulOptions, Tiling, CANDIDATES};
 pub use ops::random::Rng;
 pub use ops::rows::with_row_kernel;
 pub use tensor::Tensor;

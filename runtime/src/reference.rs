@@ -440,22 +440,28 @@ pub fn matmul(a: &HostTensor, b: &HostTensor) -> HostTensor {
     let mut shape = batch.clone();
     shape.extend([m, n]);
     let batches: usize = batch.iter().product();
+    // Start of the matrix that batch coordinate `c` selects in `x` (size-1 batch dims broadcast).
+    let start = |x: &HostTensor, c: &[usize], rows: usize, cols: usize| {
+        let own = &x.shape[..x.shape.len() - 2];
+        let lead = c.len() - own.len();
+        let coords: Vec<usize> = own
+            .iter()
+            .enumerate()
+            .map(|(d, &s)| if s == 1 { 0 } else { c[lead + d] })
+            .collect();
+        linear_of(&coords, own) * rows * cols
+    };
     let mut data = Vec::with_capacity(batches * m * n);
     for bi in 0..batches {
         let c = coords_of(bi, &batch);
-        let pick = |x: &HostTensor, i: usize, j: usize| {
-            let lead = c.len() - (x.shape.len() - 2);
-            let mut xc: Vec<usize> = x.shape[..x.shape.len() - 2]
-                .iter()
-                .enumerate()
-                .map(|(d, &s)| if s == 1 { 0 } else { c[lead + d] })
-                .collect();
-            xc.extend([i, j]);
-            x.at(&xc)
-        };
+        let (a0, b0) = (start(a, &c, m, k), start(b, &c, k, n));
         for i in 0..m {
             for j in 0..n {
-                data.push((0..k).map(|kk| pick(a, i, kk) * pick(b, kk, j)).sum());
+                data.push(
+                    (0..k)
+                        .map(|kk| a.data[a0 + i * k + kk] * b.data[b0 + kk * n + j])
+                        .sum(),
+                );
             }
         }
     }

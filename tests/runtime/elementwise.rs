@@ -30,6 +30,7 @@ fn unary_cases() -> Vec<UnaryCase> {
         ("recip", Tensor::recip, |x| 1.0 / x, (0.1, 10.0), 1e-6, 1e-6),
         ("square", Tensor::square, |x| x * x, (-5.0, 5.0), 1e-6, 1e-6),
         ("relu", Tensor::relu, |x| x.max(0.0), (-5.0, 5.0), 0.0, 0.0),
+        ("erf", Tensor::erf, r::erf, (-4.0, 4.0), 1e-6, 1e-5),
         ("gelu", Tensor::gelu, r::gelu, (-6.0, 6.0), 1e-5, 1e-5),
         (
             "gelu_tanh",

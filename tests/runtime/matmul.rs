@@ -3,14 +3,8 @@
 
 use super::common::*;
 use dynlab::runtime::reference::{self as r, HostTensor};
-use dynlab::runtime::{with_matmul_kernel, MatmulKernel, MatmulOptions, TILINGS};
+use dynlab::runtime::{with_matmul_kernel, MatmulOptions, CANDIDATES};
 use dynlab::{DType, Tensor};
-
-fn kernels() -> Vec<MatmulKernel> {
-    let mut all = vec![MatmulKernel::Dot];
-    all.extend(TILINGS.iter().map(|&t| MatmulKernel::Tiled(t)));
-    all
-}
 
 /// f32 accumulation over K terms of size <= 1: error ~ K · eps.
 fn tol(k: usize) -> f64 {
@@ -40,7 +34,7 @@ fn every_kernel_matches_reference_on_odd_sizes_and_transposes() {
         (97, 65, 130),
         (257, 3, 71),
     ];
-    for kernel in kernels() {
+    for kernel in CANDIDATES {
         with_matmul_kernel(kernel, || {
             for &(m, k, n) in &sizes {
                 for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -80,7 +74,7 @@ fn tuned_choice_matches_reference_on_random_sizes() {
 #[test]
 fn batches_broadcast_and_views_work() {
     let mut rng = HostRng::new(42);
-    for kernel in [MatmulKernel::Dot, MatmulKernel::Tiled(TILINGS[0])] {
+    for kernel in [CANDIDATES[0], CANDIDATES[1], CANDIDATES[3]] {
         with_matmul_kernel(kernel, || {
             let (a, ha) = random(&mut rng, &[2, 3, 5, 7], -1.0, 1.0);
             let (b, hb) = random(&mut rng, &[3, 7, 4], -1.0, 1.0);
@@ -124,7 +118,7 @@ fn batches_broadcast_and_views_work() {
 #[test]
 fn epilogue_and_in_place_accumulation() {
     let mut rng = HostRng::new(43);
-    for kernel in [MatmulKernel::Dot, MatmulKernel::Tiled(TILINGS[1])] {
+    for kernel in [CANDIDATES[0], CANDIDATES[2], CANDIDATES[3]] {
         with_matmul_kernel(kernel, || {
             let (a, ha) = random(&mut rng, &[9, 11], -1.0, 1.0);
             let (b, hb) = random(&mut rng, &[11, 6], -1.0, 1.0);
@@ -208,7 +202,7 @@ fn half_precision_inputs_accumulate_in_f32() {
             )
         };
         let want = r::matmul(&round(&a16, &ha.shape), &round(&b16, &hb.shape));
-        for kernel in kernels() {
+        for kernel in [CANDIDATES[0], CANDIDATES[1], CANDIDATES[3]] {
             with_matmul_kernel(kernel, || {
                 let got = a16.matmul(&b16).unwrap();
                 assert_eq!(got.dtype(), DType::F32);

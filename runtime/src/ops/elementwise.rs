@@ -211,6 +211,8 @@ impl Tensor {
         recip => UnaryOp::Recip;
         square => UnaryOp::Square;
         relu => UnaryOp::Relu;
+        /// The error function.
+        erf => UnaryOp::Erf;
         /// GELU with the exact erf form.
         gelu => UnaryOp::GeluErf;
         /// GELU with the tanh approximation.

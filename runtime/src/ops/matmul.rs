@@ -16,7 +16,7 @@ use crate::tensor::Tensor;
 use crate::Device;
 use cubecl::prelude::*;
 pub use dynlab_kernels::matmul::Tiling;
-use dynlab_kernels::matmul::{matmul_dot, matmul_tiled, Epilogue};
+use dynlab_kernels::matmul::{matmul_dot, matmul_register, matmul_tiled, Epilogue};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,38 +29,25 @@ pub enum MatmulKernel {
     Dot,
     /// Shared-memory tiles with register blocking.
     Tiled(Tiling),
+    /// Register blocking straight from global memory (no shared memory, no barriers).
+    Register(Tiling),
 }
 
-/// The tilings the tuner tries (units per cube ≤ 256, shared memory ≤ 16 KiB).
-pub const TILINGS: [Tiling; 4] = [
-    Tiling {
-        bm: 64,
-        bn: 64,
-        bk: 16,
-        tm: 4,
-        tn: 4,
-    },
-    Tiling {
-        bm: 64,
-        bn: 64,
-        bk: 8,
-        tm: 8,
-        tn: 8,
-    },
-    Tiling {
-        bm: 128,
-        bn: 128,
-        bk: 8,
-        tm: 8,
-        tn: 8,
-    },
-    Tiling {
-        bm: 32,
-        bn: 64,
-        bk: 16,
-        tm: 4,
-        tn: 4,
-    },
+const fn tiling(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> Tiling {
+    Tiling { bm, bn, bk, tm, tn }
+}
+
+/// The kernels the tuner times. Shared-memory tiles suit GPUs; register blocking straight from
+/// global memory suits CPU Vulkan, where every lane-varying load is a gather and only large
+/// register blocks (`TM·TN / (TM + TN)` multiply-adds per load) keep the FMA units busy; its
+/// `BN / TN` must cover the 8 SIMD lanes. (`BK` is unused by the register kernel.)
+pub const CANDIDATES: [MatmulKernel; 6] = [
+    MatmulKernel::Dot,
+    MatmulKernel::Tiled(tiling(64, 64, 16, 4, 4)),
+    MatmulKernel::Tiled(tiling(128, 128, 8, 8, 8)),
+    MatmulKernel::Register(tiling(64, 128, 1, 16, 16)),
+    MatmulKernel::Register(tiling(64, 256, 1, 16, 32)),
+    MatmulKernel::Register(tiling(32, 256, 1, 16, 32)),
 ];
 
 /// Options of [`Tensor::matmul_with`].
@@ -177,9 +164,11 @@ const TUNE_MIN_WORK: usize = 1 << 21;
 
 fn rule_of_thumb(p: &Plan) -> MatmulKernel {
     if p.m <= 16 || p.n <= 16 || p.k <= 4 {
-        MatmulKernel::Dot
+        CANDIDATES[0]
+    } else if p.a.device().is_cpu() {
+        CANDIDATES[3]
     } else {
-        MatmulKernel::Tiled(TILINGS[0])
+        CANDIDATES[1]
     }
 }
 
@@ -336,13 +325,28 @@ impl LaunchArgs<'_> {
                     )
                 }
                 MatmulKernel::Tiled(t) => {
-                    let count = CubeCount::Static(
-                        p.n.div_ceil(t.bn as usize) as u32,
-                        p.m.div_ceil(t.bm as usize) as u32,
-                        p.batches as u32,
-                    );
-                    let dim = CubeDim::new_2d(t.bn / t.tn, t.bm / t.tm);
+                    let (count, dim) = tile_grid(p, &t);
                     matmul_tiled::launch_unchecked::<E, f32, R>(
+                        client,
+                        count,
+                        dim,
+                        p.a.view_arg(),
+                        p.b.view_arg(),
+                        out.buffer_arg(),
+                        c.view_arg(),
+                        bias.buffer_arg(),
+                        alpha,
+                        beta,
+                        a_off,
+                        b_off,
+                        c_off,
+                        t,
+                        epilogue,
+                    )
+                }
+                MatmulKernel::Register(t) => {
+                    let (count, dim) = tile_grid(p, &t);
+                    matmul_register::launch_unchecked::<E, f32, R>(
                         client,
                         count,
                         dim,
@@ -363,6 +367,16 @@ impl LaunchArgs<'_> {
             }
         });
     }
+}
+
+/// Cubes over (column blocks, row blocks, batches) and units per cube for a tiling.
+fn tile_grid(p: &Plan, t: &Tiling) -> (CubeCount, CubeDim) {
+    let count = CubeCount::Static(
+        p.n.div_ceil(t.bn as usize) as u32,
+        p.m.div_ceil(t.bm as usize) as u32,
+        p.batches as u32,
+    );
+    (count, CubeDim::new_2d(t.bn / t.tn, t.bm / t.tm))
 }
 
 /// The forced kernel, the cached choice for this shape class, a fresh measurement, or the rule.
@@ -401,10 +415,8 @@ fn choose_kernel(args: &LaunchArgs) -> Result<MatmulKernel> {
 
 /// Times each candidate (after one untimed run that compiles it) and returns the fastest.
 fn measure(args: &LaunchArgs, device: &Device) -> Result<MatmulKernel> {
-    let mut candidates = vec![MatmulKernel::Dot];
-    candidates.extend(TILINGS.iter().map(|&t| MatmulKernel::Tiled(t)));
     let mut best = (f64::INFINITY, rule_of_thumb(args.p));
-    for kernel in candidates {
+    for kernel in CANDIDATES {
         args.run(kernel);
         device.sync()?;
         let start = Instant::now();
