@@ -17,7 +17,7 @@ fn a_thousand_training_iterations_do_not_grow_memory() {
     let mut w1 = random(&mut rng, &[8, 16], -0.5, 0.5).0;
     let mut w2 = random(&mut rng, &[16, 1], -0.5, 0.5).0;
     let (xv, yv) = (Var::constant(x), Var::constant(y));
-    let mut step = |w1: &mut Tensor, w2: &mut Tensor| -> f32 {
+    let step = |w1: &mut Tensor, w2: &mut Tensor| -> f32 {
         let (p1, p2) = (Var::param(w1.clone()), Var::param(w2.clone()));
         let loss = xv
             .matmul(&p1)

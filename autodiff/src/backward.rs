@@ -11,7 +11,8 @@ use std::collections::{HashMap, HashSet};
 pub struct GradOptions {
     /// Record the gradient computation so it can be differentiated (Hessian-vector products).
     pub create_graph: bool,
-    /// Keep the rules (and the tensors they saved) for another sweep over the same graph.
+    /// Keep the rules (and the tensors they saved) for another sweep over the same graph. Implied by
+    /// `create_graph`: the recorded gradients refer back into the graph.
     pub retain_graph: bool,
 }
 
@@ -115,7 +116,7 @@ fn sweep(
             let parent_grads = with_recording(options.create_graph, || (grad_fn.rule)(&g))?;
             Ok(grad_fn.parents.iter().cloned().zip(parent_grads).collect())
         };
-        let flows = if options.retain_graph {
+        let flows = if options.retain_graph || options.create_graph {
             node.0.grad_fn.borrow().as_ref().map(run).transpose()?
         } else {
             let taken = node.0.grad_fn.borrow_mut().take();

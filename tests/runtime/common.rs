@@ -1,6 +1,9 @@
 //! Shared test helpers: the device (with output poisoning on), a seeded host RNG and comparison
 //! against the f64 reference with a stated tolerance. NaN never passes unless the reference is NaN.
 
+// Shared by several test binaries; each uses a different subset.
+#![allow(dead_code)]
+
 use dynlab::runtime::reference::HostTensor;
 use dynlab::{Device, Tensor};
 use std::sync::OnceLock;
