@@ -41,13 +41,14 @@ const fn tiling(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> Tiling {
 /// global memory suits CPU Vulkan, where every lane-varying load is a gather and only large
 /// register blocks (`TM·TN / (TM + TN)` multiply-adds per load) keep the FMA units busy; its
 /// `BN / TN` must cover the 8 SIMD lanes. (`BK` is unused by the register kernel.)
-pub const CANDIDATES: [MatmulKernel; 6] = [
+pub const CANDIDATES: [MatmulKernel; 7] = [
     MatmulKernel::Dot,
     MatmulKernel::Tiled(tiling(64, 64, 16, 4, 4)),
     MatmulKernel::Tiled(tiling(128, 128, 8, 8, 8)),
     MatmulKernel::Register(tiling(64, 128, 1, 16, 16)),
     MatmulKernel::Register(tiling(64, 256, 1, 16, 32)),
     MatmulKernel::Register(tiling(32, 256, 1, 16, 32)),
+    MatmulKernel::Register(tiling(32, 64, 1, 4, 8)),
 ];
 
 /// Options of [`Tensor::matmul_with`].
@@ -413,18 +414,22 @@ fn choose_kernel(args: &LaunchArgs) -> Result<MatmulKernel> {
     Ok(best)
 }
 
-/// Times each candidate (after one untimed run that compiles it) and returns the fastest.
+/// Times each plausible candidate (one untimed run compiles it, then the best of two timed runs)
+/// and returns the fastest. The dot-product kernel is only a candidate for skinny products.
 fn measure(args: &LaunchArgs, device: &Device) -> Result<MatmulKernel> {
+    let skinny = args.p.m.min(args.p.n) <= 64;
     let mut best = (f64::INFINITY, rule_of_thumb(args.p));
-    for kernel in CANDIDATES {
+    for kernel in CANDIDATES.into_iter().filter(|&k| skinny || k != MatmulKernel::Dot) {
         args.run(kernel);
         device.sync()?;
-        let start = Instant::now();
-        args.run(kernel);
-        device.sync()?;
-        let seconds = start.elapsed().as_secs_f64();
-        if seconds < best.0 {
-            best = (seconds, kernel);
+        for _ in 0..2 {
+            let start = Instant::now();
+            args.run(kernel);
+            device.sync()?;
+            let seconds = start.elapsed().as_secs_f64();
+            if seconds < best.0 {
+                best = (seconds, kernel);
+            }
         }
     }
     Ok(best.1)
