@@ -11,6 +11,30 @@
 //! println!("{:?}", p.to_vec::<f32>()?);
 //! # Ok::<(), dynlab::Error>(())
 //! ```
+//!
+//! Gradients, Hessian-vector products and Hutchinson traces (the README's example):
+//!
+//! ```no_run
+//! use dynlab::autodiff::{hutchinson_trace, hvp};
+//! use dynlab::{grad, Device, GradOptions, Rng, Tensor, Var};
+//!
+//! let device = Device::default()?;
+//! let mut rng = Rng::new(0);
+//! let x = Var::constant(Tensor::rand_normal(&[32, 8], 0.0, 1.0, &mut rng, &device)?);
+//! let w0 = Tensor::rand_normal(&[8, 4], 0.0, 0.5, &mut rng, &device)?;
+//! let loss_fn = |p: &[Var]| x.matmul(&p[0])?.tanh()?.square()?.mean_all();
+//!
+//! let w = Var::param(w0.clone());
+//! let grads = loss_fn(&[w.clone()])?.backward()?;                 // first order; frees saved tensors
+//! let dw: &Tensor = grads.tensor(&w).unwrap();
+//! let with_graph = GradOptions { create_graph: true, ..Default::default() };
+//! let g = grad(&loss_fn(&[w.clone()])?, &[&w], with_graph)?;      // a gradient on the tape
+//! let v = Tensor::rand_normal(&[8, 4], 0.0, 1.0, &mut rng, &device)?;
+//! let hv = hvp(loss_fn, &[w0.clone()], &[v])?;                     // exact H·v by double backward
+//! let trace = hutchinson_trace(loss_fn, &[w0], 100, 7)?;           // tr H and its standard error
+//! # let _ = (dw, g, hv, trace);
+//! # Ok::<(), dynlab::Error>(())
+//! ```
 
 pub use dynlab_autodiff as autodiff;
 pub use dynlab_autodiff::{grad, no_grad, GradOptions, Var};

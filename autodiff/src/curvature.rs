@@ -22,9 +22,19 @@ pub fn hvp(
             expected: "one direction per parameter, of the same shape".to_string(),
         });
     }
-    let vars: Vec<Var> = params.iter().map(|p| Var::param(p.clone())).collect();
+    let (vars, grads) = recorded_gradient(loss_fn, params)?;
     let refs: Vec<&Var> = vars.iter().collect();
+    directional(&grads, &refs, v, false)
+}
+
+/// Fresh parameter variables and the gradient of `loss_fn` at them, recorded on the tape.
+fn recorded_gradient(
+    loss_fn: impl Fn(&[Var]) -> Result<Var>,
+    params: &[Tensor],
+) -> Result<(Vec<Var>, Vec<Var>)> {
+    let vars: Vec<Var> = params.iter().map(|p| Var::param(p.clone())).collect();
     let loss = loss_fn(&vars)?;
+    let refs: Vec<&Var> = vars.iter().collect();
     let grads = grad(
         &loss,
         &refs,
@@ -33,7 +43,7 @@ pub fn hvp(
             retain_graph: false,
         },
     )?;
-    directional(&grads, &refs, v, false)
+    Ok((vars, grads))
 }
 
 /// `∇_θ (g · v)` for gradients `g` recorded on the tape.
@@ -88,17 +98,8 @@ pub fn hutchinson_trace(
             expected: "at least 1".to_string(),
         });
     }
-    let vars: Vec<Var> = params.iter().map(|p| Var::param(p.clone())).collect();
+    let (vars, grads) = recorded_gradient(loss_fn, params)?;
     let refs: Vec<&Var> = vars.iter().collect();
-    let loss = loss_fn(&vars)?;
-    let grads = grad(
-        &loss,
-        &refs,
-        GradOptions {
-            create_graph: true,
-            retain_graph: false,
-        },
-    )?;
     let mut rng = Rng::new(seed);
     let mut values = Vec::with_capacity(samples);
     for _ in 0..samples {

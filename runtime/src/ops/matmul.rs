@@ -419,7 +419,10 @@ fn choose_kernel(args: &LaunchArgs) -> Result<MatmulKernel> {
 fn measure(args: &LaunchArgs, device: &Device) -> Result<MatmulKernel> {
     let skinny = args.p.m.min(args.p.n) <= 64;
     let mut best = (f64::INFINITY, rule_of_thumb(args.p));
-    for kernel in CANDIDATES.into_iter().filter(|&k| skinny || k != MatmulKernel::Dot) {
+    for kernel in CANDIDATES
+        .into_iter()
+        .filter(|&k| skinny || k != MatmulKernel::Dot)
+    {
         args.run(kernel);
         device.sync()?;
         for _ in 0..2 {
