@@ -169,6 +169,26 @@ impl Var {
         }))
     }
 
+    /// `s / x`.
+    pub fn rdiv_scalar(&self, s: f32) -> Result<Var> {
+        self.recip()?.mul_scalar(s)
+    }
+
+    /// `s ^ x = exp(x ln s)` for `s > 0`.
+    pub fn scalar_pow(&self, s: f32) -> Result<Var> {
+        self.mul_scalar(s.ln())?.exp()
+    }
+
+    /// `maximum(x, s)`; a tie sends the gradient to `x`.
+    pub fn maximum_scalar(&self, s: f32) -> Result<Var> {
+        self.maximum(&Var::constant(Tensor::scalar(s, self.value().device())?))
+    }
+
+    /// `minimum(x, s)`; a tie sends the gradient to `x`.
+    pub fn minimum_scalar(&self, s: f32) -> Result<Var> {
+        self.minimum(&Var::constant(Tensor::scalar(s, self.value().device())?))
+    }
+
     /// `x ^ p`.
     pub fn powf(&self, p: f32) -> Result<Var> {
         let x = self.clone();
@@ -235,6 +255,11 @@ impl Var {
             let y = output_for_rule(&saved, || x.sqrt())?;
             Ok(vec![Some(g.div(&y)?.mul_scalar(0.5)?)])
         }))
+    }
+
+    /// `1 / sqrt(x)`.
+    pub fn rsqrt(&self) -> Result<Var> {
+        self.sqrt()?.recip()
     }
 
     pub fn square(&self) -> Result<Var> {
@@ -603,6 +628,21 @@ impl Var {
             let (before, after) = (zeros(start)?, zeros(shape[d] - start - len)?);
             Ok(vec![Some(Var::cat(&[&before, g, &after], dim)?)])
         }))
+    }
+
+    /// `x[start:end:step]` along `dim` (a gather of those positions, so the backward scatters).
+    pub fn slice(&self, dim: isize, start: usize, end: usize, step: usize) -> Result<Var> {
+        let size = self.shape()[normalize(dim, self.shape().len())?];
+        if step == 0 || start > end || end > size {
+            return Err(Error::Value {
+                op: "Var::slice",
+                got: format!("start={start}, end={end}, step={step} on a dimension of size {size}"),
+                expected: "start <= end <= size and step >= 1".to_string(),
+            });
+        }
+        let picks: Vec<i32> = (start..end).step_by(step).map(|i| i as i32).collect();
+        let indices = Tensor::from_slice(&picks, &[picks.len()], self.value().device())?;
+        self.index_select(dim, &indices)
     }
 
     pub fn cat(vars: &[&Var], dim: isize) -> Result<Var> {

@@ -123,6 +123,7 @@ fn elementwise_cases() -> Vec<Case> {
         unary("log1p", (-0.5, 3.0), Var::log1p, f64::ln_1p),
         unary("sqrt", (0.5, 3.0), Var::sqrt, f64::sqrt),
         unary("square", (-2.0, 2.0), Var::square, |x| x * x),
+        unary("rsqrt", (0.5, 3.0), Var::rsqrt, |x| 1.0 / x.sqrt()),
         unary("recip", (0.5, 3.0), Var::recip, |x| 1.0 / x),
         unary("abs", (0.1, 2.0), Var::abs, f64::abs),
         unary("tanh", (-2.0, 2.0), Var::tanh, f64::tanh),
