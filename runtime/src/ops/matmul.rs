@@ -304,66 +304,22 @@ impl LaunchArgs<'_> {
         let (p, out, c, bias) = (self.p, self.out, self.c, self.bias);
         let (alpha, beta, epilogue) = (self.alpha, self.beta, self.epilogue);
         let (a_off, b_off, c_off) = (p.a.offset_u32(), p.b.offset_u32(), c.offset_u32());
+        // Every kernel takes the same operands; the tiled ones add their tiling before the epilogue.
+        macro_rules! launch {
+            ($kernel:ident, $R:ty, $client:expr, $grid:expr $(, $tiling:expr)?) => {{
+                let (count, dim) = $grid;
+                $kernel::launch_unchecked::<E, f32, $R>(
+                    $client, count, dim, p.a.view_arg(), p.b.view_arg(), out.buffer_arg(), c.view_arg(),
+                    bias.buffer_arg(), alpha, beta, a_off, b_off, c_off, $($tiling,)? epilogue,
+                )
+            }};
+        }
         dispatch!(p.a.device, |client, R| unsafe {
             match kernel {
-                MatmulKernel::Dot => {
-                    let (count, dim) = units_grid(out.numel());
-                    matmul_dot::launch_unchecked::<E, f32, R>(
-                        client,
-                        count,
-                        dim,
-                        p.a.view_arg(),
-                        p.b.view_arg(),
-                        out.buffer_arg(),
-                        c.view_arg(),
-                        bias.buffer_arg(),
-                        alpha,
-                        beta,
-                        a_off,
-                        b_off,
-                        c_off,
-                        epilogue,
-                    )
-                }
-                MatmulKernel::Tiled(t) => {
-                    let (count, dim) = tile_grid(p, &t);
-                    matmul_tiled::launch_unchecked::<E, f32, R>(
-                        client,
-                        count,
-                        dim,
-                        p.a.view_arg(),
-                        p.b.view_arg(),
-                        out.buffer_arg(),
-                        c.view_arg(),
-                        bias.buffer_arg(),
-                        alpha,
-                        beta,
-                        a_off,
-                        b_off,
-                        c_off,
-                        t,
-                        epilogue,
-                    )
-                }
+                MatmulKernel::Dot => launch!(matmul_dot, R, client, units_grid(out.numel())),
+                MatmulKernel::Tiled(t) => launch!(matmul_tiled, R, client, tile_grid(p, &t), t),
                 MatmulKernel::Register(t) => {
-                    let (count, dim) = tile_grid(p, &t);
-                    matmul_register::launch_unchecked::<E, f32, R>(
-                        client,
-                        count,
-                        dim,
-                        p.a.view_arg(),
-                        p.b.view_arg(),
-                        out.buffer_arg(),
-                        c.view_arg(),
-                        bias.buffer_arg(),
-                        alpha,
-                        beta,
-                        a_off,
-                        b_off,
-                        c_off,
-                        t,
-                        epilogue,
-                    )
+                    launch!(matmul_register, R, client, tile_grid(p, &t), t)
                 }
             }
         });
