@@ -21,14 +21,7 @@ impl Rows {
         dims.push(axis);
         let view = t.permute(&dims)?;
         let row_len = t.shape()[axis];
-        let rows = t.numel().checked_div(row_len).unwrap_or_else(|| {
-            t.shape()
-                .iter()
-                .enumerate()
-                .filter(|&(d, _)| d != axis)
-                .map(|(_, &s)| s)
-                .product()
-        });
+        let rows = view.shape()[..t.rank() - 1].iter().product();
         Ok(Rows {
             view,
             axis,
