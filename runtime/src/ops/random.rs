@@ -7,9 +7,9 @@ use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::launch::{check_size, units_grid};
-
 use crate::tensor::Tensor;
 use crate::Device;
+use cubecl::prelude::{CubeCount, CubeDim};
 use dynlab_kernels::random::{bernoulli, bitonic_step, normal, permutation_keys, randint, uniform};
 
 /// Seeded state of the counter-based generator.
@@ -25,6 +25,13 @@ struct Stream {
     k1: u32,
     lo: u32,
     hi: u32,
+}
+
+/// One launch of a generator kernel that writes four elements per unit.
+struct Draw {
+    s: Stream,
+    count: CubeCount,
+    dim: CubeDim,
 }
 
 impl Rng {
@@ -56,6 +63,19 @@ impl Rng {
             hi: (start >> 32) as u32,
         }
     }
+
+    /// Counter words and grid for `n` outputs drawn four per unit; `None` when `n = 0`.
+    fn draw(&mut self, n: usize) -> Option<Draw> {
+        let blocks = n.div_ceil(4);
+        (blocks > 0).then(|| {
+            let (count, dim) = units_grid(blocks);
+            Draw {
+                s: self.take(blocks),
+                count,
+                dim,
+            }
+        })
+    }
 }
 
 impl Tensor {
@@ -76,10 +96,7 @@ impl Tensor {
             ));
         }
         let out = Tensor::alloc(op, shape, DType::F32, device)?;
-        let blocks = out.numel().div_ceil(4);
-        if blocks > 0 {
-            let s = rng.take(blocks);
-            let (count, dim) = units_grid(blocks);
+        if let Some(Draw { s, count, dim }) = rng.draw(out.numel()) {
             dispatch!(device, |client, R| unsafe {
                 uniform::launch_unchecked::<f32, R>(
                     client,
@@ -115,10 +132,7 @@ impl Tensor {
             ));
         }
         let out = Tensor::alloc(op, shape, DType::F32, device)?;
-        let blocks = out.numel().div_ceil(4);
-        if blocks > 0 {
-            let s = rng.take(blocks);
-            let (count, dim) = units_grid(blocks);
+        if let Some(Draw { s, count, dim }) = rng.draw(out.numel()) {
             dispatch!(device, |client, R| unsafe {
                 normal::launch_unchecked::<f32, R>(
                     client,
@@ -154,9 +168,9 @@ impl Tensor {
                 "probabilities in [0, 1]",
             ));
         }
-        let blocks = n.div_ceil(4);
-        let s = rng.take(blocks);
-        let (count, dim) = units_grid(blocks);
+        let Some(Draw { s, count, dim }) = rng.draw(n) else {
+            return Ok(out);
+        };
         dispatch!(self.device, |client, R| unsafe {
             bernoulli::launch_unchecked::<f32, R>(
                 client,
@@ -202,10 +216,7 @@ impl Tensor {
         }
         let span = (high as i64 - low as i64) as u32;
         let out = Tensor::alloc(op, shape, DType::I32, device)?;
-        let blocks = out.numel().div_ceil(4);
-        if blocks > 0 {
-            let s = rng.take(blocks);
-            let (count, dim) = units_grid(blocks);
+        if let Some(Draw { s, count, dim }) = rng.draw(out.numel()) {
             dispatch!(device, |client, R| unsafe {
                 randint::launch_unchecked::<R>(
                     client,
