@@ -36,8 +36,10 @@
 //! # Ok::<(), dynlab::Error>(())
 //! ```
 
+pub use dynlab_algos as algos;
 pub use dynlab_autodiff as autodiff;
 pub use dynlab_autodiff::{grad, no_grad, GradOptions, Var};
 pub use dynlab_kernels as kernels;
+pub use dynlab_models as models;
 pub use dynlab_runtime as runtime;
 pub use dynlab_runtime::{bf16, f16, DType, Device, Error, Result, Rng, Tensor};

@@ -8,6 +8,7 @@ pub mod index;
 pub mod layout;
 pub mod matmul;
 pub mod num;
+pub mod optim;
 pub mod random;
 pub mod reduce;
 pub mod softmax;

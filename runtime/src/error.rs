@@ -40,14 +40,18 @@ pub enum Error {
     Backend { op: &'static str, message: String },
     /// NaN/Inf or another numerical failure detected at run time.
     Numerical { op: &'static str, message: String },
+    /// A file that could not be read or written.
+    Io {
+        op: &'static str,
+        path: String,
+        message: String,
+    },
+    /// A configuration (file or command-line override) that does not describe a valid run.
+    Config { source: String, message: String },
 }
 
 impl Error {
-    pub(crate) fn shape(
-        op: &'static str,
-        got: impl Into<String>,
-        expected: impl Into<String>,
-    ) -> Self {
+    pub fn shape(op: &'static str, got: impl Into<String>, expected: impl Into<String>) -> Self {
         Error::Shape {
             op,
             got: got.into(),
@@ -55,11 +59,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn value(
-        op: &'static str,
-        got: impl Into<String>,
-        expected: impl Into<String>,
-    ) -> Self {
+    pub fn value(op: &'static str, got: impl Into<String>, expected: impl Into<String>) -> Self {
         Error::Value {
             op,
             got: got.into(),
@@ -76,6 +76,25 @@ impl Error {
             op,
             got: got.to_string(),
             expected: expected.into(),
+        }
+    }
+}
+
+impl Error {
+    /// An [`Error::Io`] from a failed file operation.
+    pub fn io(op: &'static str, path: impl AsRef<std::path::Path>, e: impl fmt::Display) -> Self {
+        Error::Io {
+            op,
+            path: path.as_ref().display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// An [`Error::Config`] about `source` (a file, a key or a `--set` override).
+    pub fn config(source: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            source: source.into(),
+            message: message.into(),
         }
     }
 }
@@ -105,6 +124,8 @@ impl fmt::Display for Error {
             }
             Error::Backend { op, message } => write!(f, "{op}: backend error: {message}"),
             Error::Numerical { op, message } => write!(f, "{op}: numerical error: {message}"),
+            Error::Io { op, path, message } => write!(f, "{op}: {path}: {message}"),
+            Error::Config { source, message } => write!(f, "config {source}: {message}"),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! dynlab's runtime: devices, tensors, eager ops on CubeCL kernels, one error type, and f64 host
 //! references that the tests compare every kernel against.
 
+mod atomic_file;
 mod device;
 mod dtype;
 mod error;
@@ -11,12 +12,14 @@ mod shape;
 mod tensor;
 mod view;
 
+pub use atomic_file::write_atomic;
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use half::{bf16, f16};
 pub use launch::set_poison_outputs;
 pub use ops::matmul::{with_matmul_kernel, MatmulKernel, MatmulOptions, Tiling, CANDIDATES};
+pub use ops::optim::{AdamStep, SgdStep};
 pub use ops::random::Rng;
 pub use ops::rows::with_row_kernel;
 pub use tensor::Tensor;

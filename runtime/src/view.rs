@@ -315,7 +315,7 @@ impl Tensor {
 }
 
 /// Copies `src` into the same-shaped view `dst` (of a buffer this op owns).
-fn copy_into(src: &Tensor, dst: &Tensor) {
+pub(crate) fn copy_into(src: &Tensor, dst: &Tensor) {
     let n = src.numel();
     if n == 0 {
         return;

@@ -3,6 +3,7 @@
 mod elementwise;
 pub(crate) mod index;
 pub(crate) mod matmul;
+pub(crate) mod optim;
 pub(crate) mod random;
 mod reduce;
 pub(crate) mod rows;

@@ -1,0 +1,7 @@
+//! dynlab's training algorithms: optimizers, data, training loops and experiment runners.
+
+pub mod data;
+pub mod grokking;
+pub mod optim;
+pub mod run;
+pub mod train;

@@ -1,0 +1,19 @@
+//! Optimizers with per-parameter state on the device and one fused kernel per parameter per step
+//! (`Tensor::sgd_update`, `Tensor::adam_update`), parameter groups, learning-rate schedules and
+//! gradient-norm clipping.
+//!
+//! - SGD (Robbins & Monro 1951) with momentum and Nesterov momentum (Sutskever et al. 2013), PyTorch's
+//!   convention: `b ← μb + (1−τ)g`, step `b` (or `g + μb` with Nesterov), L2 decay added to `g`.
+//! - Adam (Kingma & Ba 2015): `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+//!   `p ← p − η m̂ / (√v̂ + ε)` with `m̂ = m/(1−β₁ᵗ)`, `v̂ = v/(1−β₂ᵗ)`; weight decay coupled as L2.
+//! - AdamW (Loshchilov & Hutter 2019): the same step, with the decay decoupled: `p ← (1 − ηλ)p − …`.
+
+mod clip;
+mod diagnostics;
+mod optimizer;
+mod schedule;
+
+pub use clip::{clip_scale, global_grad_norm};
+pub use diagnostics::AdamDiagnostics;
+pub use optimizer::{Method, Optimizer, ParamGroup};
+pub use schedule::{LrSchedule, ScheduleKind};

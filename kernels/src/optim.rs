@@ -1,0 +1,84 @@
+//! Fused optimizer updates: one pass reads the parameter, its gradient and the optimizer state,
+//! writes the new parameter and updates the state in place.
+
+use cubecl::prelude::*;
+
+/// SGD with momentum (PyTorch's convention), gradient scaled first (clipping) and L2 decay added:
+/// `g = s·∇ + λ·p`, `b = μ_t·b + c_t·g` (`μ_t = 0`, `c_t = 1` on the first step), then
+/// `p' = p − η·(g + μ·b)` with Nesterov or `p' = p − η·b` without.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn sgd_momentum_step<F: Float + CubeElement>(
+    param: &Array<F>,
+    grad: &Array<F>,
+    buf: &mut Array<F>,
+    out: &mut Array<F>,
+    lr: F,
+    grad_scale: F,
+    weight_decay: F,
+    momentum_now: F,
+    grad_coef: F,
+    momentum: F,
+    #[comptime] nesterov: bool,
+) {
+    let i = ABSOLUTE_POS;
+    if i < out.len() {
+        let p = param[i];
+        let g = grad[i] * grad_scale + weight_decay * p;
+        let b = momentum_now * buf[i] + grad_coef * g;
+        buf[i] = b;
+        let step = if nesterov { g + momentum * b } else { b };
+        out[i] = p - lr * step;
+    }
+}
+
+/// Plain SGD: `p' = p − η·(s·∇ + λ·p)`.
+#[cube(launch_unchecked)]
+pub fn sgd_step<F: Float + CubeElement>(
+    param: &Array<F>,
+    grad: &Array<F>,
+    out: &mut Array<F>,
+    lr: F,
+    grad_scale: F,
+    weight_decay: F,
+) {
+    let i = ABSOLUTE_POS;
+    if i < out.len() {
+        let p = param[i];
+        out[i] = p - lr * (grad[i] * grad_scale + weight_decay * p);
+    }
+}
+
+/// Adam / AdamW: `g = s·∇ + λ₂·p`, `m = β₁m + (1−β₁)g`, `v = β₂v + (1−β₂)g²`,
+/// `p' = (1 − η·λ_d)·p − η · (m / c₁) / (√(v / c₂) + ε)` with bias corrections `c_k = 1 − β_kᵗ`;
+/// Adam couples the decay (`λ₂ = λ`, `λ_d = 0`), AdamW decouples it (`λ₂ = 0`, `λ_d = λ`).
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step<F: Float + CubeElement>(
+    param: &Array<F>,
+    grad: &Array<F>,
+    m: &mut Array<F>,
+    v: &mut Array<F>,
+    out: &mut Array<F>,
+    lr: F,
+    grad_scale: F,
+    l2_decay: F,
+    decoupled_decay: F,
+    beta1: F,
+    beta2: F,
+    bias_correction1: F,
+    bias_correction2: F,
+    eps: F,
+) {
+    let i = ABSOLUTE_POS;
+    if i < out.len() {
+        let p = param[i];
+        let g = grad[i] * grad_scale + l2_decay * p;
+        let m_new = beta1 * m[i] + (F::new(1.0) - beta1) * g;
+        let v_new = beta2 * v[i] + (F::new(1.0) - beta2) * g * g;
+        m[i] = m_new;
+        v[i] = v_new;
+        let update = (m_new / bias_correction1) / (F::sqrt(v_new / bias_correction2) + eps);
+        out[i] = p * (F::new(1.0) - lr * decoupled_decay) - lr * update;
+    }
+}
