@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example grokking -- --config examples/configs/grokking_quick.toml \
-//!     [--set key=value ...] [--resume | --overwrite] [--quiet]
+//!     [--set key=value ...] [--resume | --overwrite] [--stop-at EPOCH] [--quiet]
 //! ```
 //!
 //! Results go to `runs/<name>/`: `config.toml` (resolved), `history.csv` (one row per epoch),
@@ -19,7 +19,7 @@ struct Args {
 }
 
 const USAGE: &str =
-    "usage: grokking --config FILE.toml [--set key=value ...] [--resume | --overwrite] [--quiet]";
+    "usage: grokking --config FILE.toml [--set key=value ...] [--resume | --overwrite] [--stop-at EPOCH] [--quiet]";
 
 fn parse_args() -> Result<Args, String> {
     let mut config = None;
@@ -37,6 +37,10 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--config" => config = Some(value()?),
             "--set" => overrides.push(value()?),
+            "--stop-at" => {
+                let v = value()?;
+                options.stop_at = Some(v.parse().map_err(|e| format!("--stop-at {v}: {e}"))?)
+            }
             "--resume" => options.resume = true,
             "--overwrite" => options.overwrite = true,
             "--quiet" => options.progress = false,

@@ -722,9 +722,16 @@ impl Var {
         let (a, b) = (self.clone(), other.clone());
         let value = self.value().matmul(other.value())?;
         Ok(Var::from_op("matmul", value, &[self, other], move |g| {
-            let ga = g.matmul(&b.transpose(-1, -2)?)?.sum_to(a.shape())?;
-            let gb = a.transpose(-1, -2)?.matmul(g)?.sum_to(b.shape())?;
-            Ok(vec![Some(ga), Some(gb)])
+            // Products for a parent that needs no gradient (data) are skipped.
+            let ga = a
+                .requires_grad()
+                .then(|| g.matmul(&b.transpose(-1, -2)?)?.sum_to(a.shape()))
+                .transpose()?;
+            let gb = b
+                .requires_grad()
+                .then(|| a.transpose(-1, -2)?.matmul(g)?.sum_to(b.shape()))
+                .transpose()?;
+            Ok(vec![ga, gb])
         }))
     }
 
@@ -740,9 +747,12 @@ impl Var {
         )?;
         let bias_shape = bias.shape().to_vec();
         Ok(Var::from_op("linear", value, &[self, w, bias], move |g| {
-            let gx = g.matmul(&wc.transpose(-1, -2)?)?.sum_to(x.shape())?;
+            let gx = x
+                .requires_grad()
+                .then(|| g.matmul(&wc.transpose(-1, -2)?)?.sum_to(x.shape()))
+                .transpose()?;
             let gw = x.transpose(-1, -2)?.matmul(g)?.sum_to(wc.shape())?;
-            Ok(vec![Some(gx), Some(gw), Some(g.sum_to(&bias_shape)?)])
+            Ok(vec![gx, Some(gw), Some(g.sum_to(&bias_shape)?)])
         }))
     }
 }

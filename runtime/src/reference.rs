@@ -467,3 +467,51 @@ pub fn matmul(a: &HostTensor, b: &HostTensor) -> HostTensor {
     }
     HostTensor::new(&shape, data)
 }
+
+/// One SGD step on f64 values (the update of `Tensor::sgd_update`): returns the new parameter and
+/// updates `buf` when momentum is on.
+pub fn sgd_step(p: &[f64], g: &[f64], buf: &mut [f64], s: &crate::SgdStep) -> Vec<f64> {
+    let (lr, mu) = (s.lr as f64, s.momentum as f64);
+    (0..p.len())
+        .map(|i| {
+            let grad = g[i] * s.grad_scale as f64 + s.weight_decay as f64 * p[i];
+            if mu == 0.0 {
+                return p[i] - lr * grad;
+            }
+            buf[i] = if s.first {
+                grad
+            } else {
+                mu * buf[i] + (1.0 - s.dampening as f64) * grad
+            };
+            let step = if s.nesterov {
+                grad + mu * buf[i]
+            } else {
+                buf[i]
+            };
+            p[i] - lr * step
+        })
+        .collect()
+}
+
+/// One Adam/AdamW step on f64 values (the update of `Tensor::adam_update`).
+pub fn adam_step(
+    p: &[f64],
+    g: &[f64],
+    m: &mut [f64],
+    v: &mut [f64],
+    s: &crate::AdamStep,
+) -> Vec<f64> {
+    let (b1, b2) = (s.beta1 as f64, s.beta2 as f64);
+    let t = s.step as i32;
+    let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+    let lr = s.lr as f64;
+    (0..p.len())
+        .map(|i| {
+            let grad = g[i] * s.grad_scale as f64 + s.l2_decay as f64 * p[i];
+            m[i] = b1 * m[i] + (1.0 - b1) * grad;
+            v[i] = b2 * v[i] + (1.0 - b2) * grad * grad;
+            let update = (m[i] / c1) / ((v[i] / c2).sqrt() + s.eps as f64);
+            p[i] * (1.0 - lr * s.decoupled_decay as f64) - lr * update
+        })
+        .collect()
+}

@@ -29,6 +29,9 @@ pub struct RunOptions {
     pub overwrite: bool,
     /// Progress bar (or periodic lines when not on a terminal).
     pub progress: bool,
+    /// Stop this call after this epoch (checkpointed; `--resume` continues), e.g. to fit a job's
+    /// time slot. The schedule still spans `train.epochs`.
+    pub stop_at: Option<u64>,
 }
 
 /// What a run found.
@@ -130,7 +133,8 @@ pub fn run(
             write_atomic(run_dir.join("history.csv"), history.to_csv().as_bytes())
         };
     let mut epoch = start_epoch;
-    while epoch < t.epochs && !stopped_after_grokking(&history, config) {
+    let last_epoch = t.epochs.min(options.stop_at.unwrap_or(u64::MAX));
+    while epoch < last_epoch && !stopped_after_grokking(&history, config) {
         epoch += 1;
         let stats = train_epoch(
             &mut model,
