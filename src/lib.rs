@@ -1,7 +1,9 @@
 //! dynlab: hand-written GPU kernels (CubeCL) with a small host runtime, for learning-dynamics research.
 //!
 //! Layers, each a crate: [`kernels`] (`#[cube]` kernels) ← [`runtime`] (devices, tensors, eager ops,
-//! errors, f64 references) ← [`autodiff`] (tape whose backward rules are differentiable ops). The common types are re-exported at the root.
+//! errors, f64 references) ← [`autodiff`] (tape whose backward rules are differentiable ops) ←
+//! [`models`] (modules, layers, safetensors state) ← [`algos`] (optimizers, data, training loops,
+//! experiment runners). The common types are re-exported at the root.
 //!
 //! ```no_run
 //! use dynlab::{Device, Tensor};

@@ -52,7 +52,10 @@ fn pow_mod(mut base: u64, mut exp: u64, p: u64) -> u64 {
 }
 
 pub fn is_prime(p: usize) -> bool {
-    p >= 2 && (2..).take_while(|d| d * d <= p).all(|d| p % d != 0)
+    p >= 2
+        && (2..)
+            .take_while(|d| d * d <= p)
+            .all(|d| !p.is_multiple_of(d))
 }
 
 /// One side of the split, on the device.

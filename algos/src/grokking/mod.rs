@@ -84,7 +84,7 @@ pub fn run(
         data.test.labels.clone(),
     )?;
     let mut optimizer = Optimizer::new(plan.method, plan.groups.clone())?;
-    let mut rng = Rng::new(config.seed ^ 0x5EED_0F_BA7C4E5);
+    let mut rng = Rng::new(config.seed ^ 0x5EED_0FBA_7C4E_5EED);
 
     let run_dir = PathBuf::from(&config.runs_dir).join(&config.name);
     let checkpoint_path = run_dir.join("checkpoint.safetensors");
@@ -123,7 +123,7 @@ pub fn run(
             Checkpoint {
                 epoch: history.records.last().map_or(0, |r| r.epoch),
                 optimizer_steps: optimizer.steps(),
-                rng: rng.clone(),
+                rng: *rng,
                 seconds,
                 model: model.state_dict().into_iter().collect(),
                 optimizer: optimizer.state_dict().into_iter().collect(),

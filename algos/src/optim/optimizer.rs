@@ -88,9 +88,10 @@ impl Optimizer {
             }
             Method::Adam {
                 beta1, beta2, eps, ..
-            } if !(0.0..1.0).contains(&beta1)
-                || !(0.0..1.0).contains(&beta2)
-                || !(eps > 0.0 && eps.is_finite()) =>
+            } if !((0.0..1.0).contains(&beta1)
+                && (0.0..1.0).contains(&beta2)
+                && eps > 0.0
+                && eps.is_finite()) =>
             {
                 return bad(
                     format!("betas ({beta1}, {beta2}), eps {eps}"),
