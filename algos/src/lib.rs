@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod grokking;
+pub mod metrics;
 pub mod optim;
 pub mod run;
 pub mod train;

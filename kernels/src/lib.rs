@@ -6,6 +6,7 @@ pub mod elementwise;
 pub mod fill;
 pub mod index;
 pub mod layout;
+pub mod linalg;
 pub mod matmul;
 pub mod num;
 pub mod optim;

@@ -6,6 +6,7 @@ mod device;
 mod dtype;
 mod error;
 mod launch;
+pub mod linalg;
 mod ops;
 pub mod reference;
 mod shape;

@@ -1,0 +1,5 @@
+//! Measurements the learning-dynamics studies log.
+
+mod rank;
+
+pub use rank::{rank_measures, RankMeasures};
