@@ -15,6 +15,7 @@
 //! ```
 
 mod backward;
+mod conv;
 mod curvature;
 mod ops;
 mod var;

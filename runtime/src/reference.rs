@@ -515,3 +515,95 @@ pub fn adam_step(
         })
         .collect()
 }
+
+/// Window geometry shared by the convolution and pooling references: `(stride, padding, dilation)`
+/// per spatial dimension.
+#[derive(Clone, Copy, Debug)]
+pub struct Window2d {
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl Window2d {
+    fn out(&self, size: usize, kernel: usize, d: usize) -> usize {
+        (size + 2 * self.padding[d] - self.dilation[d] * (kernel - 1) - 1) / self.stride[d] + 1
+    }
+
+    /// Input position of tap `k` of output `o` in dimension `d`, if inside the image.
+    fn tap(&self, o: usize, k: usize, d: usize, size: usize) -> Option<usize> {
+        let t = (o * self.stride[d] + k * self.dilation[d]) as isize - self.padding[d] as isize;
+        (0..size as isize).contains(&t).then_some(t as usize)
+    }
+}
+
+/// `y[n, o, i, j] = b[o] + Σ_{c, ki, kj} x[n, g·Cg + c, tap(i, ki), tap(j, kj)] · w[o, c, ki, kj]`
+/// with `g = o / (O/G)`.
+pub fn conv2d(
+    x: &HostTensor,
+    w: &HostTensor,
+    bias: Option<&HostTensor>,
+    win: Window2d,
+    groups: usize,
+) -> HostTensor {
+    let [n, c, h, wd] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+    let [o, cg, kh, kw] = [w.shape[0], w.shape[1], w.shape[2], w.shape[3]];
+    let (ho, wo) = (win.out(h, kh, 0), win.out(wd, kw, 1));
+    let og = o / groups;
+    let mut y = vec![0.0; n * o * ho * wo];
+    for b in 0..n {
+        for oc in 0..o {
+            let g = oc / og;
+            for i in 0..ho {
+                for j in 0..wo {
+                    let mut acc = bias.map_or(0.0, |bb| bb.data[oc]);
+                    for ci in 0..cg {
+                        for ki in 0..kh {
+                            let Some(hi) = win.tap(i, ki, 0, h) else {
+                                continue;
+                            };
+                            for kj in 0..kw {
+                                let Some(wj) = win.tap(j, kj, 1, wd) else {
+                                    continue;
+                                };
+                                let xc = g * cg + ci;
+                                acc += x.data[((b * c + xc) * h + hi) * wd + wj]
+                                    * w.data[((oc * cg + ci) * kh + ki) * kw + kj];
+                            }
+                        }
+                    }
+                    y[((b * o + oc) * ho + i) * wo + j] = acc;
+                }
+            }
+        }
+    }
+    HostTensor::new(&[n, o, ho, wo], y)
+}
+
+/// Max (`max: true`, padding excluded) or mean (padding counted as zeros) over each window.
+pub fn pool2d(x: &HostTensor, kernel: [usize; 2], win: Window2d, max: bool) -> HostTensor {
+    let [n, c, h, wd] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+    let (ho, wo) = (win.out(h, kernel[0], 0), win.out(wd, kernel[1], 1));
+    let mut y = Vec::with_capacity(n * c * ho * wo);
+    for plane in 0..n * c {
+        for i in 0..ho {
+            for j in 0..wo {
+                let taps = (0..kernel[0]).flat_map(|ki| (0..kernel[1]).map(move |kj| (ki, kj)));
+                let values: Vec<f64> = taps
+                    .filter_map(|(ki, kj)| {
+                        Some(
+                            x.data[(plane * h + win.tap(i, ki, 0, h)?) * wd
+                                + win.tap(j, kj, 1, wd)?],
+                        )
+                    })
+                    .collect();
+                y.push(if max {
+                    values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+                } else {
+                    values.iter().sum::<f64>() / (kernel[0] * kernel[1]) as f64
+                });
+            }
+        }
+    }
+    HostTensor::new(&[n, c, ho, wo], y)
+}

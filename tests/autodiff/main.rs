@@ -4,5 +4,6 @@
 
 #[path = "../runtime/common.rs"]
 mod common;
+mod conv;
 mod curvature;
 mod gradcheck;

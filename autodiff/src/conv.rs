@@ -1,0 +1,114 @@
+//! Convolution and pooling on the tape. Each gather (`im2col`, pooling) and its adjoint are a pair of
+//! ops whose rules call each other, so gradients of gradients exist: the adjoint of a linear map's
+//! adjoint is the map itself, and max pooling's adjoint (scatter to the winners) has the gather of
+//! the winners as its own adjoint.
+
+use crate::var::Var;
+use dynlab_runtime::{conv_window, Conv2dOptions, Result, Tensor, Window};
+
+impl Var {
+    /// Receptive fields as rows (see `Tensor::im2col`).
+    pub fn im2col(&self, window: &Window) -> Result<Var> {
+        let w = *window;
+        let value = self.value().im2col(window)?;
+        Ok(Var::from_op("im2col", value, &[self], move |g| {
+            Ok(vec![Some(g.col2im(&w)?)])
+        }))
+    }
+
+    /// Adjoint of [`Var::im2col`].
+    pub fn col2im(&self, window: &Window) -> Result<Var> {
+        let w = *window;
+        let value = self.value().col2im(window)?;
+        Ok(Var::from_op("col2im", value, &[self], move |g| {
+            Ok(vec![Some(g.im2col(&w)?)])
+        }))
+    }
+
+    /// `conv2d(x [N, C, H, W], w [O, C/G, KH, KW], bias [O]?)` as im2col, a batched matmul and a
+    /// permute, all on the tape.
+    pub fn conv2d(&self, weight: &Var, bias: Option<&Var>, options: Conv2dOptions) -> Result<Var> {
+        let window = conv_window(
+            self.value(),
+            weight.value(),
+            bias.map(|b| b.value()),
+            options,
+        )?;
+        let g = options.groups as isize;
+        let (o, k) = (weight.shape()[0] as isize, window.cols_shape()[3] as isize);
+        let w = weight.reshape(&[g, o / g, k])?.transpose(1, 2)?;
+        let y = self.im2col(&window)?.matmul(&w)?;
+        let [ho, wo] = window.out_hw;
+        let y = y.permute(&[0, 1, 3, 2])?.reshape(&[
+            window.input[0] as isize,
+            o,
+            ho as isize,
+            wo as isize,
+        ])?;
+        match bias {
+            Some(b) => y.add(&b.reshape(&[1, -1, 1, 1])?),
+            None => Ok(y),
+        }
+    }
+
+    /// Max pooling (padding excluded); the gradient flows to each window's winner.
+    pub fn max_pool2d(&self, kernel: [usize; 2], options: Conv2dOptions) -> Result<Var> {
+        let (value, index) = self.value().max_pool2d(kernel, options)?;
+        let window = Window::new("Var::max_pool2d", self.shape(), kernel, options)?;
+        Ok(Var::from_op("max_pool2d", value, &[self], move |g| {
+            Ok(vec![Some(scatter_to_winners(g, &index, &window)?)])
+        }))
+    }
+
+    /// Average pooling (padding counted as zeros).
+    pub fn avg_pool2d(&self, kernel: [usize; 2], options: Conv2dOptions) -> Result<Var> {
+        let value = self.value().avg_pool2d(kernel, options)?;
+        let window = Window::new("Var::avg_pool2d", self.shape(), kernel, options)?;
+        Ok(Var::from_op("avg_pool2d", value, &[self], move |g| {
+            Ok(vec![Some(avg_pool_adjoint(g, &window)?)])
+        }))
+    }
+
+    /// Spatial mean kept as `[N, C, 1, 1]`.
+    pub fn adaptive_avg_pool2d_1x1(&self) -> Result<Var> {
+        self.mean(3, true)?.mean(2, true)
+    }
+}
+
+/// `dx` from `dy` for max pooling; its own gradient gathers at the winners.
+fn scatter_to_winners(dy: &Var, index: &Tensor, window: &Window) -> Result<Var> {
+    let value = dy.value().max_pool2d_backward(index, window)?;
+    let (index, w) = (index.clone(), *window);
+    Ok(Var::from_op(
+        "max_pool2d_backward",
+        value,
+        &[dy],
+        move |g| {
+            let [n, c, h, wd] = w.input;
+            let [ho, wo] = w.out_hw;
+            let flat = g.reshape(&[n as isize, c as isize, (h * wd) as isize])?;
+            let at = index.reshape(&[n as isize, c as isize, (ho * wo) as isize])?;
+            Ok(vec![Some(flat.gather(2, &at)?.reshape(&[
+                n as isize,
+                c as isize,
+                ho as isize,
+                wo as isize,
+            ])?)])
+        },
+    ))
+}
+
+/// `dx` from `dy` for average pooling; its own gradient is average pooling.
+fn avg_pool_adjoint(dy: &Var, window: &Window) -> Result<Var> {
+    let value = dy.value().avg_pool2d_backward(window)?;
+    let w = *window;
+    Ok(Var::from_op(
+        "avg_pool2d_backward",
+        value,
+        &[dy],
+        move |g| {
+            let o = w.options;
+            Ok(vec![Some(g.avg_pool2d(w.kernel, o)?)])
+        },
+    ))
+}

@@ -1,0 +1,215 @@
+//! Convolution and pooling over NCHW images by gathers: `im2col` lays every receptive field out as
+//! a row (so a convolution is one batched matmul), `col2im` is its adjoint (sums each column entry
+//! back into the pixel it came from), and the pooling kernels with their adjoints. Every kernel
+//! writes each output element exactly once (no atomics, deterministic).
+//!
+//! `geometry` = `[N, C, H, W, Ho, Wo, KH, KW, SH, SW, PH, PW, DH, DW, G]`; output size
+//! `Ho = ⌊(H + 2·PH − DH·(KH − 1) − 1) / SH⌋ + 1` (same for W).
+
+use crate::num::is_nan;
+use cubecl::prelude::*;
+
+/// No element of the window seen yet.
+const NONE: i32 = -1;
+
+/// Input row `h` (signed) of kernel tap `ki` for output row `ho`: `ho·S + ki·D − P`.
+#[cube]
+fn tap(o: u32, k: u32, stride: u32, dilation: u32, pad: u32) -> i32 {
+    (o * stride + k * dilation) as i32 - pad as i32
+}
+
+/// The output index `o` whose tap `k` reads input `i`, if any: `(i + P − k·D) / S` when exact and in range.
+#[cube]
+fn source(i: u32, k: u32, stride: u32, dilation: u32, pad: u32, out_size: u32) -> (bool, u32) {
+    let t = (i + pad) as i32 - (k * dilation) as i32;
+    let o = t / stride as i32;
+    let ok = t >= 0 && t % stride as i32 == 0 && o < out_size as i32;
+    (ok, select(ok, o as u32, 0))
+}
+
+/// `cols[n, g, ho·Wo + wo, (c·KH + ki)·KW + kj] = x[n, g·Cg + c, tap(ho, ki), tap(wo, kj)]` (0 in
+/// the padding).
+#[cube(launch_unchecked)]
+pub fn im2col<F: Float>(x: &Array<F>, geometry: &Array<u32>, cols: &mut Array<F>) {
+    let i = ABSOLUTE_POS;
+    if i < cols.len() {
+        let (c_all, h_in, w_in) = (geometry[1], geometry[2], geometry[3]);
+        let (wo_n, kh, kw) = (geometry[5], geometry[6], geometry[7]);
+        let groups = geometry[14];
+        let cg = c_all / groups;
+        let k_len = cg * kh * kw;
+        let p_len = geometry[4] * wo_n;
+        let iu = i as u32;
+        let k = iu % k_len;
+        let p = (iu / k_len) % p_len;
+        let ng = iu / (k_len * p_len);
+        let (n, g) = (ng / groups, ng % groups);
+        let c = k / (kh * kw);
+        let (ki, kj) = ((k / kw) % kh, k % kw);
+        let h = tap(p / wo_n, ki, geometry[8], geometry[12], geometry[10]);
+        let w = tap(p % wo_n, kj, geometry[9], geometry[13], geometry[11]);
+        let mut v = F::new(0.0);
+        if h >= 0 && h < h_in as i32 && w >= 0 && w < w_in as i32 {
+            let ch = n * c_all + g * cg + c;
+            v = x[((ch * h_in + h as u32) * w_in + w as u32) as usize];
+        }
+        cols[i] = v;
+    }
+}
+
+/// Adjoint of `im2col`: `dx[n, c, h, w] = Σ` of the column entries that read `x[n, c, h, w]`.
+#[cube(launch_unchecked)]
+pub fn col2im<F: Float>(cols: &Array<F>, geometry: &Array<u32>, dx: &mut Array<F>) {
+    let i = ABSOLUTE_POS;
+    if i < dx.len() {
+        let (c_all, h_in, w_in) = (geometry[1], geometry[2], geometry[3]);
+        let (ho_n, wo_n, kh, kw) = (geometry[4], geometry[5], geometry[6], geometry[7]);
+        let groups = geometry[14];
+        let cg = c_all / groups;
+        let k_len = cg * kh * kw;
+        let p_len = ho_n * wo_n;
+        let iu = i as u32;
+        let w = iu % w_in;
+        let h = (iu / w_in) % h_in;
+        let ch = (iu / (w_in * h_in)) % c_all;
+        let n = iu / (w_in * h_in * c_all);
+        let (g, c) = (ch / cg, ch % cg);
+        let base = (n * groups + g) * p_len;
+        let mut sum = F::new(0.0);
+        for ki in 0..kh {
+            let (ok_h, ho) = source(h, ki, geometry[8], geometry[12], geometry[10], ho_n);
+            for kj in 0..kw {
+                let (ok_w, wo) = source(w, kj, geometry[9], geometry[13], geometry[11], wo_n);
+                if ok_h && ok_w {
+                    let k = (c * kh + ki) * kw + kj;
+                    sum += cols[((base + ho * wo_n + wo) * k_len + k) as usize];
+                }
+            }
+        }
+        dx[i] = sum;
+    }
+}
+
+/// Max over each window (padding excluded; NaN wins) and the winner's position `h·W + w` in its plane.
+#[cube(launch_unchecked)]
+pub fn max_pool2d<F: Float>(
+    x: &Array<F>,
+    geometry: &Array<u32>,
+    out: &mut Array<F>,
+    index: &mut Array<i32>,
+) {
+    let i = ABSOLUTE_POS;
+    if i < out.len() {
+        let (h_in, w_in) = (geometry[2], geometry[3]);
+        let (ho_n, wo_n, kh, kw) = (geometry[4], geometry[5], geometry[6], geometry[7]);
+        let iu = i as u32;
+        let wo = iu % wo_n;
+        let ho = (iu / wo_n) % ho_n;
+        let plane = iu / (wo_n * ho_n);
+        let mut best = F::new(0.0);
+        let mut best_at = NONE.runtime();
+        for ki in 0..kh {
+            let h = tap(ho, ki, geometry[8], geometry[12], geometry[10]);
+            for kj in 0..kw {
+                let w = tap(wo, kj, geometry[9], geometry[13], geometry[11]);
+                if h >= 0 && h < h_in as i32 && w >= 0 && w < w_in as i32 {
+                    let at = h * w_in as i32 + w;
+                    let v = x[(plane * h_in * w_in + at as u32) as usize];
+                    let take = best_at < 0
+                        || (v > best && !is_nan::<F>(best))
+                        || (is_nan::<F>(v) && !is_nan::<F>(best));
+                    if take {
+                        best = v;
+                        best_at = at;
+                    }
+                }
+            }
+        }
+        out[i] = best;
+        index[i] = best_at;
+    }
+}
+
+/// Adjoint of selecting the window maxima: `dx[plane, h, w] = Σ dy` over windows whose winner is `(h, w)`.
+#[cube(launch_unchecked)]
+pub fn max_pool2d_backward<F: Float>(
+    dy: &Array<F>,
+    index: &Array<i32>,
+    geometry: &Array<u32>,
+    dx: &mut Array<F>,
+) {
+    let i = ABSOLUTE_POS;
+    if i < dx.len() {
+        let (h_in, w_in) = (geometry[2], geometry[3]);
+        let (ho_n, wo_n, kh, kw) = (geometry[4], geometry[5], geometry[6], geometry[7]);
+        let iu = i as u32;
+        let w = iu % w_in;
+        let h = (iu / w_in) % h_in;
+        let plane = iu / (w_in * h_in);
+        let me = (h * w_in + w) as i32;
+        let mut sum = F::new(0.0);
+        for ki in 0..kh {
+            let (ok_h, ho) = source(h, ki, geometry[8], geometry[12], geometry[10], ho_n);
+            for kj in 0..kw {
+                let (ok_w, wo) = source(w, kj, geometry[9], geometry[13], geometry[11], wo_n);
+                if ok_h && ok_w {
+                    let o = ((plane * ho_n + ho) * wo_n + wo) as usize;
+                    if index[o] == me {
+                        sum += dy[o];
+                    }
+                }
+            }
+        }
+        dx[i] = sum;
+    }
+}
+
+/// Window mean with the padding counted (PyTorch's `count_include_pad=True`): `Σ x / (KH·KW)`.
+#[cube(launch_unchecked)]
+pub fn avg_pool2d<F: Float>(x: &Array<F>, geometry: &Array<u32>, out: &mut Array<F>) {
+    let i = ABSOLUTE_POS;
+    if i < out.len() {
+        let (h_in, w_in) = (geometry[2], geometry[3]);
+        let (ho_n, wo_n, kh, kw) = (geometry[4], geometry[5], geometry[6], geometry[7]);
+        let iu = i as u32;
+        let wo = iu % wo_n;
+        let ho = (iu / wo_n) % ho_n;
+        let plane = iu / (wo_n * ho_n);
+        let mut sum = F::new(0.0);
+        for ki in 0..kh {
+            let h = tap(ho, ki, geometry[8], geometry[12], geometry[10]);
+            for kj in 0..kw {
+                let w = tap(wo, kj, geometry[9], geometry[13], geometry[11]);
+                if h >= 0 && h < h_in as i32 && w >= 0 && w < w_in as i32 {
+                    sum += x[((plane * h_in + h as u32) * w_in + w as u32) as usize];
+                }
+            }
+        }
+        out[i] = sum / F::cast_from(kh * kw);
+    }
+}
+
+/// Adjoint of `avg_pool2d`: `dx = Σ dy / (KH·KW)` over the windows containing the pixel.
+#[cube(launch_unchecked)]
+pub fn avg_pool2d_backward<F: Float>(dy: &Array<F>, geometry: &Array<u32>, dx: &mut Array<F>) {
+    let i = ABSOLUTE_POS;
+    if i < dx.len() {
+        let (h_in, w_in) = (geometry[2], geometry[3]);
+        let (ho_n, wo_n, kh, kw) = (geometry[4], geometry[5], geometry[6], geometry[7]);
+        let iu = i as u32;
+        let w = iu % w_in;
+        let h = (iu / w_in) % h_in;
+        let plane = iu / (w_in * h_in);
+        let mut sum = F::new(0.0);
+        for ki in 0..kh {
+            let (ok_h, ho) = source(h, ki, geometry[8], geometry[12], geometry[10], ho_n);
+            for kj in 0..kw {
+                let (ok_w, wo) = source(w, kj, geometry[9], geometry[13], geometry[11], wo_n);
+                if ok_h && ok_w {
+                    sum += dy[((plane * ho_n + ho) * wo_n + wo) as usize];
+                }
+            }
+        }
+        dx[i] = sum / F::cast_from(kh * kw);
+    }
+}

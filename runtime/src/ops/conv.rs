@@ -1,0 +1,417 @@
+//! 2-D convolution (NCHW, stride, padding, dilation, groups) as `im2col` + one batched matmul, and
+//! max/average pooling. The gathers and their adjoints are separate public ops so that the autodiff
+//! can write convolution and pooling gradients as ops too (higher-order derivatives come free).
+
+use crate::device::dispatch;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::launch::units_grid;
+use crate::tensor::Tensor;
+use dynlab_kernels::conv::{
+    avg_pool2d, avg_pool2d_backward, col2im, im2col, max_pool2d, max_pool2d_backward,
+};
+
+/// Stride, padding, dilation (rows, columns) and groups of a convolution or pooling window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dOptions {
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Conv2dOptions {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+/// A window of `kernel` over an `[N, C, H, W]` input: every size the kernels need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub input: [usize; 4],
+    pub kernel: [usize; 2],
+    pub options: Conv2dOptions,
+    pub out_hw: [usize; 2],
+}
+
+impl Window {
+    pub fn new(
+        op: &'static str,
+        input: &[usize],
+        kernel: [usize; 2],
+        options: Conv2dOptions,
+    ) -> Result<Window> {
+        if input.len() != 4 {
+            return Err(Error::shape(
+                op,
+                format!("input {input:?}"),
+                "an image batch [N, C, H, W]",
+            ));
+        }
+        let o = &options;
+        if o.stride.contains(&0) || o.dilation.contains(&0) || kernel.contains(&0) || o.groups == 0
+        {
+            return Err(Error::value(
+                op,
+                format!("kernel {kernel:?}, {o:?}"),
+                "positive kernel sizes, strides, dilations and groups",
+            ));
+        }
+        if input[1] % o.groups != 0 {
+            return Err(Error::value(
+                op,
+                format!("{} channels in {} groups", input[1], o.groups),
+                "channels divisible by groups",
+            ));
+        }
+        let mut out_hw = [0; 2];
+        for d in 0..2 {
+            let span = o.dilation[d] * (kernel[d] - 1) + 1;
+            let padded = input[2 + d] + 2 * o.padding[d];
+            if padded < span {
+                return Err(Error::shape(
+                    op,
+                    format!("input {input:?} padded by {:?}", o.padding),
+                    format!("at least the dilated kernel extent {span} in each spatial dimension"),
+                ));
+            }
+            out_hw[d] = (padded - span) / o.stride[d] + 1;
+        }
+        Ok(Window {
+            input: [input[0], input[1], input[2], input[3]],
+            kernel,
+            options,
+            out_hw,
+        })
+    }
+
+    /// `[N, G, Ho·Wo, (C/G)·KH·KW]`: the shape `im2col` produces.
+    pub fn cols_shape(&self) -> [usize; 4] {
+        let g = self.options.groups;
+        [
+            self.input[0],
+            g,
+            self.out_hw[0] * self.out_hw[1],
+            self.input[1] / g * self.kernel[0] * self.kernel[1],
+        ]
+    }
+
+    /// `[N, C, Ho, Wo]`.
+    pub fn pooled_shape(&self) -> [usize; 4] {
+        [self.input[0], self.input[1], self.out_hw[0], self.out_hw[1]]
+    }
+
+    /// The sizes as a small buffer (stored as i32, read by the kernels as u32: all are non-negative).
+    fn geometry(&self, device: &crate::Device) -> Result<Tensor> {
+        let (i, k, o) = (self.input, self.kernel, &self.options);
+        let g: Vec<i32> = [
+            i[0],
+            i[1],
+            i[2],
+            i[3],
+            self.out_hw[0],
+            self.out_hw[1],
+            k[0],
+            k[1],
+            o.stride[0],
+            o.stride[1],
+            o.padding[0],
+            o.padding[1],
+            o.dilation[0],
+            o.dilation[1],
+            o.groups,
+        ]
+        .iter()
+        .map(|&v| v as i32)
+        .collect();
+        Tensor::from_vec(g, &[15], device)
+    }
+}
+
+fn checked_input(op: &'static str, x: &Tensor) -> Result<Tensor> {
+    x.expect_f32(op)?;
+    x.contiguous_from_zero()
+}
+
+macro_rules! launch_window {
+    ($kernel:ident, $device:expr, $units:expr, $($arg:expr),*) => {{
+        let units = $units;
+        if units > 0 {
+            let (count, dim) = units_grid(units);
+            dispatch!($device, |client, R| unsafe {
+                $kernel::launch_unchecked::<f32, R>(client, count, dim, $($arg.buffer_arg()),*)
+            });
+        }
+    }};
+}
+
+impl Tensor {
+    /// Receptive fields as rows: `[N, C, H, W] → [N, G, Ho·Wo, (C/G)·KH·KW]`.
+    pub fn im2col(&self, window: &Window) -> Result<Tensor> {
+        let op = "Tensor::im2col";
+        let x = checked_input(op, self)?;
+        check_input_shape(op, self, window)?;
+        let out = Tensor::alloc(op, &window.cols_shape(), DType::F32, self.device())?;
+        let geometry = window.geometry(self.device())?;
+        launch_window!(im2col, self.device(), out.numel(), x, geometry, out);
+        Ok(out)
+    }
+
+    /// Adjoint of [`Tensor::im2col`]: columns `[N, G, Ho·Wo, (C/G)·KH·KW]` summed back into `[N, C, H, W]`.
+    pub fn col2im(&self, window: &Window) -> Result<Tensor> {
+        let op = "Tensor::col2im";
+        let cols = checked_input(op, self)?;
+        if self.shape() != window.cols_shape() {
+            return Err(Error::shape(
+                op,
+                format!("{:?}", self.shape()),
+                format!("{:?}", window.cols_shape()),
+            ));
+        }
+        let out = Tensor::alloc(op, &window.input, DType::F32, self.device())?;
+        let geometry = window.geometry(self.device())?;
+        launch_window!(col2im, self.device(), out.numel(), cols, geometry, out);
+        Ok(out)
+    }
+
+    /// `conv2d(x [N, C, H, W], w [O, C/G, KH, KW], bias [O]?) → [N, O, Ho, Wo]` by im2col and a
+    /// batched matmul: `y[n, g] = cols[n, g] · W_gᵀ`.
+    pub fn conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        options: Conv2dOptions,
+    ) -> Result<Tensor> {
+        let window = conv_window(self, weight, bias, options)?;
+        let cols = self.im2col(&window)?;
+        let w = conv_weight_matrix(weight, &window)?;
+        let y = cols.matmul(&w)?;
+        let y = conv_output(&y, &window, weight.shape()[0])?;
+        match bias {
+            Some(b) => y.add(&b.reshape(&[1, -1, 1, 1])?),
+            None => Ok(y),
+        }
+    }
+
+    /// Max over windows (padding excluded): values `[N, C, Ho, Wo]` and the winners' positions
+    /// `h·W + w` in their plane (i32), for the backward pass.
+    pub fn max_pool2d(
+        &self,
+        kernel: [usize; 2],
+        options: Conv2dOptions,
+    ) -> Result<(Tensor, Tensor)> {
+        let op = "Tensor::max_pool2d";
+        let window = pool_window(op, self, kernel, options)?;
+        let x = checked_input(op, self)?;
+        let out = Tensor::alloc(op, &window.pooled_shape(), DType::F32, self.device())?;
+        let index = Tensor::alloc(op, &window.pooled_shape(), DType::I32, self.device())?;
+        let geometry = window.geometry(self.device())?;
+        let units = out.numel();
+        if units > 0 {
+            let (count, dim) = units_grid(units);
+            dispatch!(self.device(), |client, R| unsafe {
+                max_pool2d::launch_unchecked::<f32, R>(
+                    client,
+                    count,
+                    dim,
+                    x.buffer_arg(),
+                    geometry.buffer_arg(),
+                    out.buffer_arg(),
+                    index.buffer_arg(),
+                )
+            });
+        }
+        Ok((out, index))
+    }
+
+    /// Adjoint of selecting window maxima: `self` is `dy [N, C, Ho, Wo]`, `index` from
+    /// [`Tensor::max_pool2d`]; returns `dx [N, C, H, W]`.
+    pub fn max_pool2d_backward(&self, index: &Tensor, window: &Window) -> Result<Tensor> {
+        let op = "Tensor::max_pool2d_backward";
+        let dy = checked_input(op, self)?;
+        if self.shape() != window.pooled_shape()
+            || index.shape() != window.pooled_shape()
+            || index.dtype() != DType::I32
+        {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "dy {:?}, index {} {:?}",
+                    self.shape(),
+                    index.dtype(),
+                    index.shape()
+                ),
+                format!("both {:?}, index i32", window.pooled_shape()),
+            ));
+        }
+        let index = index.contiguous_from_zero()?;
+        let out = Tensor::alloc(op, &window.input, DType::F32, self.device())?;
+        let geometry = window.geometry(self.device())?;
+        let units = out.numel();
+        if units > 0 {
+            let (count, dim) = units_grid(units);
+            dispatch!(self.device(), |client, R| unsafe {
+                max_pool2d_backward::launch_unchecked::<f32, R>(
+                    client,
+                    count,
+                    dim,
+                    dy.buffer_arg(),
+                    index.buffer_arg(),
+                    geometry.buffer_arg(),
+                    out.buffer_arg(),
+                )
+            });
+        }
+        Ok(out)
+    }
+
+    /// Window means, padding counted as zeros (PyTorch's default `count_include_pad=True`).
+    pub fn avg_pool2d(&self, kernel: [usize; 2], options: Conv2dOptions) -> Result<Tensor> {
+        let op = "Tensor::avg_pool2d";
+        let window = pool_window(op, self, kernel, options)?;
+        let x = checked_input(op, self)?;
+        let out = Tensor::alloc(op, &window.pooled_shape(), DType::F32, self.device())?;
+        let geometry = window.geometry(self.device())?;
+        launch_window!(avg_pool2d, self.device(), out.numel(), x, geometry, out);
+        Ok(out)
+    }
+
+    /// Adjoint of [`Tensor::avg_pool2d`]: `self` is `dy [N, C, Ho, Wo]`; returns `dx [N, C, H, W]`.
+    pub fn avg_pool2d_backward(&self, window: &Window) -> Result<Tensor> {
+        let op = "Tensor::avg_pool2d_backward";
+        let dy = checked_input(op, self)?;
+        if self.shape() != window.pooled_shape() {
+            return Err(Error::shape(
+                op,
+                format!("{:?}", self.shape()),
+                format!("{:?}", window.pooled_shape()),
+            ));
+        }
+        let out = Tensor::alloc(op, &window.input, DType::F32, self.device())?;
+        let geometry = window.geometry(self.device())?;
+        launch_window!(
+            avg_pool2d_backward,
+            self.device(),
+            out.numel(),
+            dy,
+            geometry,
+            out
+        );
+        Ok(out)
+    }
+
+    /// Mean over the spatial dimensions, kept as `[N, C, 1, 1]`.
+    pub fn adaptive_avg_pool2d_1x1(&self) -> Result<Tensor> {
+        if self.rank() != 4 {
+            return Err(Error::shape(
+                "Tensor::adaptive_avg_pool2d_1x1",
+                format!("{:?}", self.shape()),
+                "[N, C, H, W]",
+            ));
+        }
+        self.mean(3, true)?.mean(2, true)
+    }
+}
+
+fn check_input_shape(op: &'static str, x: &Tensor, window: &Window) -> Result<()> {
+    if x.shape() != window.input {
+        return Err(Error::shape(
+            op,
+            format!("{:?}", x.shape()),
+            format!("{:?}", window.input),
+        ));
+    }
+    Ok(())
+}
+
+fn pool_window(
+    op: &'static str,
+    x: &Tensor,
+    kernel: [usize; 2],
+    options: Conv2dOptions,
+) -> Result<Window> {
+    if options.groups != 1 {
+        return Err(Error::value(
+            op,
+            format!("groups {}", options.groups),
+            "1 (pooling has no groups)",
+        ));
+    }
+    let w = Window::new(op, x.shape(), kernel, options)?;
+    for d in 0..2 {
+        if options.padding[d] * 2 > kernel[d] {
+            return Err(Error::value(
+                op,
+                format!("padding {:?} for kernel {kernel:?}", options.padding),
+                "padding at most half the kernel (as in PyTorch)",
+            ));
+        }
+    }
+    Ok(w)
+}
+
+/// Validates a convolution's operands and returns its window.
+pub fn conv_window(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    options: Conv2dOptions,
+) -> Result<Window> {
+    let op = "conv2d";
+    let ws = weight.shape();
+    if ws.len() != 4 {
+        return Err(Error::shape(
+            op,
+            format!("weight {ws:?}"),
+            "[O, C/G, KH, KW]",
+        ));
+    }
+    let window = Window::new(op, x.shape(), [ws[2], ws[3]], options)?;
+    let g = options.groups;
+    if ws[1] * g != x.shape()[1] || ws[0] % g != 0 {
+        return Err(Error::shape(
+            op,
+            format!("input {:?}, weight {ws:?}, groups {g}", x.shape()),
+            format!(
+                "weight [O, {}, KH, KW] with O divisible by {g}",
+                x.shape()[1] / g.max(1)
+            ),
+        ));
+    }
+    if let Some(b) = bias {
+        if b.shape() != [ws[0]] {
+            return Err(Error::shape(
+                op,
+                format!("bias {:?}", b.shape()),
+                format!("[{}]", ws[0]),
+            ));
+        }
+    }
+    Ok(window)
+}
+
+/// `w [O, C/G, KH, KW]` as `[G, K, O/G]` (each group's filters as columns).
+pub fn conv_weight_matrix(weight: &Tensor, window: &Window) -> Result<Tensor> {
+    let g = window.options.groups as isize;
+    let o = weight.shape()[0] as isize;
+    let k = window.cols_shape()[3] as isize;
+    weight.reshape(&[g, o / g, k])?.transpose(1, 2)
+}
+
+/// `[N, G, Ho·Wo, O/G]` products as `[N, O, Ho, Wo]`.
+pub fn conv_output(y: &Tensor, window: &Window, out_channels: usize) -> Result<Tensor> {
+    let n = window.input[0];
+    let [ho, wo] = window.out_hw;
+    y.permute(&[0, 1, 3, 2])?.reshape(&[
+        n as isize,
+        out_channels as isize,
+        ho as isize,
+        wo as isize,
+    ])
+}

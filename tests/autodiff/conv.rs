@@ -1,0 +1,334 @@
+//! Convolution and pooling: forward against the f64 reference (odd, non-square images; 1x1, 3x3,
+//! 5x5 kernels; stride 2; padding; dilation; groups) and gradients against central differences, plus
+//! a second-order check and clear errors for bad shapes.
+
+use super::common::*;
+use dynlab::runtime::reference::{self as r, HostTensor, Window2d};
+use dynlab::runtime::Conv2dOptions;
+use dynlab::{Tensor, Var};
+
+struct ConvCase {
+    x: [usize; 4],
+    w: [usize; 4],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+    bias: bool,
+}
+
+const CASES: &[ConvCase] = &[
+    ConvCase {
+        x: [2, 3, 7, 5],
+        w: [4, 3, 3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+        groups: 1,
+        bias: true,
+    },
+    ConvCase {
+        x: [1, 2, 9, 6],
+        w: [3, 2, 5, 5],
+        stride: [2, 2],
+        padding: [2, 1],
+        dilation: [1, 1],
+        groups: 1,
+        bias: false,
+    },
+    ConvCase {
+        x: [2, 4, 5, 7],
+        w: [6, 2, 3, 1],
+        stride: [2, 1],
+        padding: [0, 0],
+        dilation: [1, 1],
+        groups: 2,
+        bias: true,
+    },
+    ConvCase {
+        x: [1, 3, 4, 4],
+        w: [5, 3, 1, 1],
+        stride: [1, 1],
+        padding: [0, 0],
+        dilation: [1, 1],
+        groups: 1,
+        bias: true,
+    },
+    ConvCase {
+        x: [1, 2, 8, 7],
+        w: [2, 1, 3, 2],
+        stride: [1, 2],
+        padding: [1, 0],
+        dilation: [2, 2],
+        groups: 2,
+        bias: false,
+    },
+];
+
+fn options(c: &ConvCase) -> Conv2dOptions {
+    Conv2dOptions {
+        stride: c.stride,
+        padding: c.padding,
+        dilation: c.dilation,
+        groups: c.groups,
+    }
+}
+
+fn window(c: &ConvCase) -> Window2d {
+    Window2d {
+        stride: c.stride,
+        padding: c.padding,
+        dilation: c.dilation,
+    }
+}
+
+/// `Σ f(inputs) ⊙ weights` on the host, for finite differences.
+fn weighted(
+    f: &dyn Fn(&[HostTensor]) -> HostTensor,
+    inputs: &[HostTensor],
+    weights: &HostTensor,
+) -> f64 {
+    f(inputs)
+        .data
+        .iter()
+        .zip(&weights.data)
+        .map(|(a, b)| a * b)
+        .sum()
+}
+
+/// Forward against `reference`, then every input's gradient against central differences.
+fn check(
+    name: &str,
+    inputs: Vec<(Tensor, HostTensor)>,
+    dev: &dyn Fn(&[Var]) -> dynlab::Result<Var>,
+    reference: &dyn Fn(&[HostTensor]) -> HostTensor,
+    rng: &mut HostRng,
+) {
+    let vars: Vec<Var> = inputs.iter().map(|(t, _)| Var::param(t.clone())).collect();
+    let hosts: Vec<HostTensor> = inputs.iter().map(|(_, h)| h.clone()).collect();
+    let out = dev(&vars).unwrap();
+    let want = reference(&hosts);
+    assert_close(&format!("{name} forward"), out.value(), &want, 1e-5, 1e-4);
+    let (w, hw) = random(rng, &want.shape, -1.0, 1.0);
+    let grads = out
+        .mul(&Var::constant(w))
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (i, var) in vars.iter().enumerate() {
+        let h = 1e-6;
+        let numeric: Vec<f64> = (0..hosts[i].numel())
+            .map(|j| {
+                let (mut plus, mut minus) = (hosts.clone(), hosts.clone());
+                plus[i].data[j] += h;
+                minus[i].data[j] -= h;
+                (weighted(reference, &plus, &hw) - weighted(reference, &minus, &hw)) / (2.0 * h)
+            })
+            .collect();
+        let scale = numeric.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let g = grads
+            .tensor(var)
+            .unwrap_or_else(|| panic!("{name}: no gradient for input {i}"));
+        assert_close(
+            &format!("{name} gradient of input {i}"),
+            g,
+            &HostTensor::new(&hosts[i].shape, numeric),
+            2e-4 * scale,
+            2e-3,
+        );
+    }
+}
+
+#[test]
+fn conv2d_forward_and_gradients_match_reference() {
+    let mut rng = HostRng::new(200);
+    for (k, c) in CASES.iter().enumerate() {
+        let mut inputs = vec![
+            random(&mut rng, &c.x, -1.0, 1.0),
+            random(&mut rng, &c.w, -1.0, 1.0),
+        ];
+        if c.bias {
+            inputs.push(random(&mut rng, &[c.w[0]], -1.0, 1.0));
+        }
+        let (opts, win, groups) = (options(c), window(c), c.groups);
+        // The tensor-level op agrees with the tape's.
+        let plain = inputs[0]
+            .0
+            .conv2d(&inputs[1].0, inputs.get(2).map(|b| &b.0), opts)
+            .unwrap();
+        assert_close(
+            &format!("case {k} Tensor::conv2d"),
+            &plain,
+            &r::conv2d(
+                &inputs[0].1,
+                &inputs[1].1,
+                inputs.get(2).map(|b| &b.1),
+                win,
+                groups,
+            ),
+            1e-5,
+            1e-4,
+        );
+        check(
+            &format!("conv2d case {k}"),
+            inputs,
+            &|v| v[0].conv2d(&v[1], v.get(2), opts),
+            &|h| r::conv2d(&h[0], &h[1], h.get(2), win, groups),
+            &mut rng,
+        );
+    }
+}
+
+#[test]
+fn pooling_forward_and_gradients_match_reference() {
+    let mut rng = HostRng::new(201);
+    let cases: &[([usize; 4], [usize; 2], [usize; 2], [usize; 2])] = &[
+        ([2, 3, 6, 5], [2, 2], [2, 2], [0, 0]),
+        ([1, 2, 7, 9], [3, 3], [2, 2], [1, 1]),
+        ([1, 1, 5, 4], [3, 2], [1, 1], [1, 0]),
+        ([2, 2, 1, 3], [1, 3], [1, 2], [0, 1]),
+    ];
+    for &(shape, kernel, stride, padding) in cases {
+        let opts = Conv2dOptions {
+            stride,
+            padding,
+            ..Default::default()
+        };
+        let win = Window2d {
+            stride,
+            padding,
+            dilation: [1, 1],
+        };
+        for max in [true, false] {
+            check(
+                &format!(
+                    "{} pool {shape:?} k{kernel:?} s{stride:?} p{padding:?}",
+                    if max { "max" } else { "avg" }
+                ),
+                vec![random(&mut rng, &shape, -1.0, 1.0)],
+                &|v| {
+                    if max {
+                        v[0].max_pool2d(kernel, opts)
+                    } else {
+                        v[0].avg_pool2d(kernel, opts)
+                    }
+                },
+                &|h| r::pool2d(&h[0], kernel, win, max),
+                &mut rng,
+            );
+        }
+    }
+    let (x, hx) = random(&mut rng, &[2, 3, 4, 5], -1.0, 1.0);
+    let want = r::reduce(&r::reduce(&hx, 3, true, r::mean), 2, true, r::mean);
+    assert_close(
+        "adaptive_avg_pool2d_1x1",
+        &x.adaptive_avg_pool2d_1x1().unwrap(),
+        &want,
+        1e-6,
+        1e-5,
+    );
+}
+
+#[test]
+fn conv_and_pool_second_derivatives_exist() {
+    use dynlab::{grad, GradOptions};
+    let mut rng = HostRng::new(202);
+    let (x, _) = random(&mut rng, &[1, 2, 5, 5], -1.0, 1.0);
+    let (w, _) = random(&mut rng, &[2, 2, 3, 3], -1.0, 1.0);
+    let (x, w) = (Var::param(x), Var::param(w));
+    let opts = Conv2dOptions {
+        padding: [1, 1],
+        ..Default::default()
+    };
+    // L = Σ maxpool(conv(x, w))²: d/dx of Σ (∂L/∂w) must be computable and finite.
+    let y = x
+        .conv2d(&w, None, opts)
+        .unwrap()
+        .max_pool2d(
+            [2, 2],
+            Conv2dOptions {
+                stride: [2, 2],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let loss = y.square().unwrap().sum_all().unwrap();
+    let with_graph = GradOptions {
+        create_graph: true,
+        ..Default::default()
+    };
+    let gw = grad(&loss, &[&w], with_graph).unwrap();
+    let second = gw[0].sum_all().unwrap().backward().unwrap();
+    let gx = second.tensor(&x).unwrap().to_vec::<f32>().unwrap();
+    assert!(gx.iter().all(|v| v.is_finite()) && gx.iter().any(|v| *v != 0.0));
+}
+
+#[test]
+fn bad_convolutions_are_errors() {
+    let d = device();
+    let x = Tensor::zeros(&[1, 3, 4, 4], &d).unwrap();
+    let cases = [
+        (
+            Tensor::zeros(&[2, 2, 3, 3], &d).unwrap(),
+            Conv2dOptions::default(),
+            "weight [O, 3, KH, KW]",
+        ),
+        (
+            Tensor::zeros(&[2, 3, 5, 5], &d).unwrap(),
+            Conv2dOptions::default(),
+            "dilated kernel extent 5",
+        ),
+        (
+            Tensor::zeros(&[3, 1, 1, 1], &d).unwrap(),
+            Conv2dOptions {
+                groups: 3,
+                ..Default::default()
+            },
+            "",
+        ),
+        (
+            Tensor::zeros(&[2, 3, 1, 1], &d).unwrap(),
+            Conv2dOptions {
+                stride: [0, 1],
+                ..Default::default()
+            },
+            "positive",
+        ),
+        (
+            Tensor::zeros(&[4, 1, 1, 1], &d).unwrap(),
+            Conv2dOptions {
+                groups: 2,
+                ..Default::default()
+            },
+            "divisible",
+        ),
+    ];
+    for (w, o, needle) in cases {
+        match x.conv2d(&w, None, o) {
+            Ok(_) => assert!(needle.is_empty(), "{o:?} should fail"),
+            Err(e) => assert!(
+                !needle.is_empty() && e.to_string().contains(needle),
+                "{o:?}: {e}"
+            ),
+        }
+    }
+    let e = Tensor::zeros(&[3, 4, 4], &d)
+        .unwrap()
+        .max_pool2d([2, 2], Conv2dOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[N, C, H, W]"), "{e}");
+    let e = x
+        .max_pool2d(
+            [2, 2],
+            Conv2dOptions {
+                padding: [2, 0],
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("half the kernel"), "{e}");
+}
