@@ -63,7 +63,7 @@ impl Window {
                 "positive kernel sizes, strides, dilations and groups",
             ));
         }
-        if input[1] % o.groups != 0 {
+        if !input[1].is_multiple_of(o.groups) {
             return Err(Error::value(
                 op,
                 format!("{} channels in {} groups", input[1], o.groups),
@@ -374,7 +374,7 @@ pub fn conv_window(
     }
     let window = Window::new(op, x.shape(), [ws[2], ws[3]], options)?;
     let g = options.groups;
-    if ws[1] * g != x.shape()[1] || ws[0] % g != 0 {
+    if ws[1] * g != x.shape()[1] || !ws[0].is_multiple_of(g) {
         return Err(Error::shape(
             op,
             format!("input {:?}, weight {ws:?}, groups {g}", x.shape()),
