@@ -184,7 +184,9 @@ fn conv2d_forward_and_gradients_match_reference() {
 #[test]
 fn pooling_forward_and_gradients_match_reference() {
     let mut rng = HostRng::new(201);
-    let cases: &[([usize; 4], [usize; 2], [usize; 2], [usize; 2])] = &[
+    // (input shape, kernel, stride, padding)
+    type PoolCase = ([usize; 4], [usize; 2], [usize; 2], [usize; 2]);
+    let cases: &[PoolCase] = &[
         ([2, 3, 6, 5], [2, 2], [2, 2], [0, 0]),
         ([1, 2, 7, 9], [3, 3], [2, 2], [1, 1]),
         ([1, 1, 5, 4], [3, 2], [1, 1], [1, 0]),
