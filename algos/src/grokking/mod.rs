@@ -223,7 +223,7 @@ fn summary_toml(o: &GrokkingOutcome, device: &Device) -> String {
     let last = o.history.records.last().copied().unwrap_or_default();
     let opt = |e: Option<u64>| e.map_or("\"not reached\"".to_string(), |e| e.to_string());
     format!(
-        "device = \"{}\"\nepochs = {}\nmemorised_epoch = {}\ngrokked_epoch = {}\nfinal_train_acc = {}\nfinal_test_acc = {}\nfinal_test_loss = {}\nseconds = {:.1}\nepochs_per_second = {:.2}\n",
+        "device = \"{}\"\nepochs = {}\nmemorised_epoch = {}\ngrokked_epoch = {}\nfinal_train_acc = {}\nfinal_test_acc = {}\nfinal_test_loss = {}\nseconds = {:.1}\nepochs_per_second = {:.2}  # over the whole run, across resumes\n",
         device.name(),
         last.epoch,
         opt(o.memorised_epoch),
@@ -232,6 +232,6 @@ fn summary_toml(o: &GrokkingOutcome, device: &Device) -> String {
         last.test_acc,
         last.test_loss,
         o.seconds,
-        o.epochs_per_second
+        last.epoch as f64 / o.seconds.max(1e-9)
     )
 }

@@ -90,15 +90,13 @@ fn draw(path: &Path, title: &str, history: &History, markers: &[(&str, u64)]) ->
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
-    for &(label, epoch) in markers {
+    let marker_colors = [RGBColor(90, 90, 90), RGBColor(0, 140, 60), RGBColor(150, 0, 150)];
+    for (k, &(label, epoch)) in markers.iter().enumerate() {
         let x = (epoch as f64).max(1.0);
-        let grey = BLACK.mix(0.5);
-        acc.draw_series(LineSeries::new(vec![(x, 0.0), (x, 1.02)], grey))?;
-        acc.draw_series(std::iter::once(Text::new(
-            format!("{label} {epoch}"),
-            (x, 0.05 + 0.06 * (label.len() % 3) as f64),
-            ("sans-serif", 16),
-        )))?;
+        let color = marker_colors[k % marker_colors.len()];
+        acc.draw_series(LineSeries::new(vec![(x, 0.0), (x, 1.02)], color.stroke_width(1)))?
+            .label(format!("{label} at epoch {epoch}"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
     loss.configure_series_labels()
         .border_style(BLACK)
