@@ -16,6 +16,7 @@
 //! ```
 
 mod activation;
+mod batch_norm;
 mod embedding;
 mod grokking;
 mod init;
@@ -24,8 +25,10 @@ mod linear;
 mod mlp;
 mod module;
 mod state;
+mod weight_norm;
 
 pub use activation::Activation;
+pub use batch_norm::BatchNorm;
 pub use embedding::Embedding;
 pub use grokking::{BaselineMlp, PairEncoding};
 pub use init::Init;
@@ -34,3 +37,4 @@ pub use linear::Linear;
 pub use mlp::Mlp;
 pub use module::{prefixed, Module, Param, ParamKind};
 pub use state::{load_safetensors, save_safetensors, TensorFile};
+pub use weight_norm::{weight_norm, weight_norm_init};

@@ -5,6 +5,14 @@ use dynlab::runtime::linalg::host::eigh_f64;
 use dynlab::runtime::linalg::{host_fallbacks, EighOptions, EighPath, FallbackReason};
 use dynlab::Tensor;
 
+/// Default options, but the device path even on a CPU device (the kernels are what is tested).
+pub fn on_device() -> EighOptions {
+    EighOptions {
+        host_on_cpu_device: false,
+        ..Default::default()
+    }
+}
+
 /// Row-major products on the host in f64.
 fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
     let mut c = vec![0.0; n * n];
@@ -104,7 +112,7 @@ fn random_symmetric_matrices_on_the_device() {
         let a = random_symmetric(&mut rng, n);
         let no_cond = EighOptions {
             cond_threshold: f64::INFINITY,
-            ..Default::default()
+            ..on_device()
         };
         let path = check(&format!("random n={n}"), &a, n, no_cond, 5e-5);
         assert!(matches!(path, EighPath::Device { .. }), "n={n}: {path:?}");
@@ -129,7 +137,7 @@ pub fn with_spectrum(rng: &mut HostRng, lambda: &[f64]) -> Vec<f64> {
 #[test]
 fn adversarial_spectra_never_give_nan() {
     let mut rng = HostRng::new(22);
-    let device_only = EighOptions::default();
+    let device_only = on_device();
     let repeated: Vec<f64> = [1.0, 1.0, 1.0, 2.0, 2.0, -3.0, -3.0, 0.5].to_vec();
     check(
         "repeated",
@@ -196,7 +204,7 @@ fn adversarial_spectra_never_give_nan() {
     );
     let too_big = EighOptions {
         max_device_n: 4,
-        ..Default::default()
+        ..on_device()
     };
     let path = check(
         "over max_device_n",
@@ -209,7 +217,7 @@ fn adversarial_spectra_never_give_nan() {
     let stingy = EighOptions {
         max_sweeps: 1,
         cond_threshold: f64::INFINITY,
-        ..Default::default()
+        ..on_device()
     };
     let path = check(
         "one sweep allowed",
@@ -235,7 +243,8 @@ fn batched_matrices_match_one_at_a_time() {
     let mats: Vec<Vec<f64>> = (0..b).map(|_| random_symmetric(&mut rng, n)).collect();
     let flat: Vec<f32> = mats.iter().flatten().map(|&x| x as f32).collect();
     let t = Tensor::from_vec(flat, &[b, 1, n, n], &device()).unwrap();
-    let e = t.eigh(EighOptions::default()).unwrap();
+    let e = t.eigh(on_device()).unwrap();
+    assert!(matches!(e.path, EighPath::Device { .. }));
     assert_eq!(
         (e.values.shape(), e.vectors.shape()),
         (&[b, 1, n][..], &[b, 1, n, n][..])
@@ -287,4 +296,21 @@ fn options_and_bad_input() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("[2, 3]") && e.contains("square"), "{e}");
+}
+
+#[test]
+fn cpu_devices_use_the_host_solver_by_default() {
+    let a = Tensor::from_slice(&[2.0f32, 1.0, 1.0, 2.0], &[2, 2], &device()).unwrap();
+    let e = a.eigh(EighOptions::default()).unwrap();
+    let want = if device().is_cpu() {
+        EighPath::Host(FallbackReason::CpuDevice)
+    } else {
+        EighPath::Device { sweeps: 1 }
+    };
+    assert_eq!(e.path, want);
+    let v = e.values.to_vec::<f32>().unwrap();
+    assert!(
+        (v[0] - 1.0).abs() < 1e-6 && (v[1] - 3.0).abs() < 1e-6,
+        "{v:?}"
+    );
 }

@@ -1,7 +1,7 @@
 //! SVD and singular values against faer; PSD functions; Σ-projector; spectral radius; rank measures.
 
 use crate::common::{device, HostRng};
-use crate::eigh::{random_symmetric, with_spectrum};
+use crate::eigh::{on_device, random_symmetric, with_spectrum};
 use dynlab::algos::metrics::{rank_measures, RankMeasures};
 use dynlab::runtime::linalg::host::singular_values_f64;
 use dynlab::runtime::linalg::{EighOptions, EighPath, FallbackReason};
@@ -30,7 +30,7 @@ fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
 /// ‖A − U S Vᵀ‖, ‖UᵀU − I‖, ‖VᵀV − I‖ and the singular values against faer.
 fn check_svd(what: &str, a: &Tensor, tol: f64) -> EighPath {
     let (m, n) = (a.shape()[0], a.shape()[1]);
-    let svd = a.svd(EighOptions::default()).unwrap();
+    let svd = a.svd(on_device()).unwrap();
     let k = m.min(n);
     assert_eq!(
         (svd.u.shape(), svd.s.shape(), svd.v.shape()),
@@ -63,7 +63,7 @@ fn check_svd(what: &str, a: &Tensor, tol: f64) -> EighPath {
         max_abs_diff(&host(&svd.s), &want) <= tol * want[0].max(1e-30),
         "{what}: singular values"
     );
-    let (s, _) = a.singular_values(EighOptions::default()).unwrap();
+    let (s, _) = a.singular_values(on_device()).unwrap();
     assert!(
         max_abs_diff(&host(&s), &want) <= tol * want[0].max(1e-30),
         "{what}: singular_values"
@@ -179,7 +179,7 @@ fn spectral_radius_exact_and_by_power_iteration() {
         .map(|i| s[i] + if i / 4 == i % 4 { 3.0 } else { 0.0 })
         .collect();
     let st = tensor(&s, &[4, 4]);
-    let s_inv = st.eigh(EighOptions::default()).unwrap();
+    let s_inv = st.eigh(on_device()).unwrap();
     let inv = s_inv
         .vectors
         .mul(&s_inv.values.recip().unwrap())
@@ -256,7 +256,7 @@ fn rank_measures_of_known_spectra() {
                 .sum()
         })
         .collect();
-    let m = rank_measures(&tensor(&x, &[8, 5]), false, EighOptions::default()).unwrap();
+    let m = rank_measures(&tensor(&x, &[8, 5]), false, on_device()).unwrap();
     assert_eq!(
         (
             m.approximate_rank,

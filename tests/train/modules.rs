@@ -371,3 +371,121 @@ fn parameter_groups_decay_weights_only() {
     )
     .is_err());
 }
+
+#[test]
+fn batch_norm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
+    use dynlab::models::BatchNorm;
+    let mut host = HostRng::new(8);
+    for shape in [vec![6, 3], vec![2, 3, 4, 5]] {
+        let n: usize = shape.iter().product();
+        let data = host.vec(n, -2.0, 3.0);
+        let x = Var::param(Tensor::from_slice(&data, &shape, &device()).unwrap());
+        let mut bn = BatchNorm::new(3, 0.1, 1e-5, &device()).unwrap();
+        let y = bn.forward(&x).unwrap();
+        // Per channel: the f64 batch mean and biased variance.
+        let (c, inner) = (
+            3,
+            if shape.len() == 4 {
+                shape[2] * shape[3]
+            } else {
+                1
+            },
+        );
+        let channel_of = |i: usize| (i / inner) % c;
+        let mut stats = vec![(0.0f64, 0.0f64, 0usize); c];
+        for (i, &v) in data.iter().enumerate() {
+            let s = &mut stats[channel_of(i)];
+            s.0 += v as f64;
+            s.2 += 1;
+        }
+        let means: Vec<f64> = stats.iter().map(|s| s.0 / s.2 as f64).collect();
+        for (i, &v) in data.iter().enumerate() {
+            stats[channel_of(i)].1 += (v as f64 - means[channel_of(i)]).powi(2);
+        }
+        let got = y.value().to_vec::<f32>().unwrap();
+        for (i, &v) in data.iter().enumerate() {
+            let ch = channel_of(i);
+            let var = stats[ch].1 / stats[ch].2 as f64;
+            let want = (v as f64 - means[ch]) / (var + 1e-5).sqrt();
+            assert!(
+                (got[i] as f64 - want).abs() < 1e-4,
+                "{shape:?} element {i}: {} vs {want}",
+                got[i]
+            );
+        }
+        let rm = bn.running_mean.to_vec::<f32>().unwrap();
+        let rv = bn.running_var.to_vec::<f32>().unwrap();
+        for ch in 0..c {
+            let unbiased = stats[ch].1 / (stats[ch].2 - 1) as f64;
+            assert!((rm[ch] as f64 - 0.1 * means[ch]).abs() < 1e-5);
+            assert!((rv[ch] as f64 - (0.9 + 0.1 * unbiased)).abs() < 1e-4);
+        }
+        // Gradients reach the input and both affine parameters.
+        let grads = y.square().unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(grads.tensor(&x).is_some() && grads.tensor(bn.gamma.var()).is_some());
+        bn.set_training(false);
+        let e = bn
+            .forward(&Var::constant(
+                Tensor::from_slice(&data, &shape, &device()).unwrap(),
+            ))
+            .unwrap();
+        let got = e.value().to_vec::<f32>().unwrap();
+        for (i, &v) in data.iter().enumerate() {
+            let ch = channel_of(i);
+            let want = (v as f64 - rm[ch] as f64) / (rv[ch] as f64 + 1e-5).sqrt();
+            assert!(
+                (got[i] as f64 - want).abs() < 1e-4,
+                "eval {shape:?} element {i}"
+            );
+        }
+    }
+    let mut bn = BatchNorm::new(3, 0.1, 1e-5, &device()).unwrap();
+    let e = bn
+        .forward(&Var::constant(Tensor::zeros(&[4, 5], &device()).unwrap()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[N, 3]"), "{e}");
+    let e = bn
+        .forward(&Var::constant(Tensor::zeros(&[1, 3], &device()).unwrap()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more than one value"), "{e}");
+}
+
+#[test]
+fn weight_norm_has_unit_direction_and_the_initial_weight() {
+    use dynlab::models::{weight_norm, weight_norm_init};
+    let mut host = HostRng::new(9);
+    let v = Var::param(Tensor::from_slice(&host.vec(12, -1.0, 1.0), &[4, 3], &device()).unwrap());
+    let g0 = weight_norm_init(&v, 1).unwrap();
+    assert_eq!(g0.shape(), &[1, 3]);
+    let w = weight_norm(&v, &g0, 1).unwrap();
+    let (wv, vv) = (
+        w.value().to_vec::<f32>().unwrap(),
+        v.value().to_vec::<f32>().unwrap(),
+    );
+    assert!(wv.iter().zip(&vv).all(|(a, b)| (a - b).abs() < 1e-6));
+    let g = Var::param(Tensor::from_slice(&[2.0f32, 0.5, 3.0], &[1, 3], &device()).unwrap());
+    let w = weight_norm(&v, &g, 1).unwrap();
+    let norms = w
+        .value()
+        .norm(2.0, 0, false)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    for (n, want) in norms.iter().zip([2.0, 0.5, 3.0]) {
+        assert!((n - want).abs() < 1e-5, "{n} vs {want}");
+    }
+    // The direction's gradient is orthogonal to v (scaling v does not change w).
+    let r =
+        Var::constant(Tensor::from_slice(&host.vec(12, -1.0, 1.0), &[4, 3], &device()).unwrap());
+    let grads = w.mul(&r).unwrap().sum_all().unwrap().backward().unwrap();
+    let gv = grads.tensor(&v).unwrap().to_vec::<f32>().unwrap();
+    for col in 0..3 {
+        let dot: f32 = (0..4)
+            .map(|row| gv[row * 3 + col] * vv[row * 3 + col])
+            .sum();
+        assert!(dot.abs() < 1e-5, "column {col}: {dot}");
+    }
+    assert!(weight_norm(&v, &g, 0).is_err());
+}

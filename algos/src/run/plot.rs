@@ -90,13 +90,20 @@ fn draw(path: &Path, title: &str, history: &History, markers: &[(&str, u64)]) ->
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
-    let marker_colors = [RGBColor(90, 90, 90), RGBColor(0, 140, 60), RGBColor(150, 0, 150)];
+    let marker_colors = [
+        RGBColor(90, 90, 90),
+        RGBColor(0, 140, 60),
+        RGBColor(150, 0, 150),
+    ];
     for (k, &(label, epoch)) in markers.iter().enumerate() {
         let x = (epoch as f64).max(1.0);
         let color = marker_colors[k % marker_colors.len()];
-        acc.draw_series(LineSeries::new(vec![(x, 0.0), (x, 1.02)], color.stroke_width(1)))?
-            .label(format!("{label} at epoch {epoch}"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        acc.draw_series(LineSeries::new(
+            vec![(x, 0.0), (x, 1.02)],
+            color.stroke_width(1),
+        ))?
+        .label(format!("{label} at epoch {epoch}"))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
     loss.configure_series_labels()
         .border_style(BLACK)

@@ -52,6 +52,9 @@ fn gram_eigh(
     if force_host() {
         return Ok(Err(FallbackReason::Forced));
     }
+    if options.host_on_cpu_device && a.device().is_cpu() {
+        return Ok(Err(FallbackReason::CpuDevice));
+    }
     if k > options.max_device_n {
         return Ok(Err(FallbackReason::TooLarge { n: k }));
     }
@@ -122,7 +125,9 @@ impl Tensor {
                 })
             }
             Err(reason) => {
-                count_fallback();
+                if reason != FallbackReason::CpuDevice {
+                    count_fallback();
+                }
                 let data: Vec<f64> = self.to_vec::<f32>()?.iter().map(|&x| x as f64).collect();
                 let (u, s, v) = svd_f64(&data, m, n)?;
                 let k = m.min(n);
@@ -145,7 +150,9 @@ impl Tensor {
         match gram_eigh(self, &options, options.cond_threshold)? {
             Ok((s, _, sweeps)) => Ok((s, EighPath::Device { sweeps })),
             Err(reason) => {
-                count_fallback();
+                if reason != FallbackReason::CpuDevice {
+                    count_fallback();
+                }
                 let data: Vec<f64> = self.to_vec::<f32>()?.iter().map(|&x| x as f64).collect();
                 let s = singular_values_f64(&data, m, n)?;
                 let s: Vec<f32> = s.into_iter().map(|x| x as f32).collect();
