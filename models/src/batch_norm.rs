@@ -20,7 +20,7 @@ pub struct BatchNorm {
 
 impl BatchNorm {
     pub fn new(channels: usize, momentum: f32, eps: f32, device: &Device) -> Result<BatchNorm> {
-        if !(0.0..=1.0).contains(&momentum) || !(eps > 0.0) {
+        if !((0.0..=1.0).contains(&momentum) && eps > 0.0 && eps.is_finite()) {
             return Err(Error::value(
                 "BatchNorm::new",
                 format!("momentum {momentum}, eps {eps}"),
