@@ -14,6 +14,7 @@
 //! # Ok::<(), dynlab_runtime::Error>(())
 //! ```
 
+mod attention;
 mod backward;
 mod conv;
 mod curvature;

@@ -3,14 +3,14 @@
 //! biased) and updates running estimates `r ← (1 − m)·r + m·s` (with the unbiased variance, as
 //! PyTorch); eval mode normalises with the running estimates.
 
-use crate::module::{Module, Param, ParamKind};
+use crate::affine::Affine;
+use crate::module::{Module, Param};
 use dynlab_autodiff::{no_grad, Var};
 use dynlab_runtime::{Device, Error, Result, Tensor};
 
 #[derive(Clone, Debug)]
 pub struct BatchNorm {
-    pub gamma: Param,
-    pub beta: Param,
+    pub affine: Affine,
     pub running_mean: Tensor,
     pub running_var: Tensor,
     pub momentum: f32,
@@ -28,8 +28,7 @@ impl BatchNorm {
             ));
         }
         Ok(BatchNorm {
-            gamma: Param::new(Tensor::ones(&[channels], device)?, ParamKind::Norm),
-            beta: Param::new(Tensor::zeros(&[channels], device)?, ParamKind::Norm),
+            affine: Affine::new(channels, device)?,
             running_mean: Tensor::zeros(&[channels], device)?,
             running_var: Tensor::ones(&[channels], device)?,
             momentum,
@@ -50,7 +49,7 @@ impl BatchNorm {
     /// Normalises `x`; in training mode also updates the running statistics.
     pub fn forward(&mut self, x: &Var) -> Result<Var> {
         let op = "BatchNorm::forward";
-        let c = self.gamma.value().shape()[0];
+        let c = self.affine.features();
         let rank = x.shape().len();
         if !(rank == 2 || rank == 4) || x.shape()[1] != c {
             return Err(Error::shape(
@@ -110,26 +109,18 @@ impl BatchNorm {
                 Var::constant(self.running_var.reshape(&shape)?),
             )
         };
-        x.sub(&mean)?
-            .mul(&var.add_scalar(self.eps)?.rsqrt()?)?
-            .mul(&self.gamma.var().reshape(&shape)?)?
-            .add(&self.beta.var().reshape(&shape)?)
+        let normalised = x.sub(&mean)?.mul(&var.add_scalar(self.eps)?.rsqrt()?)?;
+        self.affine.apply(&normalised, &shape)
     }
 }
 
 impl Module for BatchNorm {
     fn params(&self) -> Vec<(String, &Param)> {
-        vec![
-            ("gamma".to_string(), &self.gamma),
-            ("beta".to_string(), &self.beta),
-        ]
+        self.affine.params()
     }
 
     fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
-        vec![
-            ("gamma".to_string(), &mut self.gamma),
-            ("beta".to_string(), &mut self.beta),
-        ]
+        self.affine.params_mut()
     }
 
     fn set_training(&mut self, training: bool) {

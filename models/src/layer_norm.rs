@@ -1,28 +1,27 @@
 //! Layer normalisation (Ba et al. 2016) over the last axis:
 //! `y = (x − μ) / √(σ² + ε) · γ + β`, with μ and σ² (biased) over the last `dim` features.
 
-use crate::module::{Module, Param, ParamKind};
+use crate::affine::Affine;
+use crate::module::{Module, Param};
 use dynlab_autodiff::Var;
-use dynlab_runtime::{Device, Error, Result, Tensor};
+use dynlab_runtime::{Device, Error, Result};
 
 #[derive(Clone, Debug)]
 pub struct LayerNorm {
-    pub gamma: Param,
-    pub beta: Param,
+    pub affine: Affine,
     pub eps: f32,
 }
 
 impl LayerNorm {
     pub fn new(dim: usize, eps: f32, device: &Device) -> Result<LayerNorm> {
         Ok(LayerNorm {
-            gamma: Param::new(Tensor::ones(&[dim], device)?, ParamKind::Norm),
-            beta: Param::new(Tensor::zeros(&[dim], device)?, ParamKind::Norm),
+            affine: Affine::new(dim, device)?,
             eps,
         })
     }
 
     pub fn forward(&self, x: &Var) -> Result<Var> {
-        let dim = self.gamma.value().shape()[0];
+        let dim = self.affine.features();
         if x.shape().last() != Some(&dim) {
             return Err(Error::shape(
                 "LayerNorm::forward",
@@ -36,25 +35,16 @@ impl LayerNorm {
             .mean(-1, true)?
             .add_scalar(self.eps)?
             .rsqrt()?;
-        centred
-            .mul(&inv_std)?
-            .mul(self.gamma.var())?
-            .add(self.beta.var())
+        self.affine.apply(&centred.mul(&inv_std)?, &[-1])
     }
 }
 
 impl Module for LayerNorm {
     fn params(&self) -> Vec<(String, &Param)> {
-        vec![
-            ("gamma".to_string(), &self.gamma),
-            ("beta".to_string(), &self.beta),
-        ]
+        self.affine.params()
     }
 
     fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
-        vec![
-            ("gamma".to_string(), &mut self.gamma),
-            ("beta".to_string(), &mut self.beta),
-        ]
+        self.affine.params_mut()
     }
 }

@@ -16,6 +16,7 @@
 //! ```
 
 mod activation;
+mod affine;
 mod batch_norm;
 mod embedding;
 mod grokking;
@@ -28,6 +29,7 @@ mod state;
 mod weight_norm;
 
 pub use activation::Activation;
+pub use affine::Affine;
 pub use batch_norm::BatchNorm;
 pub use embedding::Embedding;
 pub use grokking::{BaselineMlp, PairEncoding};

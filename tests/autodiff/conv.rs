@@ -334,3 +334,70 @@ fn bad_convolutions_are_errors() {
         .to_string();
     assert!(e.contains("half the kernel"), "{e}");
 }
+
+/// `softmax(Q Kᵀ/√d + M) V` per (batch, head) on the host.
+fn attention_ref(q: &HostTensor, k: &HostTensor, v: &HostTensor, causal: bool) -> HostTensor {
+    let r = q.shape.len();
+    let (t, d, s, e) = (
+        q.shape[r - 2],
+        q.shape[r - 1],
+        k.shape[r - 2],
+        v.shape[r - 1],
+    );
+    let heads: usize = q.shape[..r - 2].iter().product();
+    let mut out = Vec::with_capacity(heads * t * e);
+    for h in 0..heads {
+        for i in 0..t {
+            let scores: Vec<f64> = (0..s)
+                .map(|j| {
+                    if causal && j > i {
+                        f64::NEG_INFINITY
+                    } else {
+                        (0..d)
+                            .map(|c| q.data[(h * t + i) * d + c] * k.data[(h * s + j) * d + c])
+                            .sum::<f64>()
+                            / (d as f64).sqrt()
+                    }
+                })
+                .collect();
+            let p = r::softmax(&scores);
+            for c in 0..e {
+                out.push((0..s).map(|j| p[j] * v.data[(h * s + j) * e + c]).sum());
+            }
+        }
+    }
+    let mut shape = q.shape[..r - 1].to_vec();
+    shape.push(e);
+    HostTensor::new(&shape, out)
+}
+
+#[test]
+fn materialised_attention_matches_reference_with_gradients() {
+    let mut rng = HostRng::new(203);
+    for (shape_q, s, causal) in [
+        ([2, 3, 5, 4], 5, true),
+        ([1, 2, 7, 3], 6, false),
+        ([1, 1, 1, 2], 1, true),
+    ] {
+        let [b, h, t, d] = shape_q;
+        let inputs = vec![
+            random(&mut rng, &[b, h, t, d], -1.0, 1.0),
+            random(&mut rng, &[b, h, s, d], -1.0, 1.0),
+            random(&mut rng, &[b, h, s, 3], -1.0, 1.0),
+        ];
+        check(
+            &format!("attention q {shape_q:?} s {s} causal {causal}"),
+            inputs,
+            &|v| v[0].attention(&v[1], &v[2], causal, None),
+            &|x| attention_ref(&x[0], &x[1], &x[2], causal),
+            &mut rng,
+        );
+    }
+    let q = Var::constant(Tensor::zeros(&[2, 4, 3], &device()).unwrap());
+    let k = Var::constant(Tensor::zeros(&[2, 4, 5], &device()).unwrap());
+    assert!(q
+        .attention(&k, &k, false, None)
+        .unwrap_err()
+        .to_string()
+        .contains("q [..., T, d]"));
+}

@@ -1,19 +1,11 @@
 //! SVD and singular values against faer; PSD functions; Σ-projector; spectral radius; rank measures.
 
-use crate::common::{device, HostRng};
+use crate::common::{device, host_f64 as host, HostRng};
 use crate::eigh::{on_device, random_symmetric, with_spectrum};
 use dynlab::algos::metrics::{rank_measures, RankMeasures};
 use dynlab::runtime::linalg::host::singular_values_f64;
 use dynlab::runtime::linalg::{EighOptions, EighPath, FallbackReason};
 use dynlab::{Rng, Tensor};
-
-fn host(t: &Tensor) -> Vec<f64> {
-    t.to_vec::<f32>()
-        .unwrap()
-        .iter()
-        .map(|&x| x as f64)
-        .collect()
-}
 
 fn tensor(v: &[f64], shape: &[usize]) -> Tensor {
     Tensor::from_vec(v.iter().map(|&x| x as f32).collect(), shape, &device()).unwrap()

@@ -114,3 +114,12 @@ pub fn layouts(
     out.push((format!("offset view {shape:?}"), view, h));
     out
 }
+
+/// A tensor's values as f64, row-major.
+pub fn host_f64(t: &Tensor) -> Vec<f64> {
+    t.to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|&x| x as f64)
+        .collect()
+}

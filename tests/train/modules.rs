@@ -116,10 +116,12 @@ fn layer_norm_forward_and_gradient_match_reference() {
     let mut ln = LayerNorm::new(dim, eps as f32, &device()).unwrap();
     let g: Vec<f32> = host.vec(dim, 0.5, 1.5);
     let b: Vec<f32> = host.vec(dim, -0.5, 0.5);
-    ln.gamma
+    ln.affine
+        .gamma
         .set(Tensor::from_slice(&g, &[dim], &device()).unwrap())
         .unwrap();
-    ln.beta
+    ln.affine
+        .beta
         .set(Tensor::from_slice(&b, &[dim], &device()).unwrap())
         .unwrap();
     let x: Vec<f32> = host.vec(rows * dim, -2.0, 2.0);
@@ -140,7 +142,7 @@ fn layer_norm_forward_and_gradient_match_reference() {
     let grads = y.mul(&rt).unwrap().sum_all().unwrap().backward().unwrap();
     let gx = grads.tensor(&xv).unwrap().to_vec::<f32>().unwrap();
     let gg = grads
-        .tensor(ln.gamma.var())
+        .tensor(ln.affine.gamma.var())
         .unwrap()
         .to_vec::<f32>()
         .unwrap();
@@ -422,7 +424,7 @@ fn batch_norm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
         }
         // Gradients reach the input and both affine parameters.
         let grads = y.square().unwrap().sum_all().unwrap().backward().unwrap();
-        assert!(grads.tensor(&x).is_some() && grads.tensor(bn.gamma.var()).is_some());
+        assert!(grads.tensor(&x).is_some() && grads.tensor(bn.affine.gamma.var()).is_some());
         bn.set_training(false);
         let e = bn
             .forward(&Var::constant(

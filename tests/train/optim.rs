@@ -1,21 +1,13 @@
 //! Fused optimizer updates vs the f64 reference over several steps (state carried on both sides),
 //! on sizes that are empty, 1, odd and past one cube; schedules; clipping.
 
-use crate::common::{device, HostRng};
+use crate::common::{device, host_f64 as host, HostRng};
 use dynlab::algos::optim::{clip_scale, global_grad_norm, LrSchedule, ScheduleKind};
 use dynlab::runtime::reference;
 use dynlab::runtime::{AdamStep, SgdStep};
 use dynlab::Tensor;
 
 const SIZES: &[&[usize]] = &[&[0], &[1], &[7], &[3, 97], &[513]];
-
-fn host(t: &Tensor) -> Vec<f64> {
-    t.to_vec::<f32>()
-        .unwrap()
-        .iter()
-        .map(|&x| x as f64)
-        .collect()
-}
 
 fn assert_near(what: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
