@@ -23,18 +23,19 @@ pub fn weight_norm(v: &Var, g: &Var, output_axis: usize) -> Result<Var> {
             format!("g {expected:?}"),
         ));
     }
-    let mut sq = v.square()?;
-    for d in (0..rank).filter(|&d| d != output_axis) {
-        sq = sq.sum(d as isize, true)?;
-    }
-    v.mul(&g.div(&sq.sqrt()?)?)
+    v.mul(&g.div(&unit_norms(v, output_axis)?)?)
 }
 
 /// The `g` that makes `weight_norm(v, g, axis)` equal `v` (the usual initialisation): `‖v‖` per unit.
 pub fn weight_norm_init(v: &Var, output_axis: usize) -> Result<Var> {
+    Ok(unit_norms(v, output_axis)?.detach())
+}
+
+/// `‖v‖` over every axis but `output_axis`, kept as size-1 axes (one norm per output unit).
+fn unit_norms(v: &Var, output_axis: usize) -> Result<Var> {
     let mut sq = v.square()?;
     for d in (0..v.shape().len()).filter(|&d| d != output_axis) {
         sq = sq.sum(d as isize, true)?;
     }
-    Ok(sq.sqrt()?.detach())
+    sq.sqrt()
 }

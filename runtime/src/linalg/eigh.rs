@@ -115,20 +115,26 @@ fn norms(a: &Tensor, off_mask: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
     Ok((sqrt(&host[..b]), sqrt(&host[b..])))
 }
 
+/// `n` of (batched) square matrices `[..., n, n]`, or a shape error naming `op`.
+pub(super) fn square_size(op: &'static str, a: &Tensor) -> Result<usize> {
+    let r = a.rank();
+    if r < 2 || a.shape()[r - 1] != a.shape()[r - 2] {
+        return Err(Error::shape(
+            op,
+            format!("{:?}", a.shape()),
+            "square matrices [..., n, n]",
+        ));
+    }
+    Ok(a.shape()[r - 1])
+}
+
 impl Tensor {
     /// Eigendecomposition of symmetric matrices `[..., n, n]` (see the module docs for the paths).
     pub fn eigh(&self, options: EighOptions) -> Result<Eigh> {
         let op = "Tensor::eigh";
         self.expect_f32(op)?;
+        let n = square_size(op, self)?;
         let r = self.rank();
-        if r < 2 || self.shape()[r - 1] != self.shape()[r - 2] {
-            return Err(Error::shape(
-                op,
-                format!("{:?}", self.shape()),
-                "square matrices [..., n, n]",
-            ));
-        }
-        let n = self.shape()[r - 1];
         let batch_shape = self.shape()[..r - 2].to_vec();
         let b: usize = batch_shape.iter().product();
         let mut a = self.reshape(&[b as isize, n as isize, n as isize])?;

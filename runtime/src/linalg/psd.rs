@@ -4,21 +4,9 @@
 //! `P = V (VᵀΣV)⁻¹ VᵀΣ` (so `P² = P` and `(I − P)x` is Σ-orthogonal to every `v_i`), and the Σ-norm
 //! `‖x‖_Σ = √(xᵀΣx)`.
 
-use super::eigh::EighOptions;
+use super::eigh::{square_size, EighOptions};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-
-fn check_square(op: &'static str, a: &Tensor) -> Result<usize> {
-    let r = a.rank();
-    if r < 2 || a.shape()[r - 1] != a.shape()[r - 2] {
-        return Err(Error::shape(
-            op,
-            format!("{:?}", a.shape()),
-            "square matrices [..., n, n]",
-        ));
-    }
-    Ok(a.shape()[r - 1])
-}
 
 /// `V f(Λ) Vᵀ` for the symmetrised `a`.
 fn spectral_function(a: &Tensor, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
@@ -45,13 +33,13 @@ fn check_floor(op: &'static str, floor: f32) -> Result<()> {
 impl Tensor {
     /// Principal square root of a PSD matrix (negative eigenvalues from rounding are set to 0).
     pub fn sqrtm_psd(&self) -> Result<Tensor> {
-        check_square("Tensor::sqrtm_psd", self)?;
+        square_size("Tensor::sqrtm_psd", self)?;
         spectral_function(self, |l| l.maximum_scalar(0.0)?.sqrt())
     }
 
     /// Inverse square root of a PSD matrix with eigenvalues floored at `floor > 0`.
     pub fn inv_sqrtm_psd(&self, floor: f32) -> Result<Tensor> {
-        check_square("Tensor::inv_sqrtm_psd", self)?;
+        square_size("Tensor::inv_sqrtm_psd", self)?;
         check_floor("Tensor::inv_sqrtm_psd", floor)?;
         spectral_function(self, |l| l.maximum_scalar(floor)?.rsqrt())
     }
@@ -60,7 +48,7 @@ impl Tensor {
     /// `sigma` `[d, d]` PSD; eigenvalues of `VᵀΣV` are floored at `floor`.
     pub fn sigma_projector(&self, sigma: &Tensor, floor: f32) -> Result<Tensor> {
         let op = "Tensor::sigma_projector";
-        let d = check_square(op, sigma)?;
+        let d = square_size(op, sigma)?;
         check_floor(op, floor)?;
         if self.rank() != 2 || self.shape()[0] != d || sigma.rank() != 2 {
             return Err(Error::shape(
@@ -78,7 +66,7 @@ impl Tensor {
     /// `‖x‖_Σ = √(xᵀΣx)` of each row of `self` (`[..., d]`), with `sigma` `[d, d]` PSD.
     pub fn sigma_norm(&self, sigma: &Tensor) -> Result<Tensor> {
         let op = "Tensor::sigma_norm";
-        let d = check_square(op, sigma)?;
+        let d = square_size(op, sigma)?;
         if self.shape().last() != Some(&d) || sigma.rank() != 2 {
             return Err(Error::shape(
                 op,
