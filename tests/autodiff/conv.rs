@@ -3,6 +3,7 @@
 //! a second-order check and clear errors for bad shapes.
 
 use super::common::*;
+use super::gradcheck::check_inputs as check;
 use dynlab::runtime::reference::{self as r, HostTensor, Window2d};
 use dynlab::runtime::Conv2dOptions;
 use dynlab::{Tensor, Var};
@@ -79,65 +80,6 @@ fn window(c: &ConvCase) -> Window2d {
         stride: c.stride,
         padding: c.padding,
         dilation: c.dilation,
-    }
-}
-
-/// `Σ f(inputs) ⊙ weights` on the host, for finite differences.
-fn weighted(
-    f: &dyn Fn(&[HostTensor]) -> HostTensor,
-    inputs: &[HostTensor],
-    weights: &HostTensor,
-) -> f64 {
-    f(inputs)
-        .data
-        .iter()
-        .zip(&weights.data)
-        .map(|(a, b)| a * b)
-        .sum()
-}
-
-/// Forward against `reference`, then every input's gradient against central differences.
-fn check(
-    name: &str,
-    inputs: Vec<(Tensor, HostTensor)>,
-    dev: &dyn Fn(&[Var]) -> dynlab::Result<Var>,
-    reference: &dyn Fn(&[HostTensor]) -> HostTensor,
-    rng: &mut HostRng,
-) {
-    let vars: Vec<Var> = inputs.iter().map(|(t, _)| Var::param(t.clone())).collect();
-    let hosts: Vec<HostTensor> = inputs.iter().map(|(_, h)| h.clone()).collect();
-    let out = dev(&vars).unwrap();
-    let want = reference(&hosts);
-    assert_close(&format!("{name} forward"), out.value(), &want, 1e-5, 1e-4);
-    let (w, hw) = random(rng, &want.shape, -1.0, 1.0);
-    let grads = out
-        .mul(&Var::constant(w))
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    for (i, var) in vars.iter().enumerate() {
-        let h = 1e-6;
-        let numeric: Vec<f64> = (0..hosts[i].numel())
-            .map(|j| {
-                let (mut plus, mut minus) = (hosts.clone(), hosts.clone());
-                plus[i].data[j] += h;
-                minus[i].data[j] -= h;
-                (weighted(reference, &plus, &hw) - weighted(reference, &minus, &hw)) / (2.0 * h)
-            })
-            .collect();
-        let scale = numeric.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-        let g = grads
-            .tensor(var)
-            .unwrap_or_else(|| panic!("{name}: no gradient for input {i}"));
-        assert_close(
-            &format!("{name} gradient of input {i}"),
-            g,
-            &HostTensor::new(&hosts[i].shape, numeric),
-            2e-4 * scale,
-            2e-3,
-        );
     }
 }
 

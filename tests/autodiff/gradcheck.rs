@@ -43,12 +43,24 @@ fn check(c: &Case, rng: &mut HostRng) {
         .iter()
         .map(|s| random(rng, s, c.range.0, c.range.1))
         .collect();
+    check_inputs(c.name, inputs, &*c.dev, &*c.reference, rng);
+}
+
+/// The forward of `dev` on `inputs` against `reference`, then every input's gradient of
+/// `Σ dev(x) ⊙ r` against central differences of the reference.
+pub(crate) fn check_inputs(
+    name: &str,
+    inputs: Vec<(Tensor, HostTensor)>,
+    dev: &dyn Fn(&[Var]) -> dynlab::Result<Var>,
+    reference: &dyn Fn(&[HostTensor]) -> HostTensor,
+    rng: &mut HostRng,
+) {
     let vars: Vec<Var> = inputs.iter().map(|(t, _)| Var::param(t.clone())).collect();
     let hosts: Vec<HostTensor> = inputs.iter().map(|(_, h)| h.clone()).collect();
-    let out = (c.dev)(&vars).unwrap();
-    let want_out = (c.reference)(&hosts);
+    let out = dev(&vars).unwrap();
+    let want_out = reference(&hosts);
     assert_close(
-        &format!("{} forward", c.name),
+        &format!("{} forward", name),
         out.value(),
         &want_out,
         1e-5,
@@ -65,16 +77,15 @@ fn check(c: &Case, rng: &mut HostRng) {
             let mut minus = hosts.clone();
             plus[i].data[j] += h;
             minus[i].data[j] -= h;
-            *slot = (weighted_sum(&(c.reference)(&plus), &hw)
-                - weighted_sum(&(c.reference)(&minus), &hw))
+            *slot = (weighted_sum(&reference(&plus), &hw) - weighted_sum(&reference(&minus), &hw))
                 / (2.0 * h);
         }
         let g = grads
             .tensor(var)
-            .unwrap_or_else(|| panic!("{}: no gradient for input {i}", c.name));
+            .unwrap_or_else(|| panic!("{}: no gradient for input {i}", name));
         let scale = numeric.iter().fold(1.0f64, |m, v| m.max(v.abs()));
         assert_close(
-            &format!("{} gradient of input {i}", c.name),
+            &format!("{} gradient of input {i}", name),
             g,
             &HostTensor::new(&hosts[i].shape, numeric),
             2e-4 * scale,
