@@ -47,10 +47,7 @@ impl Optimizer {
             let eff = denom.recip()?.mul_scalar(lr)?;
             let ratio = m.div_scalar(c1)?.abs()?.div(&denom)?;
             let decay = if decoupled {
-                self.groups
-                    .iter()
-                    .find(|g| g.kinds.contains(&param.kind()))
-                    .map_or(0.0, |g| g.weight_decay)
+                self.group(param.kind()).0
             } else {
                 0.0
             };

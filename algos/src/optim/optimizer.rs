@@ -121,7 +121,8 @@ impl Optimizer {
         self.steps
     }
 
-    fn group(&self, kind: ParamKind) -> (f32, f32) {
+    /// Weight decay and learning-rate factor of parameters of this kind (0 and 1 when no group lists it).
+    pub(super) fn group(&self, kind: ParamKind) -> (f32, f32) {
         self.groups
             .iter()
             .find(|g| g.kinds.contains(&kind))
