@@ -30,6 +30,7 @@ fn every_kernel_matches_reference_on_odd_sizes_and_transposes() {
         (5, 1, 9),
         (13, 17, 1),
         (31, 29, 37),
+        (31, 29, 36),
         (64, 64, 64),
         (97, 65, 130),
         (257, 3, 71),
@@ -74,7 +75,7 @@ fn tuned_choice_matches_reference_on_random_sizes() {
 #[test]
 fn batches_broadcast_and_views_work() {
     let mut rng = HostRng::new(42);
-    for kernel in [CANDIDATES[0], CANDIDATES[1], CANDIDATES[3]] {
+    for kernel in [CANDIDATES[0], CANDIDATES[1], CANDIDATES[3], CANDIDATES[7]] {
         with_matmul_kernel(kernel, || {
             let (a, ha) = random(&mut rng, &[2, 3, 5, 7], -1.0, 1.0);
             let (b, hb) = random(&mut rng, &[3, 7, 4], -1.0, 1.0);
@@ -121,9 +122,9 @@ fn epilogue_and_in_place_accumulation() {
     for kernel in [CANDIDATES[0], CANDIDATES[2], CANDIDATES[3]] {
         with_matmul_kernel(kernel, || {
             let (a, ha) = random(&mut rng, &[9, 11], -1.0, 1.0);
-            let (b, hb) = random(&mut rng, &[11, 6], -1.0, 1.0);
-            let (c, hc) = random(&mut rng, &[9, 6], -1.0, 1.0);
-            let (bias, hbias) = random(&mut rng, &[6], -1.0, 1.0);
+            let (b, hb) = random(&mut rng, &[11, 8], -1.0, 1.0);
+            let (c, hc) = random(&mut rng, &[9, 8], -1.0, 1.0);
+            let (bias, hbias) = random(&mut rng, &[8], -1.0, 1.0);
             let opts = MatmulOptions {
                 alpha: 0.5,
                 beta: -2.0,
@@ -148,7 +149,7 @@ fn epilogue_and_in_place_accumulation() {
                 1e-5,
             );
             // Gradient-style accumulation: acc = 1.0 * a b + 1.0 * acc, twice, in place.
-            let mut acc = Tensor::zeros(&[9, 6], &device()).unwrap();
+            let mut acc = Tensor::zeros(&[9, 8], &device()).unwrap();
             acc.addmm_(&a, &b, 1.0, 1.0).unwrap();
             acc.addmm_(&a, &b, 1.0, 1.0).unwrap();
             assert_close(
@@ -184,7 +185,7 @@ fn half_precision_inputs_accumulate_in_f32() {
     let d = device();
     let mut rng = HostRng::new(44);
     let (a, ha) = random(&mut rng, &[33, 70], -1.0, 1.0);
-    let (b, hb) = random(&mut rng, &[70, 19], -1.0, 1.0);
+    let (b, hb) = random(&mut rng, &[70, 20], -1.0, 1.0);
     for dtype in [DType::F16, DType::BF16] {
         if !d.supports(dtype) {
             assert!(
@@ -202,7 +203,7 @@ fn half_precision_inputs_accumulate_in_f32() {
             )
         };
         let want = r::matmul(&round(&a16, &ha.shape), &round(&b16, &hb.shape));
-        for kernel in [CANDIDATES[0], CANDIDATES[1], CANDIDATES[3]] {
+        for kernel in [CANDIDATES[0], CANDIDATES[1], CANDIDATES[3], CANDIDATES[7]] {
             with_matmul_kernel(kernel, || {
                 let got = a16.matmul(&b16).unwrap();
                 assert_eq!(got.dtype(), DType::F32);
