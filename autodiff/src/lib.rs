@@ -18,6 +18,7 @@ mod attention;
 mod backward;
 mod conv;
 mod curvature;
+mod norm;
 mod ops;
 mod var;
 

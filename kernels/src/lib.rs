@@ -9,6 +9,7 @@ pub mod index;
 pub mod layout;
 pub mod linalg;
 pub mod matmul;
+pub mod norm;
 pub mod num;
 pub mod optim;
 pub mod random;

@@ -1,5 +1,6 @@
 //! Layer normalisation (Ba et al. 2016) over the last axis:
-//! `y = (x − μ) / √(σ² + ε) · γ + β`, with μ and σ² (biased) over the last `dim` features.
+//! `y = (x − μ) / √(σ² + ε) · γ + β`, with μ and σ² (biased) over the last `dim` features, through
+//! the fused kernels ([`Var::layer_norm`]).
 
 use crate::affine::Affine;
 use crate::module::{Module, Param};
@@ -29,13 +30,8 @@ impl LayerNorm {
                 format!("[..., {dim}]"),
             ));
         }
-        let centred = x.sub(&x.mean(-1, true)?)?;
-        let inv_std = centred
-            .square()?
-            .mean(-1, true)?
-            .add_scalar(self.eps)?
-            .rsqrt()?;
-        self.affine.apply(&centred.mul(&inv_std)?, &[-1])
+        let (gamma, beta) = (self.affine.gamma.var(), self.affine.beta.var());
+        x.layer_norm(Some((gamma, beta)), self.eps)
     }
 }
 

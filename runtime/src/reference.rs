@@ -335,6 +335,32 @@ pub fn log_softmax(v: &[f64]) -> Vec<f64> {
     v.iter().map(|x| x - l).collect()
 }
 
+/// Layer normalisation over the last axis: `(x − μ) / √(σ² + ε) · γ + β` (σ² biased).
+pub fn layer_norm(
+    x: &HostTensor,
+    affine: Option<(&HostTensor, &HostTensor)>,
+    eps: f64,
+) -> HostTensor {
+    let d = *x.shape.last().expect("layer_norm: rank >= 1");
+    let mut data = Vec::with_capacity(x.data.len());
+    for row in x.data.chunks(d) {
+        let mean = row.iter().sum::<f64>() / d as f64;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64;
+        let rstd = 1.0 / (var + eps).sqrt();
+        for (j, v) in row.iter().enumerate() {
+            let x_hat = (v - mean) * rstd;
+            data.push(match affine {
+                Some((g, b)) => x_hat * g.data[j] + b.data[j],
+                None => x_hat,
+            });
+        }
+    }
+    HostTensor {
+        shape: x.shape.clone(),
+        data,
+    }
+}
+
 /// Per-sample cross-entropy of `[N, C]` logits and labels.
 pub fn cross_entropy(logits: &HostTensor, labels: &[usize]) -> Vec<f64> {
     let c = logits.shape[1];

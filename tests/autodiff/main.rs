@@ -7,3 +7,4 @@ mod common;
 mod conv;
 mod curvature;
 mod gradcheck;
+mod norm;

@@ -76,9 +76,9 @@ fn b_vectorisable(p: &Plan) -> bool {
     let strides = p.b.strides();
     let rank = strides.len();
     (strides[rank - 1] == 1 || p.n == 1)
-        && strides[..rank - 1].iter().all(|s| s % B_VECTOR == 0)
-        && p.b.offset % B_VECTOR == 0
-        && p.n % B_VECTOR == 0
+        && strides[..rank - 1].iter().all(|s| s.is_multiple_of(B_VECTOR))
+        && p.b.offset.is_multiple_of(B_VECTOR)
+        && p.n.is_multiple_of(B_VECTOR)
 }
 
 /// `kernel`, or the scalar register kernel `CANDIDATES[3]` (16 × 16 blocks) when it needs a

@@ -4,6 +4,7 @@ pub(crate) mod conv;
 mod elementwise;
 pub(crate) mod index;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod optim;
 pub(crate) mod random;
 mod reduce;
