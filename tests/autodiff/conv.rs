@@ -278,7 +278,12 @@ fn bad_convolutions_are_errors() {
 }
 
 /// `softmax(Q Kᵀ/√d + M) V` per (batch, head) on the host.
-fn attention_ref(q: &HostTensor, k: &HostTensor, v: &HostTensor, causal: bool) -> HostTensor {
+pub(crate) fn attention_ref(
+    q: &HostTensor,
+    k: &HostTensor,
+    v: &HostTensor,
+    causal: bool,
+) -> HostTensor {
     let r = q.shape.len();
     let (t, d, s, e) = (
         q.shape[r - 2],

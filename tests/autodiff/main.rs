@@ -6,5 +6,6 @@
 mod common;
 mod conv;
 mod curvature;
+mod flash;
 mod gradcheck;
 mod norm;

@@ -76,7 +76,9 @@ fn b_vectorisable(p: &Plan) -> bool {
     let strides = p.b.strides();
     let rank = strides.len();
     (strides[rank - 1] == 1 || p.n == 1)
-        && strides[..rank - 1].iter().all(|s| s.is_multiple_of(B_VECTOR))
+        && strides[..rank - 1]
+            .iter()
+            .all(|s| s.is_multiple_of(B_VECTOR))
         && p.b.offset.is_multiple_of(B_VECTOR)
         && p.n.is_multiple_of(B_VECTOR)
 }

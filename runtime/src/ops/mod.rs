@@ -1,5 +1,6 @@
 //! Eager tensor operations, one family per file.
 
+pub(crate) mod attention;
 pub(crate) mod conv;
 mod elementwise;
 pub(crate) mod index;
