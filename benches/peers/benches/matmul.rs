@@ -6,13 +6,11 @@
 //! (`2·batch·M·N·K / time`) and the ratio dynlab / Burn, and is written to
 //! `benches/results/matmul.csv`.
 
-use burn::tensor::{Device as BurnDevice, DeviceKind, Distribution, Tensor as BurnTensor};
+use burn::tensor::{Device as BurnDevice, Distribution, Tensor as BurnTensor};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use dynlab::{Device, Rng, Tensor};
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use dynlab_peers::{run, write_result, Timings};
+use std::time::Duration;
 
 /// (label, batch, m, k, n).
 const SHAPES: &[(&str, usize, usize, usize, usize)] = &[
@@ -28,7 +26,7 @@ const SHAPES: &[(&str, usize, usize, usize, usize)] = &[
     ("matvec 4096", 1, 4096, 4096, 1),
 ];
 
-static TIMINGS: Mutex<BTreeMap<(usize, &'static str), (u64, Duration)>> = Mutex::new(BTreeMap::new());
+static TIMINGS: Timings = Timings::new();
 
 fn shape3(batch: usize, rows: usize, cols: usize) -> Vec<usize> {
     if batch == 1 {
@@ -38,20 +36,8 @@ fn shape3(batch: usize, rows: usize, cols: usize) -> Vec<usize> {
     }
 }
 
-/// Times `iters` runs of `run` between two device syncs and records them under (shape, side).
-fn timed(key: (usize, &'static str), iters: u64, mut run: impl FnMut(), sync: impl Fn()) -> Duration {
-    sync();
-    let start = Instant::now();
-    for _ in 0..iters {
-        run();
-    }
-    sync();
-    let elapsed = start.elapsed();
-    let mut t = TIMINGS.lock().unwrap();
-    let e = t.entry(key).or_default();
-    e.0 += iters;
-    e.1 += elapsed;
-    elapsed
+fn timed(index: usize, side: &'static str, iters: u64, run: impl FnMut(), sync: impl Fn()) -> Duration {
+    TIMINGS.timed((index, "product", side), iters, run, sync)
 }
 
 fn bench(c: &mut Criterion, device: &Device, burn_device: &BurnDevice) {
@@ -66,7 +52,7 @@ fn bench(c: &mut Criterion, device: &Device, burn_device: &BurnDevice) {
         let dsync = || device.sync().unwrap();
         drop(a.matmul(&b).unwrap()); // tunes and compiles
         group.bench_function(BenchmarkId::from_parameter("dynlab"), |bch| {
-            bch.iter_custom(|iters| timed((index, "dynlab"), iters, || drop(a.matmul(&b).unwrap()), dsync))
+            bch.iter_custom(|iters| timed(index, "dynlab", iters, || drop(a.matmul(&b).unwrap()), dsync))
         });
         let dist = Distribution::Normal(0.0, 1.0);
         let bsync = || burn_device.sync().unwrap();
@@ -74,30 +60,25 @@ fn bench(c: &mut Criterion, device: &Device, burn_device: &BurnDevice) {
             let (ba, bb) = (BurnTensor::<2>::random([m, k], dist, burn_device), BurnTensor::<2>::random([k, n], dist, burn_device));
             drop(ba.clone().matmul(bb.clone()));
             group.bench_function(BenchmarkId::from_parameter("burn"), |bch| {
-                bch.iter_custom(|iters| timed((index, "burn"), iters, || drop(ba.clone().matmul(bb.clone())), bsync))
+                bch.iter_custom(|iters| timed(index, "burn", iters, || drop(ba.clone().matmul(bb.clone())), bsync))
             });
         } else {
             let (ba, bb) = (BurnTensor::<3>::random([batch, m, k], dist, burn_device), BurnTensor::<3>::random([batch, k, n], dist, burn_device));
             drop(ba.clone().matmul(bb.clone()));
             group.bench_function(BenchmarkId::from_parameter("burn"), |bch| {
-                bch.iter_custom(|iters| timed((index, "burn"), iters, || drop(ba.clone().matmul(bb.clone())), bsync))
+                bch.iter_custom(|iters| timed(index, "burn", iters, || drop(ba.clone().matmul(bb.clone())), bsync))
             });
         }
         group.finish();
     }
 }
 
-fn gflops(flops: f64, (iters, elapsed): (u64, Duration)) -> f64 {
-    flops * iters as f64 / elapsed.as_secs_f64() / 1e9
-}
-
 fn report(device: &Device) -> std::io::Result<()> {
-    let t = TIMINGS.lock().unwrap();
     let mut csv = String::from("shape,dtype,dynlab_gflops,burn_gflops,ratio,device\n");
     println!("\n{:<22} {:>8} {:>14} {:>12} {:>7}", "shape", "dtype", "dynlab GFLOP/s", "burn GFLOP/s", "ratio");
     for (index, &(label, batch, m, k, n)) in SHAPES.iter().enumerate() {
         let flops = (2 * batch * m * n * k) as f64;
-        let side = |s| t.get(&(index, s)).map_or(f64::NAN, |&x| gflops(flops, x));
+        let side = |s| flops / TIMINGS.seconds((index, "product", s)) / 1e9;
         let (ours, burn) = (side("dynlab"), side("burn"));
         if ours.is_nan() && burn.is_nan() {
             continue;
@@ -105,20 +86,9 @@ fn report(device: &Device) -> std::io::Result<()> {
         println!("{label:<22} {:>8} {ours:>14.2} {burn:>12.2} {:>7.2}", "f32", ours / burn);
         csv.push_str(&format!("{label},f32,{ours:.3},{burn:.3},{:.3},{}\n", ours / burn, device.name()));
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
-    std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join("matmul.csv.tmp");
-    std::fs::File::create(&tmp)?.write_all(csv.as_bytes())?;
-    std::fs::rename(&tmp, dir.join("matmul.csv"))?;
-    println!("wrote benches/results/matmul.csv ({})", device.name());
-    Ok(())
+    write_result("matmul.csv", &csv, device)
 }
 
 fn main() {
-    let device = Device::default().expect("a compute device");
-    let burn_device = BurnDevice::wgpu(DeviceKind::DefaultDevice);
-    let mut criterion = Criterion::default().configure_from_args();
-    bench(&mut criterion, &device, &burn_device);
-    criterion.final_summary();
-    report(&device).expect("writing the results table");
+    run(bench, report);
 }
