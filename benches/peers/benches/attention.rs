@@ -66,5 +66,5 @@ fn report(device: &Device) -> std::io::Result<()> {
 }
 
 fn main() {
-    run(bench, report);
+    run(true, bench, report);
 }

@@ -90,5 +90,5 @@ fn report(device: &Device) -> std::io::Result<()> {
 }
 
 fn main() {
-    run(bench, report);
+    run(false, bench, report);
 }

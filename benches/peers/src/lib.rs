@@ -88,14 +88,16 @@ pub fn write_result(name: &str, csv: &str, device: &Device) -> std::io::Result<(
     Ok(())
 }
 
-/// The default dynlab device and Burn's wgpu default device, criterion from the command line; runs
-/// `bench`, then `report`.
+/// The default dynlab device and Burn's wgpu default device (with Burn's autodiff when a bench
+/// times backward passes), criterion from the command line; runs `bench`, then `report`.
 pub fn run(
+    autodiff: bool,
     bench: impl FnOnce(&mut Criterion, &Device, &BurnDevice),
     report: impl FnOnce(&Device) -> std::io::Result<()>,
 ) {
     let device = Device::default().expect("a compute device");
-    let burn_device = BurnDevice::wgpu(DeviceKind::DefaultDevice);
+    let plain = BurnDevice::wgpu(DeviceKind::DefaultDevice);
+    let burn_device = if autodiff { plain.autodiff() } else { plain };
     let mut criterion = Criterion::default().configure_from_args();
     bench(&mut criterion, &device, &burn_device);
     criterion.final_summary();
