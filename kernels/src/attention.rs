@@ -64,6 +64,23 @@ fn min_index(a: usize, b: usize) -> usize {
     select(a < b, a, b)
 }
 
+/// `p_ij = exp(s_ij − m_i) / l_i` and `ds_ij / √d = p_ij (dO_i·v_j − D_i) / √d` (zero when hidden) for
+/// one pair, from `dot = q_i·k_j / √d` and `dp = dO_i·v_j`: what both backward kernels need.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn pair_grads(
+    dot: f32,
+    dp: f32,
+    hidden: bool,
+    row_max: f32,
+    row_inv_sum: f32,
+    big_d: f32,
+    scale: f32,
+) -> (f32, f32) {
+    let p = (select(hidden, f32::new(HIDDEN), dot) - row_max).exp() * row_inv_sum;
+    (p, select(hidden, 0.0f32, p * (dp - big_d)) * scale)
+}
+
 /// How many keys query block `[first, first + CUBE_DIM_X)` must visit: up to its last query when
 /// causal without a mask (later keys are hidden for every query of the block), else all.
 #[cube]
@@ -203,8 +220,7 @@ pub fn flash_attention_backward_query(
             dp += do_reg[c] * v[v_base + c];
         }
         let hidden = hidden_pair(mask, mask_offset, batch, i, j, t, s, dims);
-        let p = (select(hidden, f32::new(HIDDEN), dot) - row_max).exp() * row_inv_sum;
-        let ds = select(hidden, 0.0f32, p * (dp - big_d)) * scale;
+        let (_, ds) = pair_grads(dot, dp, hidden, row_max, row_inv_sum, big_d, scale);
         #[unroll]
         for c in 0..d {
             acc[c] += ds * k[k_base + c];
@@ -284,8 +300,8 @@ pub fn flash_attention_backward_key(
             dp += d_out[row * e + c] * v_reg[c];
         }
         let hidden = hidden_pair(mask, mask_offset, batch, i, j, t, s, dims);
-        let p = (select(hidden, f32::new(HIDDEN), dot) - stats[row * 2]).exp() / stats[row * 2 + 1];
-        let ds = select(hidden, 0.0f32, p * (dp - delta[row])) * scale;
+        let inv_sum = 1.0f32 / stats[row * 2 + 1];
+        let (p, ds) = pair_grads(dot, dp, hidden, stats[row * 2], inv_sum, delta[row], scale);
         #[unroll]
         for c in 0..e {
             dv_acc[c] += p * d_out[row * e + c];
