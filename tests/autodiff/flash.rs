@@ -47,35 +47,27 @@ fn derivatives(
 ) -> Vec<Tensor> {
     let vars = inputs.clone().map(Var::param);
     let [q, k, v] = &vars;
-    let y = if fused {
-        q.flash_attention(k, v, true, Some(mask)).unwrap()
-    } else {
-        q.attention(k, v, true, Some(mask)).unwrap()
+    let forward = || {
+        let y = if fused {
+            q.flash_attention(k, v, true, Some(mask)).unwrap()
+        } else {
+            q.attention(k, v, true, Some(mask)).unwrap()
+        };
+        let l = y
+            .mul(&Var::constant(w.clone()))
+            .unwrap()
+            .square()
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        (y, l)
     };
-    let loss = y
-        .mul(&Var::constant(w.clone()))
-        .unwrap()
-        .square()
-        .unwrap()
-        .sum_all()
-        .unwrap();
-    let first = loss.backward().unwrap();
+    let first = forward().1.backward().unwrap();
     let mut out: Vec<Tensor> = vars
         .iter()
         .map(|x| first.tensor(x).unwrap().clone())
         .collect();
-    let y = if fused {
-        q.flash_attention(k, v, true, Some(mask)).unwrap()
-    } else {
-        q.attention(k, v, true, Some(mask)).unwrap()
-    };
-    let loss = y
-        .mul(&Var::constant(w.clone()))
-        .unwrap()
-        .square()
-        .unwrap()
-        .sum_all()
-        .unwrap();
+    let (y, loss) = forward();
     let options = GradOptions {
         create_graph: true,
         ..Default::default()
