@@ -10,6 +10,7 @@
 //! choice on CPU devices) or one cube of `block` units per row with shared-memory sums; the forward
 //! saves `(μ, r)` per row in `stats[row·2 ..]` for the backward.
 
+use crate::reduce::cube_sum;
 use cubecl::prelude::*;
 
 /// The row a unit works on, its first column and its column step.
@@ -28,20 +29,7 @@ fn row_total<F: Float>(partial: F, shared: &mut SharedMemory<F>, #[comptime] blo
     if comptime!(block == 1) {
         partial
     } else {
-        let u = UNIT_POS as usize;
-        shared[u] = partial;
-        sync_cube();
-        let mut s = (block / 2).runtime();
-        while s > 0 {
-            if UNIT_POS < s {
-                shared[u] = shared[u] + shared[u + s as usize];
-            }
-            sync_cube();
-            s /= 2;
-        }
-        let total = shared[0];
-        sync_cube();
-        total
+        cube_sum::<F>(partial, shared, block)
     }
 }
 

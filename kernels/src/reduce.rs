@@ -153,3 +153,27 @@ pub fn reduce_rows_cube<F: Float>(
         }
     }
 }
+
+/// The sum of every unit's `partial` over a cube of `block` (a power of two) units, through a
+/// shared-memory tree; every unit gets it, and `shared` is free again on return.
+#[cube]
+pub(crate) fn cube_sum<F: Float>(
+    partial: F,
+    shared: &mut SharedMemory<F>,
+    #[comptime] block: u32,
+) -> F {
+    let u = UNIT_POS as usize;
+    shared[u] = partial;
+    sync_cube();
+    let mut s = (block / 2).runtime();
+    while s > 0 {
+        if UNIT_POS < s {
+            shared[u] = shared[u] + shared[u + s as usize];
+        }
+        sync_cube();
+        s /= 2;
+    }
+    let total = shared[0];
+    sync_cube();
+    total
+}

@@ -9,6 +9,7 @@
 
 use crate::layout::strided_offset;
 use crate::num::{is_finite, is_nan, neg_infinity};
+use crate::reduce::cube_sum;
 use cubecl::prelude::*;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -156,17 +157,7 @@ pub fn softmax_rows_cube<F: Float>(
             sum += (input[base + j as usize * step] - m).exp();
             j += block;
         }
-        shared[u] = sum;
-        sync_cube();
-        let mut s = (block / 2).runtime();
-        while s > 0 {
-            if UNIT_POS < s {
-                shared[u] = shared[u] + shared[u + s as usize];
-            }
-            sync_cube();
-            s /= 2;
-        }
-        let sum = shared[0];
+        let sum = cube_sum::<F>(sum, &mut shared, block);
         write_row::<F>(
             input, output, labels, base, step, row, row_len, UNIT_POS, block, m, sum, mode,
         );
