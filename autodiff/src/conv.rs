@@ -4,7 +4,7 @@
 //! the winners as its own adjoint.
 
 use crate::var::Var;
-use dynlab_runtime::{conv_window, Conv2dOptions, Result, Tensor, Window};
+use dynlab_runtime::{conv_output_shape, conv_window, Conv2dOptions, Result, Tensor, Window};
 
 impl Var {
     /// Receptive fields as rows (see `Tensor::im2col`).
@@ -25,8 +25,8 @@ impl Var {
         }))
     }
 
-    /// `conv2d(x [N, C, H, W], w [O, C/G, KH, KW], bias [O]?)` as im2col, a batched matmul and a
-    /// permute, all on the tape.
+    /// `conv2d(x [N, C, H, W], w [O, C/G, KH, KW], bias [O]?)` as im2col and a batched matmul
+    /// `W_g · cols[n, g]`, all on the tape.
     pub fn conv2d(&self, weight: &Var, bias: Option<&Var>, options: Conv2dOptions) -> Result<Var> {
         let window = conv_window(
             self.value(),
@@ -35,16 +35,11 @@ impl Var {
             options,
         )?;
         let g = options.groups as isize;
-        let (o, k) = (weight.shape()[0] as isize, window.cols_shape()[3] as isize);
-        let w = weight.reshape(&[g, o / g, k])?.transpose(1, 2)?;
-        let y = self.im2col(&window)?.matmul(&w)?;
-        let [ho, wo] = window.out_hw;
-        let y = y.permute(&[0, 1, 3, 2])?.reshape(&[
-            window.input[0] as isize,
-            o,
-            ho as isize,
-            wo as isize,
-        ])?;
+        let (o, k) = (weight.shape()[0] as isize, window.cols_shape()[2] as isize);
+        let w = weight.reshape(&[g, o / g, k])?;
+        let y = w
+            .matmul(&self.im2col(&window)?)?
+            .reshape(&conv_output_shape(&window, o as usize))?;
         match bias {
             Some(b) => y.add(&b.reshape(&[1, -1, 1, 1])?),
             None => Ok(y),

@@ -1,7 +1,8 @@
 //! Convolution and pooling over NCHW images by gathers: `im2col` lays every receptive field out as
-//! a row (so a convolution is one batched matmul), `col2im` is its adjoint (sums each column entry
-//! back into the pixel it came from), and the pooling kernels with their adjoints. Every kernel
-//! writes each output element exactly once (no atomics, deterministic).
+//! a column (so a convolution is one batched matmul `W · cols` whose output is already NCHW),
+//! `col2im` is its adjoint (sums each column entry back into the pixel it came from), and the
+//! pooling kernels with their adjoints. Every kernel writes each output element exactly once (no
+//! atomics, deterministic).
 //!
 //! `geometry` = `[N, C, H, W, Ho, Wo, KH, KW, SH, SW, PH, PW, DH, DW, G]`; output size
 //! `Ho = ⌊(H + 2·PH − DH·(KH − 1) − 1) / SH⌋ + 1` (same for W).
@@ -27,33 +28,37 @@ fn source(i: u32, k: u32, stride: u32, dilation: u32, pad: u32, out_size: u32) -
     (ok, select(ok, o as u32, 0))
 }
 
-/// `cols[n, g, ho·Wo + wo, (c·KH + ki)·KW + kj] = x[n, g·Cg + c, tap(ho, ki), tap(wo, kj)]` (0 in
-/// the padding).
+/// `cols[n, g, (c·KH + ki)·KW + kj, ho·Wo + wo] = x[n, g·Cg + c, tap(ho, ki), tap(wo, kj)]` (0 in
+/// the padding): each receptive field is a column, so consecutive units read consecutive pixels.
+///
+/// Launched as a grid of rows × pixels: row `(n, g, k)` = `CUBE_POS_Y + CUBE_POS_Z · CUBE_COUNT_Y`
+/// is the same for every unit of a cube, so its decoding (most of the integer divisions, which CPU
+/// Vulkan runs lane by lane) is done once per cube; pixels run along `x`.
 #[cube(launch_unchecked)]
 pub fn im2col<F: Float>(x: &Array<F>, geometry: &Array<u32>, cols: &mut Array<F>) {
-    let i = ABSOLUTE_POS;
-    if i < cols.len() {
-        let (c_all, h_in, w_in) = (geometry[1], geometry[2], geometry[3]);
-        let (wo_n, kh, kw) = (geometry[5], geometry[6], geometry[7]);
-        let groups = geometry[14];
-        let cg = c_all / groups;
-        let k_len = cg * kh * kw;
-        let p_len = geometry[4] * wo_n;
-        let iu = i as u32;
-        let k = iu % k_len;
-        let p = (iu / k_len) % p_len;
-        let ng = iu / (k_len * p_len);
+    let (c_all, h_in, w_in) = (geometry[1], geometry[2], geometry[3]);
+    let (wo_n, kh, kw) = (geometry[5], geometry[6], geometry[7]);
+    let groups = geometry[14];
+    let cg = c_all / groups;
+    let k_len = cg * kh * kw;
+    let p_len = geometry[4] * wo_n;
+    let row = CUBE_POS_Y + CUBE_POS_Z * CUBE_COUNT_Y;
+    let p = ABSOLUTE_POS_X;
+    if row < geometry[0] * groups * k_len && p < p_len {
+        let k = row % k_len;
+        let ng = row / k_len;
         let (n, g) = (ng / groups, ng % groups);
         let c = k / (kh * kw);
         let (ki, kj) = ((k / kw) % kh, k % kw);
-        let h = tap(p / wo_n, ki, geometry[8], geometry[12], geometry[10]);
-        let w = tap(p % wo_n, kj, geometry[9], geometry[13], geometry[11]);
+        let ho = p / wo_n;
+        let h = tap(ho, ki, geometry[8], geometry[12], geometry[10]);
+        let w = tap(p - ho * wo_n, kj, geometry[9], geometry[13], geometry[11]);
         let mut v = F::new(0.0);
         if h >= 0 && h < h_in as i32 && w >= 0 && w < w_in as i32 {
             let ch = n * c_all + g * cg + c;
             v = x[((ch * h_in + h as u32) * w_in + w as u32) as usize];
         }
-        cols[i] = v;
+        cols[(row * p_len + p) as usize] = v;
     }
 }
 
@@ -74,7 +79,7 @@ pub fn col2im<F: Float>(cols: &Array<F>, geometry: &Array<u32>, dx: &mut Array<F
         let ch = (iu / (w_in * h_in)) % c_all;
         let n = iu / (w_in * h_in * c_all);
         let (g, c) = (ch / cg, ch % cg);
-        let base = (n * groups + g) * p_len;
+        let base = (n * groups + g) * k_len;
         let mut sum = F::new(0.0);
         for ki in 0..kh {
             let (ok_h, ho) = source(h, ki, geometry[8], geometry[12], geometry[10], ho_n);
@@ -82,7 +87,7 @@ pub fn col2im<F: Float>(cols: &Array<F>, geometry: &Array<u32>, dx: &mut Array<F
                 let (ok_w, wo) = source(w, kj, geometry[9], geometry[13], geometry[11], wo_n);
                 if ok_h && ok_w {
                     let k = (c * kh + ki) * kw + kj;
-                    sum += cols[((base + ho * wo_n + wo) * k_len + k) as usize];
+                    sum += cols[((base + k) * p_len + ho * wo_n + wo) as usize];
                 }
             }
         }

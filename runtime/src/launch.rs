@@ -30,6 +30,20 @@ pub(crate) fn units_grid(units: usize) -> (CubeCount, CubeDim) {
     (grid(units.div_ceil(BLOCK as usize)), CubeDim::new_1d(BLOCK))
 }
 
+/// A grid of `rows` × `len` units for kernels that give each row its own cubes: pixels along `x`
+/// (a cube of 32 to 256 units, the power of two covering `len` where it fits), row
+/// `CUBE_POS_Y + CUBE_POS_Z · CUBE_COUNT_Y` (rows past 65535 fold into `z`).
+pub(crate) fn rows_grid(rows: usize, len: usize) -> (CubeCount, CubeDim) {
+    let width = len.next_power_of_two().clamp(32, BLOCK as usize);
+    let y = rows.clamp(1, MAX_GRID_X);
+    let count = CubeCount::Static(
+        len.div_ceil(width).max(1) as u32,
+        y as u32,
+        rows.div_ceil(y).max(1) as u32,
+    );
+    (count, CubeDim::new_1d(width as u32))
+}
+
 static POISON: AtomicBool = AtomicBool::new(false);
 static POISON_ENV: OnceLock<bool> = OnceLock::new();
 

@@ -20,7 +20,7 @@ pub use error::{Error, Result};
 pub use half::{bf16, f16};
 pub use launch::set_poison_outputs;
 pub use ops::attention::{FlashAttention, FlashAttentionGrads, MAX_HEAD_DIM};
-pub use ops::conv::{conv_output, conv_weight_matrix, conv_window, Conv2dOptions, Window};
+pub use ops::conv::{conv_output_shape, conv_window, Conv2dOptions, Window};
 pub use ops::matmul::{with_matmul_kernel, MatmulKernel, MatmulOptions, Tiling, CANDIDATES};
 pub use ops::norm::{LayerNormGrads, LayerNormOutput};
 pub use ops::optim::{AdamStep, SgdStep};

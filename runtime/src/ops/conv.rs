@@ -1,11 +1,12 @@
-//! 2-D convolution (NCHW, stride, padding, dilation, groups) as `im2col` + one batched matmul, and
+//! 2-D convolution (NCHW, stride, padding, dilation, groups) as `im2col` + one batched matmul
+//! `y[n, g] = W_g · cols[n, g]` (`[O/G, K] · [K, Ho·Wo]`, so the product is already NCHW), and
 //! max/average pooling. The gathers and their adjoints are separate public ops so that the autodiff
 //! can write convolution and pooling gradients as ops too (higher-order derivatives come free).
 
 use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::units_grid;
+use crate::launch::{rows_grid, units_grid};
 use crate::tensor::Tensor;
 use dynlab_kernels::conv::{
     avg_pool2d, avg_pool2d_backward, col2im, im2col, max_pool2d, max_pool2d_backward,
@@ -91,14 +92,14 @@ impl Window {
         })
     }
 
-    /// `[N, G, Ho·Wo, (C/G)·KH·KW]`: the shape `im2col` produces.
+    /// `[N, G, (C/G)·KH·KW, Ho·Wo]`: the shape `im2col` produces.
     pub fn cols_shape(&self) -> [usize; 4] {
         let g = self.options.groups;
         [
             self.input[0],
             g,
-            self.out_hw[0] * self.out_hw[1],
             self.input[1] / g * self.kernel[0] * self.kernel[1],
+            self.out_hw[0] * self.out_hw[1],
         ]
     }
 
@@ -152,18 +153,31 @@ macro_rules! launch_window {
 }
 
 impl Tensor {
-    /// Receptive fields as rows: `[N, C, H, W] → [N, G, Ho·Wo, (C/G)·KH·KW]`.
+    /// Receptive fields as columns: `[N, C, H, W] → [N, G, (C/G)·KH·KW, Ho·Wo]`.
     pub fn im2col(&self, window: &Window) -> Result<Tensor> {
         let op = "Tensor::im2col";
         let x = checked_input(op, self)?;
         check_input_shape(op, self, window)?;
         let out = Tensor::alloc(op, &window.cols_shape(), DType::F32, self.device())?;
         let geometry = window.geometry(self.device())?;
-        launch_window!(im2col, self.device(), out.numel(), x, geometry, out);
+        let [n, g, k, p] = window.cols_shape();
+        if out.numel() > 0 {
+            let (count, dim) = rows_grid(n * g * k, p);
+            dispatch!(self.device(), |client, R| unsafe {
+                im2col::launch_unchecked::<f32, R>(
+                    client,
+                    count,
+                    dim,
+                    x.buffer_arg(),
+                    geometry.buffer_arg(),
+                    out.buffer_arg(),
+                )
+            });
+        }
         Ok(out)
     }
 
-    /// Adjoint of [`Tensor::im2col`]: columns `[N, G, Ho·Wo, (C/G)·KH·KW]` summed back into `[N, C, H, W]`.
+    /// Adjoint of [`Tensor::im2col`]: columns `[N, G, (C/G)·KH·KW, Ho·Wo]` summed back into `[N, C, H, W]`.
     pub fn col2im(&self, window: &Window) -> Result<Tensor> {
         let op = "Tensor::col2im";
         let cols = checked_input(op, self)?;
@@ -181,7 +195,7 @@ impl Tensor {
     }
 
     /// `conv2d(x [N, C, H, W], w [O, C/G, KH, KW], bias [O]?) → [N, O, Ho, Wo]` by im2col and a
-    /// batched matmul: `y[n, g] = cols[n, g] · W_gᵀ`.
+    /// batched matmul: `y[n, g] = W_g · cols[n, g]`.
     pub fn conv2d(
         &self,
         weight: &Tensor,
@@ -191,8 +205,7 @@ impl Tensor {
         let window = conv_window(self, weight, bias, options)?;
         let cols = self.im2col(&window)?;
         let w = conv_weight_matrix(weight, &window)?;
-        let y = cols.matmul(&w)?;
-        let y = conv_output(&y, &window, weight.shape()[0])?;
+        let y = w.matmul(&cols)?.reshape(&conv_output_shape(&window, weight.shape()[0]))?;
         match bias {
             Some(b) => y.add(&b.reshape(&[1, -1, 1, 1])?),
             None => Ok(y),
@@ -396,22 +409,21 @@ pub fn conv_window(
     Ok(window)
 }
 
-/// `w [O, C/G, KH, KW]` as `[G, K, O/G]` (each group's filters as columns).
-pub fn conv_weight_matrix(weight: &Tensor, window: &Window) -> Result<Tensor> {
+/// `w [O, C/G, KH, KW]` as `[G, O/G, K]` (each group's filters as rows).
+fn conv_weight_matrix(weight: &Tensor, window: &Window) -> Result<Tensor> {
     let g = window.options.groups as isize;
     let o = weight.shape()[0] as isize;
-    let k = window.cols_shape()[3] as isize;
-    weight.reshape(&[g, o / g, k])?.transpose(1, 2)
+    let k = window.cols_shape()[2] as isize;
+    weight.reshape(&[g, o / g, k])
 }
 
-/// `[N, G, Ho·Wo, O/G]` products as `[N, O, Ho, Wo]`.
-pub fn conv_output(y: &Tensor, window: &Window, out_channels: usize) -> Result<Tensor> {
-    let n = window.input[0];
+/// `[N, O, Ho, Wo]`, the shape of the `[N, G, O/G, Ho·Wo]` products.
+pub fn conv_output_shape(window: &Window, out_channels: usize) -> [isize; 4] {
     let [ho, wo] = window.out_hw;
-    y.permute(&[0, 1, 3, 2])?.reshape(&[
-        n as isize,
+    [
+        window.input[0] as isize,
         out_channels as isize,
         ho as isize,
         wo as isize,
-    ])
+    ]
 }
