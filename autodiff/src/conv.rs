@@ -41,9 +41,26 @@ impl Var {
             .matmul(&self.im2col(&window)?)?
             .reshape(&conv_output_shape(&window, o as usize))?;
         match bias {
-            Some(b) => y.add(&b.reshape(&[1, -1, 1, 1])?),
+            Some(b) => y.add_channel_bias(b),
             None => Ok(y),
         }
+    }
+
+    /// `x [N, C, ...] + bias [C]` (see `Tensor::add_channel_bias`); the bias gradient sums the
+    /// output gradient over every dimension but the channels.
+    pub fn add_channel_bias(&self, bias: &Var) -> Result<Var> {
+        let value = self.value().add_channel_bias(bias.value())?;
+        let mut channel_shape = vec![1; self.shape().len()];
+        channel_shape[1] = bias.shape()[0];
+        Ok(Var::from_op(
+            "add_channel_bias",
+            value,
+            &[self, bias],
+            move |g| {
+                let gb = g.sum_to(&channel_shape)?.reshape(&[-1])?;
+                Ok(vec![Some(g.clone()), Some(gb)])
+            },
+        ))
     }
 
     /// Max pooling (padding excluded); the gradient flows to each window's winner.

@@ -62,6 +62,25 @@ pub fn im2col<F: Float>(x: &Array<F>, geometry: &Array<u32>, cols: &mut Array<F>
     }
 }
 
+/// `out[n, c, p] = x[n, c, p] + bias[c]` for contiguous `x` of `plane` pixels per channel, read
+/// `N` pixels per load (`plane` divisible by `N`). A grid of rows × pixels: row `(n, c)` is
+/// `CUBE_POS_Y + CUBE_POS_Z · CUBE_COUNT_Y`, so the bias element is one load per cube.
+#[cube(launch_unchecked)]
+pub fn add_channel_bias<F: Float, N: Size>(
+    x: &Array<Vector<F, N>>,
+    bias: &Array<F>,
+    out: &mut Array<Vector<F, N>>,
+    plane_vectors: u32,
+    channels: u32,
+) {
+    let row = CUBE_POS_Y + CUBE_POS_Z * CUBE_COUNT_Y;
+    let col = ABSOLUTE_POS_X;
+    let i = (row * plane_vectors + col) as usize;
+    if col < plane_vectors && i < out.len() {
+        out[i] = x[i] + Vector::new(bias[(row % channels) as usize]);
+    }
+}
+
 /// Adjoint of `im2col`: `dx[n, c, h, w] = Σ` of the column entries that read `x[n, c, h, w]`.
 #[cube(launch_unchecked)]
 pub fn col2im<F: Float>(cols: &Array<F>, geometry: &Array<u32>, dx: &mut Array<F>) {

@@ -217,7 +217,55 @@ const PAIRS: &[(&[usize], &[usize])] = &[
     (&[0, 3], &[1, 3]),
     (&[1], &[1]),
     (&[2, 3, 4], &[4]),
+    // Last (merged) dimension of at least 32: the rows kernel, with and without a broadcast row.
+    (&[3, 5, 40], &[5, 40]),
+    (&[2, 3, 33], &[3, 1]),
 ];
+
+/// `x [N, C, ...] + bias [C]` for planes of 1, 3 (no vector loads), 4 and 36 pixels, rank 2 to 4, an
+/// empty batch; strided input; wrong bias shapes are errors. Tolerance: one f32 rounding of sums
+/// below 4.
+#[test]
+fn add_channel_bias_matches_broadcast_add() {
+    let mut rng = HostRng::new(11);
+    for shape in [
+        &[5, 3][..],
+        &[2, 4, 3],
+        &[3, 2, 2, 2],
+        &[2, 5, 6, 6],
+        &[0, 3, 4],
+    ] {
+        let (x, hx) = random(&mut rng, shape, -2.0, 2.0);
+        let (b, hb) = random(&mut rng, &[shape[1]], -2.0, 2.0);
+        let mut channel = vec![1; shape.len()];
+        channel[1] = shape[1];
+        let hb = HostTensor::new(&channel, hb.data);
+        let want = r::zip(&hx, &hb, |a, b| a + b);
+        assert_close(
+            &format!("{shape:?}"),
+            &x.add_channel_bias(&b).unwrap(),
+            &want,
+            1e-6,
+            0.0,
+        );
+    }
+    let (x, hx) = random(&mut rng, &[4, 3], -2.0, 2.0);
+    let (b, hb) = random(&mut rng, &[4], -2.0, 2.0);
+    let got = x.transpose(0, 1).unwrap().add_channel_bias(&b).unwrap();
+    let want = r::zip(
+        &r::permute(&hx, &[1, 0]),
+        &HostTensor::new(&[1, 4], hb.data),
+        |a, b| a + b,
+    );
+    assert_close("transposed", &got, &want, 1e-6, 0.0);
+    let err = x.add_channel_bias(&b).unwrap_err().to_string();
+    assert!(
+        err.contains("add_channel_bias") && err.contains("[4]"),
+        "{err}"
+    );
+    let (v, _) = random(&mut rng, &[3], -2.0, 2.0);
+    assert!(v.add_channel_bias(&v).is_err());
+}
 
 #[test]
 fn binary_ops_broadcast_and_match_reference() {

@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::launch::{rows_grid, units_grid};
 use crate::tensor::Tensor;
 use dynlab_kernels::conv::{
-    avg_pool2d, avg_pool2d_backward, col2im, im2col, max_pool2d, max_pool2d_backward,
+    add_channel_bias, avg_pool2d, avg_pool2d_backward, col2im, im2col, max_pool2d,
+    max_pool2d_backward,
 };
 
 /// Stride, padding, dilation (rows, columns) and groups of a convolution or pooling window.
@@ -205,11 +206,55 @@ impl Tensor {
         let window = conv_window(self, weight, bias, options)?;
         let cols = self.im2col(&window)?;
         let w = conv_weight_matrix(weight, &window)?;
-        let y = w.matmul(&cols)?.reshape(&conv_output_shape(&window, weight.shape()[0]))?;
+        let y = w
+            .matmul(&cols)?
+            .reshape(&conv_output_shape(&window, weight.shape()[0]))?;
         match bias {
-            Some(b) => y.add(&b.reshape(&[1, -1, 1, 1])?),
+            Some(b) => y.add_channel_bias(b),
             None => Ok(y),
         }
+    }
+
+    /// `x [N, C, ...] + bias [C]` broadcast over the batch and every trailing dimension (a
+    /// convolution's or batch norm's per-channel shift), reading contiguous `x` by vectors.
+    pub fn add_channel_bias(&self, bias: &Tensor) -> Result<Tensor> {
+        let op = "Tensor::add_channel_bias";
+        self.expect_f32(op)?;
+        bias.expect_f32(op)?;
+        self.expect_same_device(op, bias)?;
+        if self.rank() < 2 || bias.shape() != [self.shape()[1]] {
+            return Err(Error::shape(
+                op,
+                format!("x {:?}, bias {:?}", self.shape(), bias.shape()),
+                "x [N, C, ...] and bias [C]",
+            ));
+        }
+        let x = self.contiguous_from_zero()?;
+        let bias = bias.contiguous_from_zero()?;
+        let out = Tensor::alloc(op, self.shape(), DType::F32, self.device())?;
+        let channels = self.shape()[1];
+        let plane: usize = self.shape()[2..].iter().product();
+        let vec = [4, 2, 1]
+            .into_iter()
+            .find(|w| plane.is_multiple_of(*w))
+            .unwrap_or(1);
+        if out.numel() > 0 {
+            let (count, dim) = rows_grid(self.shape()[0] * channels, plane / vec);
+            dispatch!(self.device(), |client, R| unsafe {
+                add_channel_bias::launch_unchecked::<f32, R>(
+                    client,
+                    count,
+                    dim,
+                    vec,
+                    x.buffer_arg(),
+                    bias.buffer_arg(),
+                    out.buffer_arg(),
+                    (plane / vec) as u32,
+                    channels as u32,
+                )
+            });
+        }
+        Ok(out)
     }
 
     /// Max over windows (padding excluded): values `[N, C, Ho, Wo]` and the winners' positions
