@@ -248,33 +248,6 @@ pub fn binary_strided<F: Float>(
     }
 }
 
-/// [`binary_strided`] on a grid of rows × columns: row `CUBE_POS_Y + CUBE_POS_Z · CUBE_COUNT_Y`,
-/// column `ABSOLUTE_POS_X` of the last dimension. The row's buffer positions (every division, which
-/// CPU Vulkan runs lane by lane) are the same for the whole cube; each unit adds its column times
-/// the last stride. For outputs whose last dimension fills most of a cube.
-#[cube(launch_unchecked)]
-pub fn binary_rows<F: Float>(
-    lhs: &Tensor<F>,
-    rhs: &Tensor<F>,
-    output: &mut Array<F>,
-    lhs_offset: u32,
-    rhs_offset: u32,
-    #[comptime] op: BinaryOp,
-) {
-    let last = lhs.rank() - 1;
-    let width = lhs.shape(last) as u32;
-    let row = CUBE_POS_Y + CUBE_POS_Z * CUBE_COUNT_Y;
-    let col = ABSOLUTE_POS_X;
-    let start = row * width;
-    if col < width && (start as usize) < output.len() {
-        let a = lhs[strided_offset::<F>(lhs, lhs_offset, start as usize)
-            + (col as usize) * lhs.stride(last)];
-        let b = rhs[strided_offset::<F>(rhs, rhs_offset, start as usize)
-            + (col as usize) * rhs.stride(last)];
-        output[(start + col) as usize] = apply_binary::<F>(a, b, op);
-    }
-}
-
 /// `output = cond != 0 ? a : b`, all three views broadcast to the output's shape.
 #[cube(launch_unchecked)]
 pub fn where_strided<F: Float>(

@@ -203,32 +203,6 @@ impl Tensor {
 
     /// A row-major tensor whose first element is at buffer position 0, for kernels that index a
     /// plain array.
-    /// `self` and `other` (views of one shape) with every pair of adjacent dimensions merged that
-    /// both address as one (`stride[d] = stride[d + 1] · size[d + 1]` in each): the same elements
-    /// in the same order, with as few dimensions as the two layouts allow.
-    pub(crate) fn merged_with(&self, other: &Tensor) -> (Tensor, Tensor) {
-        let (mut shape, mut sa, mut sb) = (vec![], vec![], vec![]);
-        for d in 0..self.rank() {
-            let (n, a, b) = (self.shape[d], self.strides[d], other.strides[d]);
-            match (shape.last_mut(), sa.last_mut(), sb.last_mut()) {
-                (Some(size), Some(pa), Some(pb)) if *pa == a * n && *pb == b * n => {
-                    *size *= n;
-                    *pa = a;
-                    *pb = b;
-                }
-                _ => {
-                    shape.push(n);
-                    sa.push(a);
-                    sb.push(b);
-                }
-            }
-        }
-        (
-            self.with_view(shape.clone(), sa, self.offset),
-            other.with_view(shape, sb, other.offset),
-        )
-    }
-
     pub(crate) fn contiguous_from_zero(&self) -> Result<Tensor> {
         if self.is_contiguous() && self.offset == 0 {
             return Ok(self.clone());

@@ -217,7 +217,7 @@ const PAIRS: &[(&[usize], &[usize])] = &[
     (&[0, 3], &[1, 3]),
     (&[1], &[1]),
     (&[2, 3, 4], &[4]),
-    // Last (merged) dimension of at least 32: the rows kernel, with and without a broadcast row.
+    // A last dimension of at least 32, with and without a broadcast row.
     (&[3, 5, 40], &[5, 40]),
     (&[2, 3, 33], &[3, 1]),
 ];

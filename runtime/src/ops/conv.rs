@@ -7,6 +7,7 @@ use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::launch::{rows_grid, units_grid};
+use crate::ops::elementwise::vector_width;
 use crate::tensor::Tensor;
 use dynlab_kernels::conv::{
     add_channel_bias, avg_pool2d, avg_pool2d_backward, col2im, im2col, max_pool2d,
@@ -141,16 +142,20 @@ fn checked_input(op: &'static str, x: &Tensor) -> Result<Tensor> {
     x.contiguous_from_zero()
 }
 
+/// Launches `kernel` over `units` output elements (nothing when there are none), one unit each, or
+/// on the grid given after `grid =`.
 macro_rules! launch_window {
-    ($kernel:ident, $device:expr, $units:expr, $($arg:expr),*) => {{
-        let units = $units;
-        if units > 0 {
-            let (count, dim) = units_grid(units);
+    ($kernel:ident, $device:expr, $units:expr, grid = $grid:expr, $($arg:expr),*) => {{
+        if $units > 0 {
+            let (count, dim) = $grid;
             dispatch!($device, |client, R| unsafe {
                 $kernel::launch_unchecked::<f32, R>(client, count, dim, $($arg.buffer_arg()),*)
             });
         }
     }};
+    ($kernel:ident, $device:expr, $units:expr, $($arg:expr),*) => {
+        launch_window!($kernel, $device, $units, grid = units_grid($units), $($arg),*)
+    };
 }
 
 impl Tensor {
@@ -162,19 +167,16 @@ impl Tensor {
         let out = Tensor::alloc(op, &window.cols_shape(), DType::F32, self.device())?;
         let geometry = window.geometry(self.device())?;
         let [n, g, k, p] = window.cols_shape();
-        if out.numel() > 0 {
-            let (count, dim) = rows_grid(n * g * k, p);
-            dispatch!(self.device(), |client, R| unsafe {
-                im2col::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    x.buffer_arg(),
-                    geometry.buffer_arg(),
-                    out.buffer_arg(),
-                )
-            });
-        }
+        let grid = rows_grid(n * g * k, p);
+        launch_window!(
+            im2col,
+            self.device(),
+            out.numel(),
+            grid = grid,
+            x,
+            geometry,
+            out
+        );
         Ok(out)
     }
 
@@ -234,10 +236,7 @@ impl Tensor {
         let out = Tensor::alloc(op, self.shape(), DType::F32, self.device())?;
         let channels = self.shape()[1];
         let plane: usize = self.shape()[2..].iter().product();
-        let vec = [4, 2, 1]
-            .into_iter()
-            .find(|w| plane.is_multiple_of(*w))
-            .unwrap_or(1);
+        let vec = vector_width(&[plane]);
         if out.numel() > 0 {
             let (count, dim) = rows_grid(self.shape()[0] * channels, plane / vec);
             dispatch!(self.device(), |client, R| unsafe {

@@ -4,19 +4,16 @@
 use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::launch::{rows_grid, units_grid};
+use crate::launch::units_grid;
 use crate::shape::broadcast_shapes;
 use crate::tensor::Tensor;
 use dynlab_kernels::elementwise::{
-    binary_contiguous, binary_rows, binary_strided, unary_contiguous, unary_strided, where_strided,
-    BinaryOp, CmpOp, UnaryOp,
+    binary_contiguous, binary_strided, unary_contiguous, unary_strided, where_strided, BinaryOp,
+    CmpOp, UnaryOp,
 };
 
-/// Shortest last dimension (after merging) for which broadcast binary ops run a cube per row.
-const ROWS_MIN_WIDTH: usize = 32;
-
 /// Widest vector (4, 2 or 1 elements) that divides every listed length/offset.
-fn vector_width(values: &[usize]) -> usize {
+pub(crate) fn vector_width(values: &[usize]) -> usize {
     [4, 2]
         .into_iter()
         .find(|w| values.iter().all(|v| v % w == 0))
@@ -142,25 +139,7 @@ impl Tensor {
                 )
             });
         } else {
-            let (a, b) = self.expand(&shape)?.merged_with(&other.expand(&shape)?);
-            let width = a.shape.last().copied().unwrap_or(1);
-            if width >= ROWS_MIN_WIDTH {
-                let (count, dim) = rows_grid(n / width, width);
-                dispatch!(self.device, |client, R| unsafe {
-                    binary_rows::launch_unchecked::<f32, R>(
-                        client,
-                        count,
-                        dim,
-                        a.view_arg(),
-                        b.view_arg(),
-                        out.buffer_arg(),
-                        a.offset_u32(),
-                        b.offset_u32(),
-                        kind,
-                    )
-                });
-                return Ok(out);
-            }
+            let (a, b) = (self.expand(&shape)?, other.expand(&shape)?);
             let (count, dim) = units_grid(n);
             dispatch!(self.device, |client, R| unsafe {
                 binary_strided::launch_unchecked::<f32, R>(
