@@ -84,202 +84,337 @@ fn pair_grads(
 /// How many keys query block `[first, first + CUBE_DIM_X)` must visit: up to its last query when
 /// causal without a mask (later keys are hidden for every query of the block), else all.
 #[cube]
-fn keys_to_visit(first: usize, t: usize, s: usize, #[comptime] dims: AttentionDims) -> usize {
+fn keys_to_visit(
+    first: usize,
+    span: usize,
+    t: usize,
+    s: usize,
+    #[comptime] dims: AttentionDims,
+) -> usize {
     if comptime!(dims.causal && !dims.masked) {
-        let last = min_index(first + CUBE_DIM_X as usize, t);
+        let last = min_index(first + span, t);
         min_index(last, s)
     } else {
         s
     }
 }
 
-/// Forward: `out [N, T, e]` and `stats [N, T, 2]` (`m`, `l` per row).
+/// Keys scored together in the forward: one running-maximum update, one rescale of the running
+/// output and one correction `exp` per chunk instead of per key.
+const KEY_CHUNK: usize = 4;
+
+/// Score of a chunk slot past the last key: below `HIDDEN`, so its weight `exp(ABSENT − m)` is 0 even
+/// in a fully hidden row.
+const ABSENT: f32 = BELOW_ANY_SCORE;
+
+/// `Σ_w x[w]`: the lanes of one vector.
+#[cube]
+fn vector_sum<N: Size>(x: Vector<f32, N>) -> f32 {
+    let width = N::value().comptime();
+    let mut sum = 0.0f32;
+    #[unroll]
+    for w in 0..width {
+        sum += x[w];
+    }
+    sum
+}
+
+/// Forward: `out [N, T, e]` and `stats [N, T, 2]` (`m`, `l` per row). Each unit owns `ROWS` queries
+/// (`first + r·CUBE_DIM_X + UNIT_POS_X`), so every key and value load serves `ROWS` of them. `q`,
+/// `k`, `v` and `out` are read and written as `N`-vectors along their rows (`N` divides `d` and
+/// `e`); keys go in chunks of [`KEY_CHUNK`].
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn flash_attention_forward(
-    q: &Array<f32>,
-    k: &Array<f32>,
-    v: &Array<f32>,
+pub fn flash_attention_forward<N: Size>(
+    q: &Array<Vector<f32, N>>,
+    k: &Array<Vector<f32, N>>,
+    v: &Array<Vector<f32, N>>,
     mask: &Tensor<f32>,
-    out: &mut Array<f32>,
+    out: &mut Array<Vector<f32, N>>,
     stats: &mut Array<f32>,
     t: u32,
     s: u32,
     scale: f32,
     mask_offset: u32,
     #[comptime] dims: AttentionDims,
+    #[comptime] rows: usize,
 ) {
+    let width = N::value().comptime();
+    let dv = comptime!(dims.d as usize / width);
+    let ev = comptime!(dims.e as usize / width);
     let (t, s) = (t as usize, s as usize);
-    let (d, e) = (dims.d as usize, dims.e as usize);
     let batch = CUBE_POS_Y as usize;
-    let first = (CUBE_POS_X * CUBE_DIM_X) as usize;
-    let i_raw = first + UNIT_POS_X as usize;
-    let i = min_index(i_raw, t - 1);
-    let q_base = (batch * t + i) * d;
-    let mut q_reg = Array::<f32>::new(comptime!(dims.d as usize));
+    let span = CUBE_DIM_X as usize * rows;
+    let first = CUBE_POS_X as usize * span;
+    let mut q_reg = Array::<Vector<f32, N>>::new(comptime!(rows * dv));
+    let mut acc = Array::<Vector<f32, N>>::new(comptime!(rows * ev));
+    let mut query = Array::<usize>::new(rows);
+    let mut m = Array::<f32>::new(rows);
+    let mut l = Array::<f32>::new(rows);
     #[unroll]
-    for c in 0..d {
-        q_reg[c] = q[q_base + c] * scale;
+    for r in 0..rows {
+        let i = min_index(first + r * CUBE_DIM_X as usize + UNIT_POS_X as usize, t - 1);
+        query[r] = i;
+        #[unroll]
+        for c in 0..dv {
+            q_reg[r * dv + c] = q[(batch * t + i) * dv + c] * Vector::new(scale);
+        }
+        #[unroll]
+        for c in 0..ev {
+            acc[r * ev + c] = Vector::new(0.0);
+        }
+        m[r] = BELOW_ANY_SCORE;
+        l[r] = 0.0;
     }
-    let mut acc = Array::<f32>::new(comptime!(dims.e as usize));
+    let visit = keys_to_visit(first, span, t, s, dims);
+    let chunks = visit.div_ceil(KEY_CHUNK);
+    let mut score = Array::<f32>::new(comptime!(rows * KEY_CHUNK));
+    let mut chunk_max = Array::<f32>::new(rows);
+    for chunk in 0..chunks {
+        let j0 = chunk * KEY_CHUNK;
+        #[unroll]
+        for r in 0..rows {
+            chunk_max[r] = m[r];
+        }
+        #[unroll]
+        for u in 0..KEY_CHUNK {
+            let j = min_index(j0 + u, visit - 1);
+            let k_base = (batch * s + j) * dv;
+            let mut dot = Array::<Vector<f32, N>>::new(rows);
+            #[unroll]
+            for r in 0..rows {
+                dot[r] = Vector::new(0.0);
+            }
+            #[unroll]
+            for c in 0..dv {
+                let key = k[k_base + c];
+                #[unroll]
+                for r in 0..rows {
+                    dot[r] += q_reg[r * dv + c] * key;
+                }
+            }
+            #[unroll]
+            for r in 0..rows {
+                let hidden = hidden_pair(mask, mask_offset, batch, query[r], j, t, s, dims);
+                let value = select(hidden, f32::new(HIDDEN), vector_sum::<N>(dot[r]));
+                let value = select(j0 + u < visit, value, f32::new(ABSENT));
+                score[r * KEY_CHUNK + u] = value;
+                chunk_max[r] = select(value > chunk_max[r], value, chunk_max[r]);
+            }
+        }
+        let mut weight = Array::<Vector<f32, N>>::new(rows);
+        #[unroll]
+        for r in 0..rows {
+            let correction = (m[r] - chunk_max[r]).exp();
+            l[r] *= correction;
+            weight[r] = Vector::new(correction);
+            #[unroll]
+            for c in 0..ev {
+                acc[r * ev + c] *= weight[r];
+            }
+            m[r] = chunk_max[r];
+        }
+        #[unroll]
+        for u in 0..KEY_CHUNK {
+            #[unroll]
+            for r in 0..rows {
+                let p = (score[r * KEY_CHUNK + u] - m[r]).exp();
+                l[r] += p;
+                weight[r] = Vector::new(p);
+            }
+            let v_base = (batch * s + min_index(j0 + u, visit - 1)) * ev;
+            #[unroll]
+            for c in 0..ev {
+                let value = v[v_base + c];
+                #[unroll]
+                for r in 0..rows {
+                    acc[r * ev + c] += weight[r] * value;
+                }
+            }
+        }
+    }
     #[unroll]
-    for c in 0..e {
-        acc[c] = 0.0;
-    }
-    let mut m = BELOW_ANY_SCORE.runtime();
-    let mut l = 0.0f32.runtime();
-    let visit = keys_to_visit(first, t, s, dims);
-    for j in 0..visit {
-        let k_base = (batch * s + j) * d;
-        let mut dot = 0.0f32;
-        #[unroll]
-        for c in 0..d {
-            dot += q_reg[c] * k[k_base + c];
+    for r in 0..rows {
+        if first + r * CUBE_DIM_X as usize + (UNIT_POS_X as usize) < t {
+            let row = batch * t + query[r];
+            let inv = Vector::<f32, N>::new(1.0f32 / l[r]);
+            #[unroll]
+            for c in 0..ev {
+                out[row * ev + c] = acc[r * ev + c] * inv;
+            }
+            stats[row * 2] = m[r];
+            stats[row * 2 + 1] = l[r];
         }
-        let hidden = hidden_pair(mask, mask_offset, batch, i, j, t, s, dims);
-        let score = select(hidden, f32::new(HIDDEN), dot);
-        let m_new = select(score > m, score, m);
-        let correction = (m - m_new).exp();
-        let p = (score - m_new).exp();
-        l = l * correction + p;
-        let v_base = (batch * s + j) * e;
-        #[unroll]
-        for c in 0..e {
-            acc[c] = acc[c] * correction + p * v[v_base + c];
-        }
-        m = m_new;
-    }
-    if i_raw < t {
-        let o_base = (batch * t + i) * e;
-        let inv = 1.0f32 / l;
-        #[unroll]
-        for c in 0..e {
-            out[o_base + c] = acc[c] * inv;
-        }
-        stats[(batch * t + i) * 2] = m;
-        stats[(batch * t + i) * 2 + 1] = l;
     }
 }
 
-/// Backward, one unit per query: `dq [N, T, d]` and `delta [N, T]` (`D_i = dO_i·o_i`).
+/// Backward, `rows` queries per unit (`first + r·CUBE_DIM_X + UNIT_POS_X`, as in the forward):
+/// `dq [N, T, d]` and `delta [N, T]` (`D_i = dO_i·o_i`). Rows are read and written as `N`-vectors
+/// (`N` divides `d` and `e`); every key and value load serves `rows` queries.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn flash_attention_backward_query(
-    q: &Array<f32>,
-    k: &Array<f32>,
-    v: &Array<f32>,
+pub fn flash_attention_backward_query<N: Size>(
+    q: &Array<Vector<f32, N>>,
+    k: &Array<Vector<f32, N>>,
+    v: &Array<Vector<f32, N>>,
     mask: &Tensor<f32>,
-    out: &Array<f32>,
-    d_out: &Array<f32>,
+    out: &Array<Vector<f32, N>>,
+    d_out: &Array<Vector<f32, N>>,
     stats: &Array<f32>,
-    dq: &mut Array<f32>,
+    dq: &mut Array<Vector<f32, N>>,
     delta: &mut Array<f32>,
     t: u32,
     s: u32,
     scale: f32,
     mask_offset: u32,
     #[comptime] dims: AttentionDims,
+    #[comptime] rows: usize,
 ) {
+    let width = N::value().comptime();
+    let dv = comptime!(dims.d as usize / width);
+    let ev = comptime!(dims.e as usize / width);
     let (t, s) = (t as usize, s as usize);
-    let (d, e) = (dims.d as usize, dims.e as usize);
     let batch = CUBE_POS_Y as usize;
-    let first = (CUBE_POS_X * CUBE_DIM_X) as usize;
-    let i_raw = first + UNIT_POS_X as usize;
-    let i = min_index(i_raw, t - 1);
-    let row = batch * t + i;
-    let mut q_reg = Array::<f32>::new(comptime!(dims.d as usize));
+    let span = CUBE_DIM_X as usize * rows;
+    let first = CUBE_POS_X as usize * span;
+    let mut query = Array::<usize>::new(rows);
+    let mut q_reg = Array::<Vector<f32, N>>::new(comptime!(rows * dv));
+    let mut do_reg = Array::<Vector<f32, N>>::new(comptime!(rows * ev));
+    let mut acc = Array::<Vector<f32, N>>::new(comptime!(rows * dv));
+    let mut big_d = Array::<f32>::new(rows);
+    let mut row_max = Array::<f32>::new(rows);
+    let mut row_inv_sum = Array::<f32>::new(rows);
     #[unroll]
-    for c in 0..d {
-        q_reg[c] = q[row * d + c] * scale;
+    for r in 0..rows {
+        let i = min_index(first + r * CUBE_DIM_X as usize + UNIT_POS_X as usize, t - 1);
+        let row = batch * t + i;
+        query[r] = i;
+        #[unroll]
+        for c in 0..dv {
+            q_reg[r * dv + c] = q[row * dv + c] * Vector::new(scale);
+            acc[r * dv + c] = Vector::new(0.0);
+        }
+        let mut dot = Vector::<f32, N>::new(0.0);
+        #[unroll]
+        for c in 0..ev {
+            do_reg[r * ev + c] = d_out[row * ev + c];
+            dot += do_reg[r * ev + c] * out[row * ev + c];
+        }
+        big_d[r] = vector_sum::<N>(dot);
+        row_max[r] = stats[row * 2];
+        row_inv_sum[r] = 1.0f32 / stats[row * 2 + 1];
     }
-    let mut do_reg = Array::<f32>::new(comptime!(dims.e as usize));
-    let mut big_d = 0.0f32;
-    #[unroll]
-    for c in 0..e {
-        do_reg[c] = d_out[row * e + c];
-        big_d += do_reg[c] * out[row * e + c];
-    }
-    let mut acc = Array::<f32>::new(comptime!(dims.d as usize));
-    #[unroll]
-    for c in 0..d {
-        acc[c] = 0.0;
-    }
-    let (row_max, row_inv_sum) = (stats[row * 2], 1.0f32 / stats[row * 2 + 1]);
-    let visit = keys_to_visit(first, t, s, dims);
+    let visit = keys_to_visit(first, span, t, s, dims);
+    let mut dot = Array::<Vector<f32, N>>::new(rows);
+    let mut dp = Array::<Vector<f32, N>>::new(rows);
     for j in 0..visit {
-        let k_base = (batch * s + j) * d;
-        let v_base = (batch * s + j) * e;
-        let mut dot = 0.0f32;
+        let k_base = (batch * s + j) * dv;
+        let v_base = (batch * s + j) * ev;
         #[unroll]
-        for c in 0..d {
-            dot += q_reg[c] * k[k_base + c];
+        for r in 0..rows {
+            dot[r] = Vector::new(0.0);
+            dp[r] = Vector::new(0.0);
         }
-        let mut dp = 0.0f32;
         #[unroll]
-        for c in 0..e {
-            dp += do_reg[c] * v[v_base + c];
+        for c in 0..dv {
+            let key = k[k_base + c];
+            #[unroll]
+            for r in 0..rows {
+                dot[r] += q_reg[r * dv + c] * key;
+            }
         }
-        let hidden = hidden_pair(mask, mask_offset, batch, i, j, t, s, dims);
-        let (_, ds) = pair_grads(dot, dp, hidden, row_max, row_inv_sum, big_d, scale);
         #[unroll]
-        for c in 0..d {
-            acc[c] += ds * k[k_base + c];
+        for c in 0..ev {
+            let value = v[v_base + c];
+            #[unroll]
+            for r in 0..rows {
+                dp[r] += do_reg[r * ev + c] * value;
+            }
+        }
+        let mut ds = Array::<Vector<f32, N>>::new(rows);
+        #[unroll]
+        for r in 0..rows {
+            let hidden = hidden_pair(mask, mask_offset, batch, query[r], j, t, s, dims);
+            let (_, grad) = pair_grads(
+                vector_sum::<N>(dot[r]),
+                vector_sum::<N>(dp[r]),
+                hidden,
+                row_max[r],
+                row_inv_sum[r],
+                big_d[r],
+                scale,
+            );
+            ds[r] = Vector::new(grad);
+        }
+        #[unroll]
+        for c in 0..dv {
+            let key = k[k_base + c];
+            #[unroll]
+            for r in 0..rows {
+                acc[r * dv + c] += ds[r] * key;
+            }
         }
     }
-    if i_raw < t {
-        #[unroll]
-        for c in 0..d {
-            dq[row * d + c] = acc[c];
+    #[unroll]
+    for r in 0..rows {
+        if first + r * CUBE_DIM_X as usize + (UNIT_POS_X as usize) < t {
+            let row = batch * t + query[r];
+            #[unroll]
+            for c in 0..dv {
+                dq[row * dv + c] = acc[r * dv + c];
+            }
+            delta[row] = big_d[r];
         }
-        delta[row] = big_d;
     }
 }
 
-/// Backward, one unit per key: `dk [N, S, d]` and `dv [N, S, e]`.
+/// Backward, `rows` keys per unit (`first + r·CUBE_DIM_X + UNIT_POS_X`): `dk [N, S, d]` and
+/// `dv [N, S, e]`, rows as `N`-vectors; every query, `dO` and statistics load serves `rows` keys.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn flash_attention_backward_key(
-    q: &Array<f32>,
-    k: &Array<f32>,
-    v: &Array<f32>,
+pub fn flash_attention_backward_key<N: Size>(
+    q: &Array<Vector<f32, N>>,
+    k: &Array<Vector<f32, N>>,
+    v: &Array<Vector<f32, N>>,
     mask: &Tensor<f32>,
-    d_out: &Array<f32>,
+    d_out: &Array<Vector<f32, N>>,
     stats: &Array<f32>,
     delta: &Array<f32>,
-    dk: &mut Array<f32>,
-    dv: &mut Array<f32>,
+    dk: &mut Array<Vector<f32, N>>,
+    dv: &mut Array<Vector<f32, N>>,
     t: u32,
     s: u32,
     scale: f32,
     mask_offset: u32,
     #[comptime] dims: AttentionDims,
+    #[comptime] rows: usize,
 ) {
+    let width = N::value().comptime();
+    let d_len = comptime!(dims.d as usize / width);
+    let e_len = comptime!(dims.e as usize / width);
     let (t, s) = (t as usize, s as usize);
-    let (d, e) = (dims.d as usize, dims.e as usize);
     let batch = CUBE_POS_Y as usize;
-    let first = (CUBE_POS_X * CUBE_DIM_X) as usize;
-    let j_raw = first + UNIT_POS_X as usize;
-    let j = min_index(j_raw, s - 1);
-    let key = batch * s + j;
-    let mut k_reg = Array::<f32>::new(comptime!(dims.d as usize));
+    let span = CUBE_DIM_X as usize * rows;
+    let first = CUBE_POS_X as usize * span;
+    let mut key = Array::<usize>::new(rows);
+    let mut k_reg = Array::<Vector<f32, N>>::new(comptime!(rows * d_len));
+    let mut dk_acc = Array::<Vector<f32, N>>::new(comptime!(rows * d_len));
+    let mut v_reg = Array::<Vector<f32, N>>::new(comptime!(rows * e_len));
+    let mut dv_acc = Array::<Vector<f32, N>>::new(comptime!(rows * e_len));
     #[unroll]
-    for c in 0..d {
-        k_reg[c] = k[key * d + c] * scale;
-    }
-    let mut v_reg = Array::<f32>::new(comptime!(dims.e as usize));
-    #[unroll]
-    for c in 0..e {
-        v_reg[c] = v[key * e + c];
-    }
-    let mut dk_acc = Array::<f32>::new(comptime!(dims.d as usize));
-    #[unroll]
-    for c in 0..d {
-        dk_acc[c] = 0.0;
-    }
-    let mut dv_acc = Array::<f32>::new(comptime!(dims.e as usize));
-    #[unroll]
-    for c in 0..e {
-        dv_acc[c] = 0.0;
+    for r in 0..rows {
+        let j = min_index(first + r * CUBE_DIM_X as usize + UNIT_POS_X as usize, s - 1);
+        key[r] = j;
+        #[unroll]
+        for c in 0..d_len {
+            k_reg[r * d_len + c] = k[(batch * s + j) * d_len + c] * Vector::new(scale);
+            dk_acc[r * d_len + c] = Vector::new(0.0);
+        }
+        #[unroll]
+        for c in 0..e_len {
+            v_reg[r * e_len + c] = v[(batch * s + j) * e_len + c];
+            dv_acc[r * e_len + c] = Vector::new(0.0);
+        }
     }
     // Causal without a mask: queries before the block's first key see none of its keys.
     let start = if comptime!(dims.causal && !dims.masked) {
@@ -287,38 +422,78 @@ pub fn flash_attention_backward_key(
     } else {
         0usize.runtime()
     };
+    let mut dot = Array::<Vector<f32, N>>::new(rows);
+    let mut dp = Array::<Vector<f32, N>>::new(rows);
+    let mut p = Array::<Vector<f32, N>>::new(rows);
+    let mut ds = Array::<Vector<f32, N>>::new(rows);
     for i in start..t {
         let row = batch * t + i;
-        let mut dot = 0.0f32;
         #[unroll]
-        for c in 0..d {
-            dot += k_reg[c] * q[row * d + c];
-        }
-        let mut dp = 0.0f32;
-        #[unroll]
-        for c in 0..e {
-            dp += d_out[row * e + c] * v_reg[c];
-        }
-        let hidden = hidden_pair(mask, mask_offset, batch, i, j, t, s, dims);
-        let inv_sum = 1.0f32 / stats[row * 2 + 1];
-        let (p, ds) = pair_grads(dot, dp, hidden, stats[row * 2], inv_sum, delta[row], scale);
-        #[unroll]
-        for c in 0..e {
-            dv_acc[c] += p * d_out[row * e + c];
+        for r in 0..rows {
+            dot[r] = Vector::new(0.0);
+            dp[r] = Vector::new(0.0);
         }
         #[unroll]
-        for c in 0..d {
-            dk_acc[c] += ds * q[row * d + c];
+        for c in 0..d_len {
+            let query = q[row * d_len + c];
+            #[unroll]
+            for r in 0..rows {
+                dot[r] += k_reg[r * d_len + c] * query;
+            }
+        }
+        #[unroll]
+        for c in 0..e_len {
+            let grad = d_out[row * e_len + c];
+            #[unroll]
+            for r in 0..rows {
+                dp[r] += v_reg[r * e_len + c] * grad;
+            }
+        }
+        let (row_max, inv_sum, big_d) = (stats[row * 2], 1.0f32 / stats[row * 2 + 1], delta[row]);
+        #[unroll]
+        for r in 0..rows {
+            let hidden = hidden_pair(mask, mask_offset, batch, i, key[r], t, s, dims);
+            let (weight, grad) = pair_grads(
+                vector_sum::<N>(dot[r]),
+                vector_sum::<N>(dp[r]),
+                hidden,
+                row_max,
+                inv_sum,
+                big_d,
+                scale,
+            );
+            p[r] = Vector::new(weight);
+            ds[r] = Vector::new(grad);
+        }
+        #[unroll]
+        for c in 0..e_len {
+            let grad = d_out[row * e_len + c];
+            #[unroll]
+            for r in 0..rows {
+                dv_acc[r * e_len + c] += p[r] * grad;
+            }
+        }
+        #[unroll]
+        for c in 0..d_len {
+            let query = q[row * d_len + c];
+            #[unroll]
+            for r in 0..rows {
+                dk_acc[r * d_len + c] += ds[r] * query;
+            }
         }
     }
-    if j_raw < s {
-        #[unroll]
-        for c in 0..d {
-            dk[key * d + c] = dk_acc[c];
-        }
-        #[unroll]
-        for c in 0..e {
-            dv[key * e + c] = dv_acc[c];
+    #[unroll]
+    for r in 0..rows {
+        if first + r * CUBE_DIM_X as usize + (UNIT_POS_X as usize) < s {
+            let at = batch * s + key[r];
+            #[unroll]
+            for c in 0..d_len {
+                dk[at * d_len + c] = dk_acc[r * d_len + c];
+            }
+            #[unroll]
+            for c in 0..e_len {
+                dv[at * e_len + c] = dv_acc[r * e_len + c];
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::ops::elementwise::vector_width;
 use crate::tensor::Tensor;
 use cubecl::prelude::*;
 use dynlab_kernels::attention::{
@@ -15,7 +16,10 @@ use dynlab_kernels::attention::{
 pub const MAX_HEAD_DIM: usize = 128;
 
 /// Queries (or keys) per cube.
-const BLOCK: u32 = 32;
+const BLOCK: u32 = 16;
+
+/// Queries (or keys) per unit: each key (or query) load serves this many of them.
+const ROWS: usize = 4;
 
 /// What [`Tensor::flash_attention`] returns.
 #[derive(Clone, Debug)]
@@ -169,12 +173,14 @@ impl Tensor {
         )?;
         let stats = Tensor::alloc(op, &g.shape(&[g.t, 2]), DType::F32, &q.device)?;
         if g.n * g.t > 0 {
-            let (count, dim) = g.grid(g.t);
+            let (count, dim) = g.grid(g.t.div_ceil(ROWS));
+            let vec = vector_width(&[g.dims.d as usize, g.dims.e as usize]);
             dispatch!(q.device, |client, R| unsafe {
                 flash_attention_forward::launch_unchecked::<R>(
                     client,
                     count,
                     dim,
+                    vec,
                     q.buffer_arg(),
                     k.buffer_arg(),
                     v.buffer_arg(),
@@ -186,6 +192,7 @@ impl Tensor {
                     g.scale(),
                     mask.offset_u32(),
                     g.dims,
+                    ROWS,
                 )
             });
         }
@@ -234,13 +241,15 @@ impl Tensor {
         let dk = Tensor::alloc(op, k.shape(), DType::F32, &q.device)?;
         let dv = Tensor::alloc(op, v.shape(), DType::F32, &q.device)?;
         let delta = Tensor::alloc(op, &g.shape(&[g.t]), DType::F32, &q.device)?;
+        let vec = vector_width(&[g.dims.d as usize, g.dims.e as usize]);
         if g.n * g.t > 0 {
-            let (count, dim) = g.grid(g.t);
+            let (count, dim) = g.grid(g.t.div_ceil(ROWS));
             dispatch!(q.device, |client, R| unsafe {
                 flash_attention_backward_query::launch_unchecked::<R>(
                     client,
                     count,
                     dim,
+                    vec,
                     q.buffer_arg(),
                     k.buffer_arg(),
                     v.buffer_arg(),
@@ -255,16 +264,18 @@ impl Tensor {
                     g.scale(),
                     mask.offset_u32(),
                     g.dims,
+                    ROWS,
                 )
             });
         }
         if g.n * g.s > 0 {
-            let (count, dim) = g.grid(g.s);
+            let (count, dim) = g.grid(g.s.div_ceil(ROWS));
             dispatch!(q.device, |client, R| unsafe {
                 flash_attention_backward_key::launch_unchecked::<R>(
                     client,
                     count,
                     dim,
+                    vec,
                     q.buffer_arg(),
                     k.buffer_arg(),
                     v.buffer_arg(),
@@ -279,6 +290,7 @@ impl Tensor {
                     g.scale(),
                     mask.offset_u32(),
                     g.dims,
+                    ROWS,
                 )
             });
         }
