@@ -8,13 +8,16 @@
 //!
 //! Backward with `D_i = dO_i·o_i` and `p_ij = exp(s_ij − m_i) / l_i`: `dV_j = Σ_i p_ij dO_i`,
 //! `ds_ij = p_ij (dO_i·v_j − D_i)` (zero on hidden pairs), `dQ_i = Σ_j ds_ij k_j / √d`,
-//! `dK_j = Σ_i ds_ij q_i / √d`. Two kernels, no atomics: one unit per query (dQ, and D) and one unit
+//! `dK_j = Σ_i ds_ij q_i / √d`. Two kernels, no atomics: one pass per query (dQ, and D) and one
 //! per key (dK, dV), each recomputing the scores it needs.
 //!
-//! Layout: `q [N, T, d]`, `k [N, S, d]`, `v [N, S, e]`, contiguous; the optional mask is a strided
-//! view of shape `[..., T, S]` whose leading dimensions flatten to `N` (1 = hidden). A cube holds
-//! `CUBE_DIM_X` consecutive queries (or keys) of one batch entry `CUBE_POS_Y`, so every unit of a
-//! cube reads the same key (or query) row at the same step: one load on CPU devices, a broadcast on GPUs.
+//! Layout: `q [N, T, d]`, `k [N, S, d]`, `v [N, S, e]`, contiguous and read as `N`-vectors along
+//! their rows; the optional mask is a strided view of shape `[..., T, S]` whose leading dimensions
+//! flatten to `N` (1 = hidden). A cube holds `rows · CUBE_DIM_X` consecutive queries (or keys) of one
+//! batch entry `CUBE_POS_Y`, `rows` per unit, so every unit of a cube reads the same key (or query)
+//! row at the same step (one load on CPU devices, a broadcast on GPUs) and each load feeds `rows`
+//! dot products: on lavapipe the loads, not the multiply-adds, set the pace (`rows = 4` runs the
+//! head-dim-64 forward 2.3× and the backward 2.8× faster than one query per unit).
 
 use crate::layout::strided_offset;
 use cubecl::prelude::*;
