@@ -3,15 +3,16 @@
 //!
 //! Every op has two launch shapes: a contiguous one that reads `Vector<F, N>` lanes (the vector size is
 //! chosen by the launcher from the buffer's alignment), and a strided one that maps each output element
-//! to its input positions with [`strided_offset`](crate::layout::strided_offset).
+//! to its input positions with [`strided_offset_fast`](crate::layout::strided_offset_fast).
 //!
 //! GELU: `gelu(x) = x Φ(x) = ½ x (1 + erf(x / √2))` (Hendrycks & Gimpel 2016) and its tanh
 //! approximation `½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))`. NaN propagates through every op, including
 //! `relu`, `clamp`, `maximum` and `minimum` (as in PyTorch).
 
-use crate::layout::strided_offset;
+use crate::layout::strided_offset_fast;
 use crate::num::is_nan;
 use cubecl::prelude::*;
+use cubecl::std::FastDivmod;
 
 /// Comparison giving a 0/1 mask.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -195,6 +196,7 @@ pub fn unary_contiguous<F: Float + CubeElement, N: Size>(
 pub fn unary_strided<F: Float + CubeElement>(
     input: &Tensor<F>,
     output: &mut Array<F>,
+    sizes: Sequence<FastDivmod<u32>>,
     in_offset: u32,
     p0: F,
     p1: F,
@@ -202,7 +204,7 @@ pub fn unary_strided<F: Float + CubeElement>(
 ) {
     let i = ABSOLUTE_POS;
     if i < output.len() {
-        let x = input[strided_offset::<F>(input, in_offset, i)];
+        let x = input[strided_offset_fast::<F>(input, &sizes, in_offset, i)];
         output[i] = apply_unary::<F>(x, p0, p1, op);
     }
 }
@@ -236,14 +238,15 @@ pub fn binary_strided<F: Float>(
     lhs: &Tensor<F>,
     rhs: &Tensor<F>,
     output: &mut Array<F>,
+    sizes: Sequence<FastDivmod<u32>>,
     lhs_offset: u32,
     rhs_offset: u32,
     #[comptime] op: BinaryOp,
 ) {
     let i = ABSOLUTE_POS;
     if i < output.len() {
-        let a = lhs[strided_offset::<F>(lhs, lhs_offset, i)];
-        let b = rhs[strided_offset::<F>(rhs, rhs_offset, i)];
+        let a = lhs[strided_offset_fast::<F>(lhs, &sizes, lhs_offset, i)];
+        let b = rhs[strided_offset_fast::<F>(rhs, &sizes, rhs_offset, i)];
         output[i] = apply_binary::<F>(a, b, op);
     }
 }
@@ -255,15 +258,16 @@ pub fn where_strided<F: Float>(
     a: &Tensor<F>,
     b: &Tensor<F>,
     output: &mut Array<F>,
+    sizes: Sequence<FastDivmod<u32>>,
     cond_offset: u32,
     a_offset: u32,
     b_offset: u32,
 ) {
     let i = ABSOLUTE_POS;
     if i < output.len() {
-        let c = cond[strided_offset::<F>(cond, cond_offset, i)];
-        let x = a[strided_offset::<F>(a, a_offset, i)];
-        let y = b[strided_offset::<F>(b, b_offset, i)];
+        let c = cond[strided_offset_fast::<F>(cond, &sizes, cond_offset, i)];
+        let x = a[strided_offset_fast::<F>(a, &sizes, a_offset, i)];
+        let y = b[strided_offset_fast::<F>(b, &sizes, b_offset, i)];
         output[i] = select(c != F::new(0.0), x, y);
     }
 }

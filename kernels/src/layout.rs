@@ -5,6 +5,7 @@
 //! `offset + Σ_d coord_d(linear) · stride_d` of the buffer.
 
 use cubecl::prelude::*;
+use cubecl::std::FastDivmod;
 
 /// Buffer position of the `linear`-th element (row-major over `view`'s shape) of a strided view.
 #[cube]
@@ -17,6 +18,30 @@ pub fn strided_offset<T: CubePrimitive>(view: &Tensor<T>, offset: u32, linear: u
         let size = view.shape(d);
         pos += (rem % size) * view.stride(d);
         rem /= size;
+    }
+    pos
+}
+
+/// [`strided_offset`] with the view's sizes given as fast dividers (`sizes[d]` divides by
+/// `shape(d)` with a multiply-high and a shift, Granlund & Montgomery 1994). CPU Vulkan runs an
+/// integer division one lane at a time; on lavapipe this makes strided copies several times faster.
+/// The rank is `sizes.len()`, a compile-time constant, so the loop unrolls.
+#[cube]
+pub fn strided_offset_fast<T: CubePrimitive>(
+    view: &Tensor<T>,
+    sizes: &Sequence<FastDivmod<u32>>,
+    offset: u32,
+    linear: usize,
+) -> usize {
+    let rank = comptime![sizes.len()];
+    let mut rem = linear as u32;
+    let mut pos = offset as usize;
+    #[unroll]
+    for k in 0..rank {
+        let d = comptime![rank - 1 - k];
+        let (quotient, coord) = sizes.index(d).div_mod(rem);
+        pos += coord as usize * view.stride(d);
+        rem = quotient;
     }
     pos
 }

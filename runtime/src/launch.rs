@@ -8,6 +8,7 @@ use crate::shape::contiguous_strides;
 use crate::tensor::Tensor;
 use crate::Device;
 use cubecl::prelude::*;
+use cubecl::std::FastDivmod;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
@@ -58,8 +59,9 @@ fn poison_enabled() -> bool {
         || *POISON_ENV.get_or_init(|| std::env::var("DYNLAB_POISON").is_ok_and(|v| v == "1"))
 }
 
-/// Largest element count a tensor may have: kernels address with 32-bit offsets.
-const MAX_ELEMENTS: usize = u32::MAX as usize;
+/// Largest element count a tensor may have: kernels address with 32-bit offsets, and the fast
+/// division of `strided_offset_fast` is exact for dividends below 2³¹.
+const MAX_ELEMENTS: usize = i32::MAX as usize;
 
 pub(crate) fn check_size(op: &'static str, shape: &[usize]) -> Result<usize> {
     let n = shape
@@ -139,6 +141,19 @@ impl Tensor {
             (self.shape.clone(), self.strides.clone())
         };
         unsafe { TensorArg::from_raw_parts(self.handle.clone(), strides.into(), shape.into()) }
+    }
+
+    /// The view's sizes as fast dividers for `strided_offset_fast` (a 0-d view is `[1]`, as in
+    /// [`Tensor::view_arg`]).
+    pub(crate) fn sizes_arg<R: Runtime>(&self) -> SequenceArg<R, FastDivmod<u32>> {
+        let mut sizes = SequenceArg::new();
+        for &size in self.shape.iter() {
+            sizes.push(size as u32);
+        }
+        if self.shape.is_empty() {
+            sizes.push(1);
+        }
+        sizes
     }
 
     /// The whole buffer as a kernel's `Array<T>` (or `Array<Vector<T, N>>`) argument. The length

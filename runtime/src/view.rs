@@ -196,9 +196,7 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let out = Tensor::alloc("Tensor::contiguous", &self.shape, self.dtype, &self.device)?;
-        copy_into(self, &out);
-        Ok(out)
+        self.row_major_copy()
     }
 
     /// A row-major tensor whose first element is at buffer position 0, for kernels that index a
@@ -207,9 +205,7 @@ impl Tensor {
         if self.is_contiguous() && self.offset == 0 {
             return Ok(self.clone());
         }
-        let out = Tensor::alloc("Tensor::contiguous", &self.shape, self.dtype, &self.device)?;
-        copy_into(self, &out);
-        Ok(out)
+        self.row_major_copy()
     }
 
     /// Concatenates along `dim`; all inputs share dtype, device and every other dimension.
@@ -290,24 +286,91 @@ impl Tensor {
             let (input, output) = (self.view_arg(), out.buffer_arg());
             match (self.dtype, dtype) {
                 (DType::F32, DType::F16) => cast_strided::launch_unchecked::<f32, half::f16, R>(
-                    client, count, dim, input, output, off,
+                    client,
+                    count,
+                    dim,
+                    input,
+                    output,
+                    self.sizes_arg(),
+                    off,
                 ),
                 (DType::F32, DType::BF16) => cast_strided::launch_unchecked::<f32, half::bf16, R>(
-                    client, count, dim, input, output, off,
+                    client,
+                    count,
+                    dim,
+                    input,
+                    output,
+                    self.sizes_arg(),
+                    off,
                 ),
                 (DType::F32, DType::I32) => cast_strided::launch_unchecked::<f32, i32, R>(
-                    client, count, dim, input, output, off,
+                    client,
+                    count,
+                    dim,
+                    input,
+                    output,
+                    self.sizes_arg(),
+                    off,
                 ),
                 (DType::F16, _) => cast_strided::launch_unchecked::<half::f16, f32, R>(
-                    client, count, dim, input, output, off,
+                    client,
+                    count,
+                    dim,
+                    input,
+                    output,
+                    self.sizes_arg(),
+                    off,
                 ),
                 (DType::BF16, _) => cast_strided::launch_unchecked::<half::bf16, f32, R>(
-                    client, count, dim, input, output, off,
+                    client,
+                    count,
+                    dim,
+                    input,
+                    output,
+                    self.sizes_arg(),
+                    off,
                 ),
                 (DType::I32, _) => cast_strided::launch_unchecked::<i32, f32, R>(
-                    client, count, dim, input, output, off,
+                    client,
+                    count,
+                    dim,
+                    input,
+                    output,
+                    self.sizes_arg(),
+                    off,
                 ),
                 (DType::F32, DType::F32) => unreachable!("same dtype returned early"),
+            }
+        });
+        Ok(out)
+    }
+}
+
+impl Tensor {
+    /// A new row-major buffer holding this view: one strided read and one contiguous write per
+    /// element.
+    fn row_major_copy(&self) -> Result<Tensor> {
+        let out = Tensor::alloc("Tensor::contiguous", &self.shape, self.dtype, &self.device)?;
+        if out.numel() == 0 {
+            return Ok(out);
+        }
+        let (count, dim) = units_grid(self.numel());
+        let off = self.offset_u32();
+        dispatch!(self.device, |client, R| unsafe {
+            let (input, output, sizes) = (self.view_arg(), out.buffer_arg(), self.sizes_arg());
+            match self.dtype {
+                DType::F32 => cast_strided::launch_unchecked::<f32, f32, R>(
+                    client, count, dim, input, output, sizes, off,
+                ),
+                DType::F16 => cast_strided::launch_unchecked::<half::f16, half::f16, R>(
+                    client, count, dim, input, output, sizes, off,
+                ),
+                DType::BF16 => cast_strided::launch_unchecked::<half::bf16, half::bf16, R>(
+                    client, count, dim, input, output, sizes, off,
+                ),
+                DType::I32 => cast_strided::launch_unchecked::<i32, i32, R>(
+                    client, count, dim, input, output, sizes, off,
+                ),
             }
         });
         Ok(out)
@@ -326,16 +389,48 @@ pub(crate) fn copy_into(src: &Tensor, dst: &Tensor) {
         let (input, output) = (src.view_arg::<R>(), dst.view_arg::<R>());
         match src.dtype {
             DType::F32 => copy_strided::launch_unchecked::<f32, R>(
-                client, count, dim, input, output, src_off, dst_off, n32,
+                client,
+                count,
+                dim,
+                input,
+                output,
+                src.sizes_arg(),
+                src_off,
+                dst_off,
+                n32,
             ),
             DType::F16 => copy_strided::launch_unchecked::<half::f16, R>(
-                client, count, dim, input, output, src_off, dst_off, n32,
+                client,
+                count,
+                dim,
+                input,
+                output,
+                src.sizes_arg(),
+                src_off,
+                dst_off,
+                n32,
             ),
             DType::BF16 => copy_strided::launch_unchecked::<half::bf16, R>(
-                client, count, dim, input, output, src_off, dst_off, n32,
+                client,
+                count,
+                dim,
+                input,
+                output,
+                src.sizes_arg(),
+                src_off,
+                dst_off,
+                n32,
             ),
             DType::I32 => copy_strided::launch_unchecked::<i32, R>(
-                client, count, dim, input, output, src_off, dst_off, n32,
+                client,
+                count,
+                dim,
+                input,
+                output,
+                src.sizes_arg(),
+                src_off,
+                dst_off,
+                n32,
             ),
         }
     });
