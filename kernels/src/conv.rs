@@ -81,6 +81,105 @@ pub fn add_channel_bias<F: Float, N: Size>(
     }
 }
 
+/// Comptime tiling of [`conv2d_implicit`]: `tm` output channels per cube (weights read once per cube
+/// step, lane-uniform) and `tn` output pixels per unit.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct ImplicitTiling {
+    pub tm: u32,
+    pub tn: u32,
+}
+
+/// Implicit-GEMM convolution: the product `y[n, g] = W_g · cols[n, g]` of `im2col` + matmul, with each
+/// column entry gathered from `x` when the product uses it instead of being stored first. With
+/// `k = (c·KH + ki)·KW + kj` and output pixel `p = (ho, wo)`,
+/// `y[n, g·Og + o, p] = Σ_k W[g·Og + o, k] · x[n, g·Cg + c, ho·sh + ki·dh − ph, wo·sw + kj·dw − pw]`
+/// (zero outside the image). Cube `(x, y, z)`: pixels from `x·CUBE_DIM_X·tn` (unit `u` owns
+/// `.. + j·CUBE_DIM_X + u`), output channels `y·tm..` of group `z % G`, image `z / G`.
+#[cube(launch_unchecked)]
+pub fn conv2d_implicit<F: Float>(
+    x: &Array<F>,
+    w: &Array<F>,
+    geometry: &Array<u32>,
+    out: &mut Array<F>,
+    out_channels: u32,
+    #[comptime] tiling: ImplicitTiling,
+) {
+    let (tm, tn) = (tiling.tm as usize, tiling.tn as usize);
+    let (c_all, h_in, w_in) = (geometry[1], geometry[2] as i32, geometry[3] as i32);
+    let (ho_n, wo_n, kh, kw) = (geometry[4], geometry[5], geometry[6], geometry[7]);
+    let (sh, sw, ph, pw) = (geometry[8], geometry[9], geometry[10], geometry[11]);
+    let (dh, dw, groups) = (geometry[12] as i32, geometry[13] as i32, geometry[14]);
+    let (cg, og) = (c_all / groups, out_channels / groups);
+    let p_len = ho_n * wo_n;
+    let k_len = (cg * kh * kw) as usize;
+    let (n, g) = (CUBE_POS_Z / groups, CUBE_POS_Z % groups);
+    let o0 = CUBE_POS_Y * tm as u32;
+    let p0 = CUBE_POS_X * CUBE_DIM_X * tn as u32 + UNIT_POS_X;
+    let mut top = Array::<i32>::new(tn);
+    let mut left = Array::<i32>::new(tn);
+    #[unroll]
+    for j in 0..tn {
+        let p = p0 + j as u32 * CUBE_DIM_X;
+        let p = select(p < p_len, p, 0);
+        top[j] = ((p / wo_n) * sh) as i32 - ph as i32;
+        left[j] = ((p % wo_n) * sw) as i32 - pw as i32;
+    }
+    let mut w_row = Array::<usize>::new(tm);
+    #[unroll]
+    for i in 0..tm {
+        let o = o0 + i as u32;
+        w_row[i] = (g * og + select(o < og, o, 0)) as usize * k_len;
+    }
+    let mut acc = Array::<F>::new(comptime!(tm * tn));
+    #[unroll]
+    for r in 0..tm * tn {
+        acc[r] = F::new(0.0);
+    }
+    let mut a_reg = Array::<F>::new(tm);
+    let mut b_reg = Array::<F>::new(tn);
+    let plane = (h_in * w_in) as usize;
+    let mut k = 0usize;
+    for c in 0..cg {
+        let x_plane = ((n * c_all + g * cg + c) as usize) * plane;
+        for ki in 0..kh {
+            let dy = ki as i32 * dh;
+            for kj in 0..kw {
+                let dx = kj as i32 * dw;
+                #[unroll]
+                for i in 0..tm {
+                    a_reg[i] = w[w_row[i] + k];
+                }
+                #[unroll]
+                for j in 0..tn {
+                    let (h, x_pos) = (top[j] + dy, left[j] + dx);
+                    let inside = h >= 0 && h < h_in && x_pos >= 0 && x_pos < w_in;
+                    let at = select(inside, (h * w_in + x_pos) as usize, 0);
+                    b_reg[j] = select(inside, x[x_plane + at], F::new(0.0));
+                }
+                #[unroll]
+                for i in 0..tm {
+                    #[unroll]
+                    for j in 0..tn {
+                        acc[i * tn + j] += a_reg[i] * b_reg[j];
+                    }
+                }
+                k += 1;
+            }
+        }
+    }
+    #[unroll]
+    for i in 0..tm {
+        let o = o0 + i as u32;
+        #[unroll]
+        for j in 0..tn {
+            let p = p0 + j as u32 * CUBE_DIM_X;
+            if o < og && p < p_len {
+                out[((n * out_channels + g * og + o) * p_len + p) as usize] = acc[i * tn + j];
+            }
+        }
+    }
+}
+
 /// Adjoint of `im2col`: `dx[n, c, h, w] = Σ` of the column entries that read `x[n, c, h, w]`.
 #[cube(launch_unchecked)]
 pub fn col2im<F: Float>(cols: &Array<F>, geometry: &Array<u32>, dx: &mut Array<F>) {

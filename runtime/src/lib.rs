@@ -21,6 +21,7 @@ pub use half::{bf16, f16};
 pub use launch::set_poison_outputs;
 pub use ops::attention::{FlashAttention, FlashAttentionGrads, MAX_HEAD_DIM};
 pub use ops::conv::{conv_output_shape, conv_window, Conv2dOptions, Window};
+pub use ops::conv_algorithm::{with_conv_algorithm, ConvAlgorithm};
 pub use ops::matmul::{with_matmul_kernel, MatmulKernel, MatmulOptions, Tiling, CANDIDATES};
 pub use ops::norm::{LayerNormGrads, LayerNormOutput};
 pub use ops::optim::{AdamStep, SgdStep};

@@ -123,6 +123,54 @@ fn conv2d_forward_and_gradients_match_reference() {
     }
 }
 
+/// Both product algorithms on every case above plus shapes that fill several channel and pixel tiles
+/// partially (`O/G` of 20 and 5, `Ho·Wo` from 1 to 143 across cubes of 32 units × 4 pixels).
+#[test]
+fn conv2d_algorithms_match_reference() {
+    use dynlab::runtime::{with_conv_algorithm, ConvAlgorithm};
+    let mut rng = HostRng::new(203);
+    let extra = [
+        ConvCase {
+            x: [2, 3, 13, 11],
+            w: [20, 3, 3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+            bias: true,
+        },
+        ConvCase {
+            x: [1, 4, 3, 3],
+            w: [10, 2, 3, 3],
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 2,
+            bias: false,
+        },
+        ConvCase {
+            x: [3, 2, 17, 9],
+            w: [17, 2, 5, 3],
+            stride: [2, 1],
+            padding: [2, 0],
+            dilation: [1, 2],
+            groups: 1,
+            bias: true,
+        },
+    ];
+    for (k, c) in CASES.iter().chain(&extra).enumerate() {
+        let (x, hx) = random(&mut rng, &c.x, -1.0, 1.0);
+        let (w, hw) = random(&mut rng, &c.w, -1.0, 1.0);
+        let (b, hb) = random(&mut rng, &[c.w[0]], -1.0, 1.0);
+        let bias = c.bias.then_some(&b);
+        let want = r::conv2d(&hx, &hw, c.bias.then_some(&hb), window(c), c.groups);
+        for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Implicit] {
+            let got = with_conv_algorithm(algorithm, || x.conv2d(&w, bias, options(c)).unwrap());
+            assert_close(&format!("case {k} {algorithm:?}"), &got, &want, 1e-5, 1e-4);
+        }
+    }
+}
+
 #[test]
 fn pooling_forward_and_gradients_match_reference() {
     let mut rng = HostRng::new(201);

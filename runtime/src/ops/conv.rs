@@ -1,12 +1,14 @@
-//! 2-D convolution (NCHW, stride, padding, dilation, groups) as `im2col` + one batched matmul
-//! `y[n, g] = W_g · cols[n, g]` (`[O/G, K] · [K, Ho·Wo]`, so the product is already NCHW), and
-//! max/average pooling. The gathers and their adjoints are separate public ops so that the autodiff
+//! 2-D convolution (NCHW, stride, padding, dilation, groups) as the batched product
+//! `y[n, g] = W_g · cols[n, g]` (`[O/G, K] · [K, Ho·Wo]`, so the product is already NCHW) of the
+//! weights with the `im2col` columns (stored, or gathered inside an implicit GEMM: chosen per shape
+//! by measurement, see `conv_algorithm`), and max/average pooling. The gathers and their adjoints are separate public ops so that the autodiff
 //! can write convolution and pooling gradients as ops too (higher-order derivatives come free).
 
 use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::launch::{rows_grid, units_grid};
+use crate::ops::conv_algorithm::conv2d_product;
 use crate::ops::elementwise::vector_width;
 use crate::tensor::Tensor;
 use dynlab_kernels::conv::{
@@ -111,7 +113,7 @@ impl Window {
     }
 
     /// The sizes as a small buffer (stored as i32, read by the kernels as u32: all are non-negative).
-    fn geometry(&self, device: &crate::Device) -> Result<Tensor> {
+    pub(crate) fn geometry(&self, device: &crate::Device) -> Result<Tensor> {
         let (i, k, o) = (self.input, self.kernel, &self.options);
         let g: Vec<i32> = [
             i[0],
@@ -206,11 +208,7 @@ impl Tensor {
         options: Conv2dOptions,
     ) -> Result<Tensor> {
         let window = conv_window(self, weight, bias, options)?;
-        let cols = self.im2col(&window)?;
-        let w = conv_weight_matrix(weight, &window)?;
-        let y = w
-            .matmul(&cols)?
-            .reshape(&conv_output_shape(&window, weight.shape()[0]))?;
+        let y = conv2d_product(self, weight, &window)?;
         match bias {
             Some(b) => y.add_channel_bias(b),
             None => Ok(y),
@@ -451,14 +449,6 @@ pub fn conv_window(
         }
     }
     Ok(window)
-}
-
-/// `w [O, C/G, KH, KW]` as `[G, O/G, K]` (each group's filters as rows).
-fn conv_weight_matrix(weight: &Tensor, window: &Window) -> Result<Tensor> {
-    let g = window.options.groups as isize;
-    let o = weight.shape()[0] as isize;
-    let k = window.cols_shape()[2] as isize;
-    weight.reshape(&[g, o / g, k])
 }
 
 /// `[N, O, Ho, Wo]`, the shape of the `[N, G, O/G, Ho·Wo]` products.

@@ -2,6 +2,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod conv;
+pub(crate) mod conv_algorithm;
 mod elementwise;
 pub(crate) mod index;
 pub(crate) mod matmul;
