@@ -1,5 +1,5 @@
 //! Fused (flash) attention: forward and gradients against the f64 reference and central
-//! differences (causal and not, `S ≠ T`, `T = 1`, lengths not a multiple of the 32-query block,
+//! differences (causal and not, `S ≠ T`, `T = 1`, lengths not a multiple of the 64-query (16 units × 4) block, several blocks,
 //! value width ≠ head width); agreement with the materialised path under a broadcast mask with a
 //! fully hidden row, first and second order; clear errors for bad shapes.
 
@@ -19,6 +19,7 @@ fn flash_attention_matches_reference_with_gradients() {
         ([1, 1, 1, 2], 1, 2, true),
         ([1, 2, 37, 8], 33, 5, true),
         ([1, 1, 40, 16], 70, 16, false),
+        ([1, 1, 133, 4], 133, 4, true),
     ] {
         let [b, h, t, d] = shape_q;
         let inputs = vec![
