@@ -122,6 +122,52 @@ fn vector_sum<N: Size>(x: Vector<f32, N>) -> f32 {
     sum
 }
 
+/// `dot[r] = Σ_c regs[r·len + c] · stored[base + c]` for `rows` register rows against one stored
+/// row: each load of the stored row serves every register row.
+#[cube]
+fn dots_with_row<N: Size>(
+    regs: &Array<Vector<f32, N>>,
+    stored: &Array<Vector<f32, N>>,
+    base: usize,
+    dot: &mut Array<Vector<f32, N>>,
+    #[comptime] len: usize,
+    #[comptime] rows: usize,
+) {
+    #[unroll]
+    for r in 0..rows {
+        dot[r] = Vector::new(0.0);
+    }
+    #[unroll]
+    for c in 0..len {
+        let x = stored[base + c];
+        #[unroll]
+        for r in 0..rows {
+            dot[r] += regs[r * len + c] * x;
+        }
+    }
+}
+
+/// `acc[r·len + c] += weight[r] · stored[base + c]` for `rows` register rows: one load of the stored
+/// row serves them all.
+#[cube]
+fn accumulate_row<N: Size>(
+    acc: &mut Array<Vector<f32, N>>,
+    weight: &Array<Vector<f32, N>>,
+    stored: &Array<Vector<f32, N>>,
+    base: usize,
+    #[comptime] len: usize,
+    #[comptime] rows: usize,
+) {
+    #[unroll]
+    for c in 0..len {
+        let x = stored[base + c];
+        #[unroll]
+        for r in 0..rows {
+            acc[r * len + c] += weight[r] * x;
+        }
+    }
+}
+
 /// Forward: `out [N, T, e]` and `stats [N, T, 2]` (`m`, `l` per row). Each unit owns `ROWS` queries
 /// (`first + r·CUBE_DIM_X + UNIT_POS_X`), so every key and value load serves `ROWS` of them. `q`,
 /// `k`, `v` and `out` are read and written as `N`-vectors along their rows (`N` divides `d` and
@@ -173,6 +219,7 @@ pub fn flash_attention_forward<N: Size>(
     let chunks = visit.div_ceil(KEY_CHUNK);
     let mut score = Array::<f32>::new(comptime!(rows * KEY_CHUNK));
     let mut chunk_max = Array::<f32>::new(rows);
+    let mut dot = Array::<Vector<f32, N>>::new(rows);
     for chunk in 0..chunks {
         let j0 = chunk * KEY_CHUNK;
         #[unroll]
@@ -183,19 +230,7 @@ pub fn flash_attention_forward<N: Size>(
         for u in 0..KEY_CHUNK {
             let j = min_index(j0 + u, visit - 1);
             let k_base = (batch * s + j) * dv;
-            let mut dot = Array::<Vector<f32, N>>::new(rows);
-            #[unroll]
-            for r in 0..rows {
-                dot[r] = Vector::new(0.0);
-            }
-            #[unroll]
-            for c in 0..dv {
-                let key = k[k_base + c];
-                #[unroll]
-                for r in 0..rows {
-                    dot[r] += q_reg[r * dv + c] * key;
-                }
-            }
+            dots_with_row::<N>(&q_reg, k, k_base, &mut dot, dv, rows);
             #[unroll]
             for r in 0..rows {
                 let hidden = hidden_pair(mask, mask_offset, batch, query[r], j, t, s, dims);
@@ -226,14 +261,7 @@ pub fn flash_attention_forward<N: Size>(
                 weight[r] = Vector::new(p);
             }
             let v_base = (batch * s + min_index(j0 + u, visit - 1)) * ev;
-            #[unroll]
-            for c in 0..ev {
-                let value = v[v_base + c];
-                #[unroll]
-                for r in 0..rows {
-                    acc[r * ev + c] += weight[r] * value;
-                }
-            }
+            accumulate_row::<N>(&mut acc, &weight, v, v_base, ev, rows);
         }
     }
     #[unroll]
@@ -313,27 +341,8 @@ pub fn flash_attention_backward_query<N: Size>(
     for j in 0..visit {
         let k_base = (batch * s + j) * dv;
         let v_base = (batch * s + j) * ev;
-        #[unroll]
-        for r in 0..rows {
-            dot[r] = Vector::new(0.0);
-            dp[r] = Vector::new(0.0);
-        }
-        #[unroll]
-        for c in 0..dv {
-            let key = k[k_base + c];
-            #[unroll]
-            for r in 0..rows {
-                dot[r] += q_reg[r * dv + c] * key;
-            }
-        }
-        #[unroll]
-        for c in 0..ev {
-            let value = v[v_base + c];
-            #[unroll]
-            for r in 0..rows {
-                dp[r] += do_reg[r * ev + c] * value;
-            }
-        }
+        dots_with_row::<N>(&q_reg, k, k_base, &mut dot, dv, rows);
+        dots_with_row::<N>(&do_reg, v, v_base, &mut dp, ev, rows);
         let mut ds = Array::<Vector<f32, N>>::new(rows);
         #[unroll]
         for r in 0..rows {
@@ -349,14 +358,7 @@ pub fn flash_attention_backward_query<N: Size>(
             );
             ds[r] = Vector::new(grad);
         }
-        #[unroll]
-        for c in 0..dv {
-            let key = k[k_base + c];
-            #[unroll]
-            for r in 0..rows {
-                acc[r * dv + c] += ds[r] * key;
-            }
-        }
+        accumulate_row::<N>(&mut acc, &ds, k, k_base, dv, rows);
     }
     #[unroll]
     for r in 0..rows {
@@ -431,27 +433,8 @@ pub fn flash_attention_backward_key<N: Size>(
     let mut ds = Array::<Vector<f32, N>>::new(rows);
     for i in start..t {
         let row = batch * t + i;
-        #[unroll]
-        for r in 0..rows {
-            dot[r] = Vector::new(0.0);
-            dp[r] = Vector::new(0.0);
-        }
-        #[unroll]
-        for c in 0..d_len {
-            let query = q[row * d_len + c];
-            #[unroll]
-            for r in 0..rows {
-                dot[r] += k_reg[r * d_len + c] * query;
-            }
-        }
-        #[unroll]
-        for c in 0..e_len {
-            let grad = d_out[row * e_len + c];
-            #[unroll]
-            for r in 0..rows {
-                dp[r] += v_reg[r * e_len + c] * grad;
-            }
-        }
+        dots_with_row::<N>(&k_reg, q, row * d_len, &mut dot, d_len, rows);
+        dots_with_row::<N>(&v_reg, d_out, row * e_len, &mut dp, e_len, rows);
         let (row_max, inv_sum, big_d) = (stats[row * 2], 1.0f32 / stats[row * 2 + 1], delta[row]);
         #[unroll]
         for r in 0..rows {
@@ -468,22 +451,8 @@ pub fn flash_attention_backward_key<N: Size>(
             p[r] = Vector::new(weight);
             ds[r] = Vector::new(grad);
         }
-        #[unroll]
-        for c in 0..e_len {
-            let grad = d_out[row * e_len + c];
-            #[unroll]
-            for r in 0..rows {
-                dv_acc[r * e_len + c] += p[r] * grad;
-            }
-        }
-        #[unroll]
-        for c in 0..d_len {
-            let query = q[row * d_len + c];
-            #[unroll]
-            for r in 0..rows {
-                dk_acc[r * d_len + c] += ds[r] * query;
-            }
-        }
+        accumulate_row::<N>(&mut dv_acc, &p, d_out, row * e_len, e_len, rows);
+        accumulate_row::<N>(&mut dk_acc, &ds, q, row * d_len, d_len, rows);
     }
     #[unroll]
     for r in 0..rows {

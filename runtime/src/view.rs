@@ -386,51 +386,19 @@ pub(crate) fn copy_into(src: &Tensor, dst: &Tensor) {
     let (count, dim) = units_grid(n);
     let (src_off, dst_off, n32) = (src.offset_u32(), dst.offset_u32(), n as u32);
     dispatch!(src.device, |client, R| unsafe {
-        let (input, output) = (src.view_arg::<R>(), dst.view_arg::<R>());
+        let (input, output, sizes) = (src.view_arg::<R>(), dst.view_arg::<R>(), src.sizes_arg());
         match src.dtype {
             DType::F32 => copy_strided::launch_unchecked::<f32, R>(
-                client,
-                count,
-                dim,
-                input,
-                output,
-                src.sizes_arg(),
-                src_off,
-                dst_off,
-                n32,
+                client, count, dim, input, output, sizes, src_off, dst_off, n32,
             ),
             DType::F16 => copy_strided::launch_unchecked::<half::f16, R>(
-                client,
-                count,
-                dim,
-                input,
-                output,
-                src.sizes_arg(),
-                src_off,
-                dst_off,
-                n32,
+                client, count, dim, input, output, sizes, src_off, dst_off, n32,
             ),
             DType::BF16 => copy_strided::launch_unchecked::<half::bf16, R>(
-                client,
-                count,
-                dim,
-                input,
-                output,
-                src.sizes_arg(),
-                src_off,
-                dst_off,
-                n32,
+                client, count, dim, input, output, sizes, src_off, dst_off, n32,
             ),
             DType::I32 => copy_strided::launch_unchecked::<i32, R>(
-                client,
-                count,
-                dim,
-                input,
-                output,
-                src.sizes_arg(),
-                src_off,
-                dst_off,
-                n32,
+                client, count, dim, input, output, sizes, src_off, dst_off, n32,
             ),
         }
     });
