@@ -1,7 +1,8 @@
 //! Fused (flash) attention: forward and gradients against the f64 reference and central
-//! differences (causal and not, `S ≠ T`, `T = 1`, lengths not a multiple of the 64-query (16 units × 4) block, several blocks,
-//! value width ≠ head width); agreement with the materialised path under a broadcast mask with a
-//! fully hidden row, first and second order; clear errors for bad shapes.
+//! differences (causal and not, `S ≠ T`, `T = 1`, lengths not a multiple of the 64-query (16 units ×
+//! 4) block, several blocks, value width ≠ head width, wide heads with fewer rows per unit);
+//! agreement with the materialised path under a broadcast mask with a fully hidden row, first and
+//! second order; clear errors for bad shapes.
 
 use super::common::*;
 use super::conv::attention_ref;
@@ -20,6 +21,8 @@ fn flash_attention_matches_reference_with_gradients() {
         ([1, 2, 37, 8], 33, 5, true),
         ([1, 1, 40, 16], 70, 16, false),
         ([1, 1, 133, 4], 133, 4, true),
+        // d + e = 136: 3 queries (keys) per unit instead of 4.
+        ([1, 1, 9, 72], 11, 64, true),
     ] {
         let [b, h, t, d] = shape_q;
         let inputs = vec![

@@ -18,8 +18,15 @@ pub const MAX_HEAD_DIM: usize = 128;
 /// Queries (or keys) per cube.
 const BLOCK: u32 = 16;
 
-/// Queries (or keys) per unit: each key (or query) load serves this many of them.
-const ROWS: usize = 4;
+/// Register floats per unit the row count is sized for: `rows · (d + e)`.
+const ROW_REGISTERS: usize = 512;
+
+/// Queries (or keys) per unit, so that each key (or query) load serves that many: 4 up to
+/// `d + e = 128`, fewer for wider heads, whose unrolled kernels lavapipe compiles superlinearly
+/// slowly (head width 128 with 4 rows: 25 s forward, 64 s backward, once per process).
+fn rows(dims: AttentionDims) -> usize {
+    (ROW_REGISTERS / (dims.d + dims.e) as usize).clamp(1, 4)
+}
 
 /// What [`Tensor::flash_attention`] returns.
 #[derive(Clone, Debug)]
@@ -173,7 +180,7 @@ impl Tensor {
         )?;
         let stats = Tensor::alloc(op, &g.shape(&[g.t, 2]), DType::F32, &q.device)?;
         if g.n * g.t > 0 {
-            let (count, dim) = g.grid(g.t.div_ceil(ROWS));
+            let (count, dim) = g.grid(g.t.div_ceil(rows(g.dims)));
             let vec = vector_width(&[g.dims.d as usize, g.dims.e as usize]);
             dispatch!(q.device, |client, R| unsafe {
                 flash_attention_forward::launch_unchecked::<R>(
@@ -192,7 +199,7 @@ impl Tensor {
                     g.scale(),
                     mask.offset_u32(),
                     g.dims,
-                    ROWS,
+                    rows(g.dims),
                 )
             });
         }
@@ -243,7 +250,7 @@ impl Tensor {
         let delta = Tensor::alloc(op, &g.shape(&[g.t]), DType::F32, &q.device)?;
         let vec = vector_width(&[g.dims.d as usize, g.dims.e as usize]);
         if g.n * g.t > 0 {
-            let (count, dim) = g.grid(g.t.div_ceil(ROWS));
+            let (count, dim) = g.grid(g.t.div_ceil(rows(g.dims)));
             dispatch!(q.device, |client, R| unsafe {
                 flash_attention_backward_query::launch_unchecked::<R>(
                     client,
@@ -264,12 +271,12 @@ impl Tensor {
                     g.scale(),
                     mask.offset_u32(),
                     g.dims,
-                    ROWS,
+                    rows(g.dims),
                 )
             });
         }
         if g.n * g.s > 0 {
-            let (count, dim) = g.grid(g.s.div_ceil(ROWS));
+            let (count, dim) = g.grid(g.s.div_ceil(rows(g.dims)));
             dispatch!(q.device, |client, R| unsafe {
                 flash_attention_backward_key::launch_unchecked::<R>(
                     client,
@@ -290,7 +297,7 @@ impl Tensor {
                     g.scale(),
                     mask.offset_u32(),
                     g.dims,
-                    ROWS,
+                    rows(g.dims),
                 )
             });
         }
