@@ -280,100 +280,48 @@ impl Tensor {
         if self.dtype != DType::F32 && dtype != DType::F32 {
             return self.to_dtype(DType::F32)?.to_dtype(dtype);
         }
-        let (count, dim) = units_grid(self.numel());
-        let off = self.offset_u32();
-        dispatch!(self.device, |client, R| unsafe {
-            let (input, output) = (self.view_arg(), out.buffer_arg());
-            match (self.dtype, dtype) {
-                (DType::F32, DType::F16) => cast_strided::launch_unchecked::<f32, half::f16, R>(
-                    client,
-                    count,
-                    dim,
-                    input,
-                    output,
-                    self.sizes_arg(),
-                    off,
-                ),
-                (DType::F32, DType::BF16) => cast_strided::launch_unchecked::<f32, half::bf16, R>(
-                    client,
-                    count,
-                    dim,
-                    input,
-                    output,
-                    self.sizes_arg(),
-                    off,
-                ),
-                (DType::F32, DType::I32) => cast_strided::launch_unchecked::<f32, i32, R>(
-                    client,
-                    count,
-                    dim,
-                    input,
-                    output,
-                    self.sizes_arg(),
-                    off,
-                ),
-                (DType::F16, _) => cast_strided::launch_unchecked::<half::f16, f32, R>(
-                    client,
-                    count,
-                    dim,
-                    input,
-                    output,
-                    self.sizes_arg(),
-                    off,
-                ),
-                (DType::BF16, _) => cast_strided::launch_unchecked::<half::bf16, f32, R>(
-                    client,
-                    count,
-                    dim,
-                    input,
-                    output,
-                    self.sizes_arg(),
-                    off,
-                ),
-                (DType::I32, _) => cast_strided::launch_unchecked::<i32, f32, R>(
-                    client,
-                    count,
-                    dim,
-                    input,
-                    output,
-                    self.sizes_arg(),
-                    off,
-                ),
-                (DType::F32, DType::F32) => unreachable!("same dtype returned early"),
-            }
-        });
+        self.cast_into(&out);
         Ok(out)
     }
-}
 
-impl Tensor {
     /// A new row-major buffer holding this view: one strided read and one contiguous write per
     /// element.
     fn row_major_copy(&self) -> Result<Tensor> {
         let out = Tensor::alloc("Tensor::contiguous", &self.shape, self.dtype, &self.device)?;
-        if out.numel() == 0 {
-            return Ok(out);
+        if out.numel() > 0 {
+            self.cast_into(&out);
         }
+        Ok(out)
+    }
+
+    /// Writes this (non-empty) view, converted to `out`'s element type, into the row-major `out` of
+    /// the same shape. The types are equal or one of them is f32 (`to_dtype` routes through f32).
+    fn cast_into(&self, out: &Tensor) {
         let (count, dim) = units_grid(self.numel());
         let off = self.offset_u32();
         dispatch!(self.device, |client, R| unsafe {
             let (input, output, sizes) = (self.view_arg(), out.buffer_arg(), self.sizes_arg());
-            match self.dtype {
-                DType::F32 => cast_strided::launch_unchecked::<f32, f32, R>(
-                    client, count, dim, input, output, sizes, off,
-                ),
-                DType::F16 => cast_strided::launch_unchecked::<half::f16, half::f16, R>(
-                    client, count, dim, input, output, sizes, off,
-                ),
-                DType::BF16 => cast_strided::launch_unchecked::<half::bf16, half::bf16, R>(
-                    client, count, dim, input, output, sizes, off,
-                ),
-                DType::I32 => cast_strided::launch_unchecked::<i32, i32, R>(
-                    client, count, dim, input, output, sizes, off,
-                ),
+            macro_rules! cast {
+                ($from:ty, $to:ty) => {
+                    cast_strided::launch_unchecked::<$from, $to, R>(
+                        client, count, dim, input, output, sizes, off,
+                    )
+                };
+            }
+            match (self.dtype, out.dtype) {
+                (DType::F32, DType::F32) => cast!(f32, f32),
+                (DType::F16, DType::F16) => cast!(half::f16, half::f16),
+                (DType::BF16, DType::BF16) => cast!(half::bf16, half::bf16),
+                (DType::I32, DType::I32) => cast!(i32, i32),
+                (DType::F32, DType::F16) => cast!(f32, half::f16),
+                (DType::F32, DType::BF16) => cast!(f32, half::bf16),
+                (DType::F32, DType::I32) => cast!(f32, i32),
+                (DType::F16, DType::F32) => cast!(half::f16, f32),
+                (DType::BF16, DType::F32) => cast!(half::bf16, f32),
+                (DType::I32, DType::F32) => cast!(i32, f32),
+                (from, to) => unreachable!("to_dtype casts {from:?} to {to:?} through f32"),
             }
         });
-        Ok(out)
     }
 }
 
