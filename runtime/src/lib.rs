@@ -11,6 +11,7 @@ mod ops;
 pub mod reference;
 mod shape;
 mod tensor;
+mod tune;
 mod view;
 
 pub use atomic_file::write_atomic;

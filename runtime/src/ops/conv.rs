@@ -1,8 +1,9 @@
 //! 2-D convolution (NCHW, stride, padding, dilation, groups) as the batched product
 //! `y[n, g] = W_g · cols[n, g]` (`[O/G, K] · [K, Ho·Wo]`, so the product is already NCHW) of the
 //! weights with the `im2col` columns (stored, or gathered inside an implicit GEMM: chosen per shape
-//! by measurement, see `conv_algorithm`), and max/average pooling. The gathers and their adjoints are separate public ops so that the autodiff
-//! can write convolution and pooling gradients as ops too (higher-order derivatives come free).
+//! by measurement, see `conv_algorithm`), and max/average pooling. The gathers and their adjoints
+//! are separate public ops so that the autodiff can write convolution and pooling gradients as ops
+//! too (higher-order derivatives come free).
 
 use crate::device::dispatch;
 use crate::dtype::DType;

@@ -5,22 +5,20 @@
 //!
 //! The first [`Tensor::conv2d`] of a shape large enough to repay it runs both (one untimed run each,
 //! which compiles them and tunes the matmul, then the best of two timed runs) and caches the faster
-//! for that exact shape on that device; smaller products, and every product under `DYNLAB_CONV_TUNE=0`
-//! (for bit-identical reruns: the two sum in the same order but are not guaranteed to round alike),
-//! take `im2col`. On the tape
-//! (`Var::conv2d`) the columns are kept for the weight gradient anyway, so it always uses `im2col`.
+//! for that exact shape on that device; smaller products, and every product under
+//! `DYNLAB_CONV_TUNE=0` (for bit-identical reruns: the two sum in the same order but are not
+//! guaranteed to round alike), take `im2col`. On the tape (`Var::conv2d`) the columns are kept for
+//! the weight gradient anyway, so it always uses `im2col`.
 
 use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::conv::{Conv2dOptions, Window};
+use crate::ops::conv::{conv_output_shape, Conv2dOptions, Window};
 use crate::tensor::Tensor;
+use crate::tune::{fastest, TuneCache};
 use cubecl::prelude::*;
 use dynlab_kernels::conv::{conv2d_implicit, ImplicitTiling};
 use std::cell::Cell;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
 
 /// How [`Tensor::conv2d`] computes the product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,24 +54,7 @@ struct ShapeKey {
     options: Conv2dOptions,
 }
 
-static CHOSEN: Mutex<Option<HashMap<ShapeKey, ConvAlgorithm>>> = Mutex::new(None);
-
-fn cached(key: &ShapeKey) -> Option<ConvAlgorithm> {
-    CHOSEN
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashMap::new)
-        .get(key)
-        .copied()
-}
-
-fn remember(key: ShapeKey, algorithm: ConvAlgorithm) {
-    CHOSEN
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashMap::new)
-        .insert(key, algorithm);
-}
+static CHOSEN: TuneCache<ShapeKey, ConvAlgorithm> = TuneCache::new();
 
 fn tuning_enabled() -> bool {
     std::env::var("DYNLAB_CONV_TUNE").map_or(true, |v| v != "0")
@@ -104,25 +85,17 @@ fn choose(x: &Tensor, weight: &Tensor, window: &Window) -> Result<ConvAlgorithm>
         kernel: window.kernel,
         options: window.options,
     };
-    if let Some(algorithm) = cached(&key) {
+    if let Some(algorithm) = CHOSEN.get(&key) {
         return Ok(algorithm);
     }
-    let mut best = (f64::INFINITY, ConvAlgorithm::Im2col);
-    for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Implicit] {
-        run(algorithm, x, weight, window)?;
-        x.device().sync()?;
-        for _ in 0..2 {
-            let start = Instant::now();
-            run(algorithm, x, weight, window)?;
-            x.device().sync()?;
-            let seconds = start.elapsed().as_secs_f64();
-            if seconds < best.0 {
-                best = (seconds, algorithm);
-            }
-        }
-    }
-    remember(key, best.1);
-    Ok(best.1)
+    let best = fastest(
+        x.device(),
+        [ConvAlgorithm::Im2col, ConvAlgorithm::Implicit],
+        ConvAlgorithm::Im2col,
+        |algorithm| run(algorithm, x, weight, window).map(drop),
+    )?;
+    CHOSEN.insert(key, best);
+    Ok(best)
 }
 
 fn run(algorithm: ConvAlgorithm, x: &Tensor, weight: &Tensor, window: &Window) -> Result<Tensor> {
@@ -134,7 +107,7 @@ fn run(algorithm: ConvAlgorithm, x: &Tensor, weight: &Tensor, window: &Window) -
             let k = window.cols_shape()[2] as isize;
             let w = weight.reshape(&[g, out_channels as isize / g, k])?;
             w.matmul(&x.im2col(window)?)?
-                .reshape(&crate::ops::conv::conv_output_shape(window, out_channels))
+                .reshape(&conv_output_shape(window, out_channels))
         }
         ConvAlgorithm::Implicit => implicit(x, weight, window),
     }
@@ -151,7 +124,7 @@ fn implicit(x: &Tensor, weight: &Tensor, window: &Window) -> Result<Tensor> {
     let (x, weight) = (x.contiguous_from_zero()?, weight.contiguous_from_zero()?);
     let out_channels = weight.shape()[0];
     let [n, g, _, p] = window.cols_shape();
-    let out_shape = crate::ops::conv::conv_output_shape(window, out_channels).map(|d| d as usize);
+    let out_shape = conv_output_shape(window, out_channels).map(|d| d as usize);
     let out = Tensor::alloc(op, &out_shape, DType::F32, x.device())?;
     if out.numel() == 0 {
         return Ok(out);

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::launch::units_grid;
 use crate::shape::broadcast_shapes;
 use crate::tensor::Tensor;
+use crate::tune::{fastest, TuneCache};
 use crate::Device;
 use cubecl::prelude::*;
 pub use dynlab_kernels::matmul::Tiling;
@@ -20,9 +21,6 @@ use dynlab_kernels::matmul::{
     matmul_dot, matmul_register, matmul_register_vec, matmul_tiled, Epilogue,
 };
 use std::cell::Cell;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
 
 /// A matmul kernel choice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -202,7 +200,7 @@ struct TuneKey {
     dtype: DType,
 }
 
-static TUNED: Mutex<Option<HashMap<TuneKey, MatmulKernel>>> = Mutex::new(None);
+static TUNED: TuneCache<TuneKey, MatmulKernel> = TuneCache::new();
 
 /// Products smaller than this many multiply-adds use [`rule_of_thumb`] rather than timing.
 const TUNE_MIN_WORK: usize = 1 << 21;
@@ -427,20 +425,11 @@ fn choose_kernel(args: &LaunchArgs) -> Result<MatmulKernel> {
         unit_strides: [unit(&p.a), unit(&p.b)],
         dtype: p.a.dtype(),
     };
-    if let Some(&kernel) = TUNED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashMap::new)
-        .get(&key)
-    {
+    if let Some(kernel) = TUNED.get(&key) {
         return Ok(kernel);
     }
     let best = measure(args, &p.a.device)?;
-    TUNED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashMap::new)
-        .insert(key, best);
+    TUNED.insert(key, best);
     Ok(best)
 }
 
@@ -452,25 +441,14 @@ fn measure(args: &LaunchArgs, device: &Device) -> Result<MatmulKernel> {
     let skinny = args.p.m.min(args.p.n) <= 64;
     let cpu = device.is_cpu();
     let work = args.p.batches * args.p.m * args.p.n * args.p.k;
-    let mut best = (f64::INFINITY, rule_of_thumb(args.p));
-    for kernel in CANDIDATES
+    let candidates = CANDIDATES
         .into_iter()
         .filter(|&k| skinny || k != MatmulKernel::Dot)
         .filter(|&k| !(cpu && matches!(k, MatmulKernel::Tiled(_))))
         .filter(|&k| work >= SLOW_TO_COMPILE_MIN_WORK || !slow_to_compile(k))
-        .filter(|&k| runnable(k, args.p, args.epilogue) == k)
-    {
+        .filter(|&k| runnable(k, args.p, args.epilogue) == k);
+    fastest(device, candidates, rule_of_thumb(args.p), |kernel| {
         args.run(kernel);
-        device.sync()?;
-        for _ in 0..2 {
-            let start = Instant::now();
-            args.run(kernel);
-            device.sync()?;
-            let seconds = start.elapsed().as_secs_f64();
-            if seconds < best.0 {
-                best = (seconds, kernel);
-            }
-        }
-    }
-    Ok(best.1)
+        Ok(())
+    })
 }

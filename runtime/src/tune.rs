@@ -1,0 +1,59 @@
+//! Choosing a kernel by measurement: a process-wide cache of choices per shape key, and the timing
+//! loop both the matmul tuner and the convolution algorithm choice use.
+
+use crate::error::Result;
+use crate::Device;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Choices already measured, per key (a poisoned lock is still read: the map holds only choices).
+pub(crate) struct TuneCache<K, V>(Mutex<Option<HashMap<K, V>>>);
+
+impl<K: Hash + Eq, V: Copy> TuneCache<K, V> {
+    pub(crate) const fn new() -> Self {
+        TuneCache(Mutex::new(None))
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Option<V> {
+        self.with_map(|map| map.get(key).copied())
+    }
+
+    pub(crate) fn insert(&self, key: K, value: V) {
+        self.with_map(|map| map.insert(key, value));
+    }
+
+    fn with_map<T>(&self, f: impl FnOnce(&mut HashMap<K, V>) -> T) -> T {
+        f(self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashMap::new))
+    }
+}
+
+/// Times each candidate (one untimed run compiles it, then the best of two timed runs, each
+/// between device syncs) and returns the fastest, or `fallback` when there is none.
+pub(crate) fn fastest<C: Copy>(
+    device: &Device,
+    candidates: impl IntoIterator<Item = C>,
+    fallback: C,
+    mut run: impl FnMut(C) -> Result<()>,
+) -> Result<C> {
+    let mut best = (f64::INFINITY, fallback);
+    for candidate in candidates {
+        run(candidate)?;
+        device.sync()?;
+        for _ in 0..2 {
+            let start = Instant::now();
+            run(candidate)?;
+            device.sync()?;
+            let seconds = start.elapsed().as_secs_f64();
+            if seconds < best.0 {
+                best = (seconds, candidate);
+            }
+        }
+    }
+    Ok(best.1)
+}
