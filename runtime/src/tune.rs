@@ -1,11 +1,14 @@
-//! Choosing a kernel by measurement: a process-wide cache of choices per shape key, and the timing
-//! loop both the matmul tuner and the convolution algorithm choice use.
+//! Choosing a kernel by measurement: a process-wide cache of choices per shape key, the timing loop
+//! and the per-thread override for tests, shared by the matmul tuner and the convolution algorithm
+//! choice.
 
 use crate::error::Result;
 use crate::Device;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
+use std::thread::LocalKey;
 use std::time::Instant;
 
 /// Choices already measured, per key (a poisoned lock is still read: the map holds only choices).
@@ -56,4 +59,17 @@ pub(crate) fn fastest<C: Copy>(
         }
     }
     Ok(best.1)
+}
+
+/// Runs `f` with `forced` holding `choice` on this thread, then restores what it held (so forcing
+/// nests), for tests that must cover every choice.
+pub(crate) fn with_forced<C: Copy + 'static, T>(
+    forced: &'static LocalKey<Cell<Option<C>>>,
+    choice: C,
+    f: impl FnOnce() -> T,
+) -> T {
+    let previous = forced.with(|c| c.replace(Some(choice)));
+    let out = f();
+    forced.with(|c| c.set(previous));
+    out
 }

@@ -15,7 +15,7 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::conv::{conv_output_shape, Conv2dOptions, Window};
 use crate::tensor::Tensor;
-use crate::tune::{fastest, TuneCache};
+use crate::tune::{fastest, with_forced, TuneCache};
 use cubecl::prelude::*;
 use dynlab_kernels::conv::{conv2d_implicit, ImplicitTiling};
 use std::cell::Cell;
@@ -36,10 +36,7 @@ thread_local! {
 /// Runs `f` with every [`Tensor::conv2d`] on this thread using `algorithm`, for tests that must
 /// cover both.
 pub fn with_conv_algorithm<T>(algorithm: ConvAlgorithm, f: impl FnOnce() -> T) -> T {
-    let previous = FORCED.with(|c| c.replace(Some(algorithm)));
-    let out = f();
-    FORCED.with(|c| c.set(previous));
-    out
+    with_forced(&FORCED, algorithm, f)
 }
 
 /// Products smaller than this many multiply-adds take `im2col` without timing.

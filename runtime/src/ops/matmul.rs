@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::launch::units_grid;
 use crate::shape::broadcast_shapes;
 use crate::tensor::Tensor;
-use crate::tune::{fastest, TuneCache};
+use crate::tune::{fastest, with_forced, TuneCache};
 use crate::Device;
 use cubecl::prelude::*;
 pub use dynlab_kernels::matmul::Tiling;
@@ -185,10 +185,7 @@ thread_local! {
 
 /// Runs `f` with every matmul on this thread using `kernel`, for tests that must cover each kernel.
 pub fn with_matmul_kernel<T>(kernel: MatmulKernel, f: impl FnOnce() -> T) -> T {
-    let previous = FORCED_KERNEL.with(|c| c.replace(Some(kernel)));
-    let out = f();
-    FORCED_KERNEL.with(|c| c.set(previous));
-    out
+    with_forced(&FORCED_KERNEL, kernel, f)
 }
 
 /// Shape class for the tuning cache: sizes rounded up to powers of two, plus the layout.
