@@ -6,11 +6,12 @@
 //!     [--set key=value ...] [--resume | --overwrite] [--stop-at EPOCH] [--quiet]
 //! ```
 //!
-//! Results go to `runs/<name>/`: `config.toml` (resolved), `history.csv` (one row per epoch),
+//! Results go to `runs/<name>/`: `config.toml` (resolved), `history.csv` and `history.parquet` (one
+//! row per epoch),
 //! `checkpoint.safetensors`, `curves.png`, `summary.toml`.
 
-use dynlab::algos::grokking::{run, GrokkingConfig, RunOptions};
-use dynlab::algos::run::load_config;
+use dynlab::algos::grokking::{run, GrokkingConfig};
+use dynlab::harness::{load_config, RunMode, RunOptions};
 
 struct Args {
     config: String,
@@ -41,17 +42,17 @@ fn parse_args() -> Result<Args, String> {
                 let v = value()?;
                 options.stop_at = Some(v.parse().map_err(|e| format!("--stop-at {v}: {e}"))?)
             }
-            "--resume" => options.resume = true,
-            "--overwrite" => options.overwrite = true,
+            "--resume" | "--overwrite" if options.mode != RunMode::New => {
+                return Err(format!(
+                    "--resume and --overwrite exclude each other\n{USAGE}"
+                ))
+            }
+            "--resume" => options.mode = RunMode::Resume,
+            "--overwrite" => options.mode = RunMode::Overwrite,
             "--quiet" => options.progress = false,
             "--help" | "-h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
-    }
-    if options.resume && options.overwrite {
-        return Err(format!(
-            "--resume and --overwrite exclude each other\n{USAGE}"
-        ));
     }
     let config = config.ok_or_else(|| format!("--config is required\n{USAGE}"))?;
     Ok(Args {
@@ -66,7 +67,7 @@ fn main() {
         let (config, resolved) = load_config::<GrokkingConfig>(&args.config, &args.overrides)
             .map_err(|e| e.to_string())?;
         let o = run(&config, &resolved, args.options).map_err(|e| e.to_string())?;
-        let last = o.history.records.last().copied().unwrap_or_default();
+        let last = |column: &str| o.history.last(column).unwrap_or(f64::NAN);
         let epoch = |e: Option<u64>| e.map_or("not reached".to_string(), |e| e.to_string());
         println!("run folder:        {}", o.run_dir.display());
         println!(
@@ -81,7 +82,10 @@ fn main() {
         );
         println!(
             "final epoch {}: train acc {:.4}, test acc {:.4}, test loss {:.4}",
-            last.epoch, last.train_acc, last.test_acc, last.test_loss
+            last("epoch"),
+            last("train_acc"),
+            last("test_acc"),
+            last("test_loss")
         );
         println!(
             "wall time {:.1} s; this call ran {} epochs at {:.2} epochs/s",

@@ -1,9 +1,11 @@
 //! dynlab: hand-written GPU kernels (CubeCL) with a small host runtime, for learning-dynamics research.
 //!
-//! Layers, each a crate: [`kernels`] (`#[cube]` kernels) ← [`runtime`] (devices, tensors, eager ops,
-//! errors, f64 references) ← [`autodiff`] (tape whose backward rules are differentiable ops) ←
-//! [`models`] (modules, layers, safetensors state) ← [`algos`] (optimizers, data, training loops,
-//! experiment runners). The common types are re-exported at the root.
+//! Layers, each a crate (`ARCHITECTURE.md` is the map): [`kernels`] (`#[cube]` kernels) ←
+//! [`runtime`] (devices, tensors, eager ops, errors) ← [`autodiff`] (tape whose backward rules are
+//! differentiable ops) ← [`models`] (the module contract, layers, the model zoo) ← [`optim`]
+//! (optimizers with typed state) ← [`train`] (objectives, hooks, the step driver) ← [`harness`]
+//! (run folders, histories, plots, the experiment driver) ← [`algos`] (the studies). The common
+//! types are re-exported at the root.
 //!
 //! ```no_run
 //! use dynlab::{Device, Tensor};
@@ -38,10 +40,15 @@
 //! # Ok::<(), dynlab::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub use dynlab_algos as algos;
 pub use dynlab_autodiff as autodiff;
 pub use dynlab_autodiff::{grad, no_grad, GradOptions, Var};
+pub use dynlab_harness as harness;
 pub use dynlab_kernels as kernels;
 pub use dynlab_models as models;
+pub use dynlab_optim as optim;
 pub use dynlab_runtime as runtime;
 pub use dynlab_runtime::{bf16, f16, DType, Device, Error, Result, Rng, Tensor};
+pub use dynlab_train as train;

@@ -3,11 +3,12 @@
 
 use dynlab::runtime::linalg::{host_fallbacks, EighOptions, EighPath, FallbackReason};
 use dynlab::Tensor;
+use dynlab_test_support::device_test;
 
-#[test]
+#[device_test]
 fn forced_host_path_is_taken_and_reported() {
     std::env::set_var("DYNLAB_FORCE_HOST_EIGH", "1");
-    let device = dynlab::Device::default().expect("a device");
+    let device = dynlab_test_support::device();
     let a = Tensor::from_slice(&[2.0f32, 1.0, 1.0, 2.0], &[2, 2], &device).unwrap();
     let before = host_fallbacks();
     let e = a.eigh(EighOptions::default()).unwrap();

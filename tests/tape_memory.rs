@@ -1,14 +1,11 @@
 //! The tape frees itself (its own test binary, so no other test allocates meanwhile): after each training iteration the live-node count and the device memory
 //! in use return to their baseline.
 
-#[path = "runtime/common.rs"]
-mod common;
-
-use common::*;
 use dynlab::autodiff::live_nodes;
 use dynlab::{no_grad, Tensor, Var};
+use dynlab_test_support::*;
 
-#[test]
+#[device_test]
 fn a_thousand_training_iterations_do_not_grow_memory() {
     let d = device();
     let mut rng = HostRng::new(120);

@@ -82,3 +82,40 @@ pub fn adam_step<F: Float + CubeElement>(
         out[i] = p * (F::new(1.0) - lr * decoupled_decay) - lr * update;
     }
 }
+
+/// [`adam_step`] with a step count per element: `t ← t + 1` in `steps`, then the bias corrections
+/// `c_k = 1 − β_kᵗ` of that element (so elements whose counts were reset, e.g. replaced units,
+/// restart their bias correction). Counts are f32, exact up to 2²⁴ steps.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step_counted<F: Float + CubeElement>(
+    param: &Array<F>,
+    grad: &Array<F>,
+    m: &mut Array<F>,
+    v: &mut Array<F>,
+    steps: &mut Array<F>,
+    out: &mut Array<F>,
+    lr: F,
+    grad_scale: F,
+    l2_decay: F,
+    decoupled_decay: F,
+    beta1: F,
+    beta2: F,
+    eps: F,
+) {
+    let i = ABSOLUTE_POS;
+    if i < out.len() {
+        let t = steps[i] + F::new(1.0);
+        steps[i] = t;
+        let p = param[i];
+        let g = grad[i] * grad_scale + l2_decay * p;
+        let m_new = beta1 * m[i] + (F::new(1.0) - beta1) * g;
+        let v_new = beta2 * v[i] + (F::new(1.0) - beta2) * g * g;
+        m[i] = m_new;
+        v[i] = v_new;
+        let c1 = F::new(1.0) - beta1.powf(t);
+        let c2 = F::new(1.0) - beta2.powf(t);
+        let update = (m_new / c1) / (F::sqrt(v_new / c2) + eps);
+        out[i] = p * (F::new(1.0) - lr * decoupled_decay) - lr * update;
+    }
+}

@@ -10,7 +10,9 @@ use std::path::Path;
 /// Tensors (f32 or i32) and metadata read from or written to one file.
 #[derive(Clone, Debug, Default)]
 pub struct TensorFile {
+    /// Tensors by name.
     pub tensors: HashMap<String, Tensor>,
+    /// String metadata by key.
     pub metadata: BTreeMap<String, String>,
 }
 

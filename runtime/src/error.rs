@@ -48,6 +48,8 @@ pub enum Error {
     },
     /// A configuration (file or command-line override) that does not describe a valid run.
     Config { source: String, message: String },
+    /// An error raised inside a module of a model, with the module's path (`convnet.fc1`).
+    InModule { path: String, error: Box<Error> },
 }
 
 impl Error {
@@ -90,6 +92,26 @@ impl Error {
         }
     }
 
+    /// This error as raised inside the module at `path`. An error that already names a module keeps
+    /// the innermost (most precise) path.
+    pub fn in_module(self, path: impl Into<String>) -> Self {
+        match self {
+            Error::InModule { .. } => self,
+            error => Error::InModule {
+                path: path.into(),
+                error: Box::new(error),
+            },
+        }
+    }
+
+    /// The error without module context (what the failing op reported).
+    pub fn root_cause(&self) -> &Error {
+        match self {
+            Error::InModule { error, .. } => error.root_cause(),
+            error => error,
+        }
+    }
+
     /// An [`Error::Config`] about `source` (a file, a key or a `--set` override).
     pub fn config(source: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Config {
@@ -126,8 +148,16 @@ impl fmt::Display for Error {
             Error::Numerical { op, message } => write!(f, "{op}: numerical error: {message}"),
             Error::Io { op, path, message } => write!(f, "{op}: {path}: {message}"),
             Error::Config { source, message } => write!(f, "config {source}: {message}"),
+            Error::InModule { path, error } => write!(f, "{path}: {error}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::InModule { error, .. } => Some(error.as_ref()),
+            _ => None,
+        }
+    }
+}

@@ -27,6 +27,14 @@ impl<K: Hash + Eq, V: Copy> TuneCache<K, V> {
         self.with_map(|map| map.insert(key, value));
     }
 
+    /// Every choice made so far, as `(key, choice)`.
+    pub(crate) fn entries(&self) -> Vec<(K, V)>
+    where
+        K: Clone,
+    {
+        self.with_map(|map| map.iter().map(|(k, v)| (k.clone(), *v)).collect())
+    }
+
     fn with_map<T>(&self, f: impl FnOnce(&mut HashMap<K, V>) -> T) -> T {
         f(self
             .0
@@ -72,4 +80,14 @@ pub(crate) fn with_forced<C: Copy + 'static, T>(
     let out = f();
     forced.with(|c| c.set(previous));
     out
+}
+
+/// The kernel choices the tuners have made in this process, one line each (`matmul …` per shape
+/// class, `conv2d …` per shape), sorted: what a run records so that its numbers can be traced to
+/// the kernels that produced them.
+pub fn tuned_choices() -> Vec<String> {
+    let mut lines = crate::ops::matmul::tuned_choices();
+    lines.extend(crate::ops::conv_algorithm::tuned_choices());
+    lines.sort();
+    lines
 }

@@ -2,11 +2,10 @@
 //! 5x5 kernels; stride 2; padding; dilation; groups) and gradients against central differences, plus
 //! a second-order check and clear errors for bad shapes.
 
-use super::common::*;
-use super::gradcheck::check_inputs as check;
-use dynlab::runtime::reference::{self as r, HostTensor, Window2d};
 use dynlab::runtime::Conv2dOptions;
 use dynlab::{Tensor, Var};
+use dynlab_test_support::reference::{self as r, HostTensor, Window2d};
+use dynlab_test_support::*;
 
 struct ConvCase {
     x: [usize; 4],
@@ -83,7 +82,7 @@ fn window(c: &ConvCase) -> Window2d {
     }
 }
 
-#[test]
+#[device_test]
 fn conv2d_forward_and_gradients_match_reference() {
     let mut rng = HostRng::new(200);
     for (k, c) in CASES.iter().enumerate() {
@@ -113,7 +112,7 @@ fn conv2d_forward_and_gradients_match_reference() {
             1e-5,
             1e-4,
         );
-        check(
+        check_gradients(
             &format!("conv2d case {k}"),
             inputs,
             &|v| v[0].conv2d(&v[1], v.get(2), opts),
@@ -125,7 +124,7 @@ fn conv2d_forward_and_gradients_match_reference() {
 
 /// Both product algorithms on every case above plus shapes that fill several channel and pixel tiles
 /// partially (`O/G` of 20 and 5, `Ho·Wo` from 1 to 143 across cubes of 32 units × 4 pixels).
-#[test]
+#[device_test]
 fn conv2d_algorithms_match_reference() {
     use dynlab::runtime::{with_conv_algorithm, ConvAlgorithm};
     let mut rng = HostRng::new(203);
@@ -171,7 +170,7 @@ fn conv2d_algorithms_match_reference() {
     }
 }
 
-#[test]
+#[device_test]
 fn pooling_forward_and_gradients_match_reference() {
     let mut rng = HostRng::new(201);
     // (input shape, kernel, stride, padding)
@@ -194,7 +193,7 @@ fn pooling_forward_and_gradients_match_reference() {
             dilation: [1, 1],
         };
         for max in [true, false] {
-            check(
+            check_gradients(
                 &format!(
                     "{} pool {shape:?} k{kernel:?} s{stride:?} p{padding:?}",
                     if max { "max" } else { "avg" }
@@ -223,7 +222,7 @@ fn pooling_forward_and_gradients_match_reference() {
     );
 }
 
-#[test]
+#[device_test]
 fn conv_and_pool_second_derivatives_exist() {
     use dynlab::{grad, GradOptions};
     let mut rng = HostRng::new(202);
@@ -257,7 +256,7 @@ fn conv_and_pool_second_derivatives_exist() {
     assert!(gx.iter().all(|v| v.is_finite()) && gx.iter().any(|v| *v != 0.0));
 }
 
-#[test]
+#[device_test]
 fn bad_convolutions_are_errors() {
     let d = device();
     let x = Tensor::zeros(&[1, 3, 4, 4], &d).unwrap();
@@ -366,7 +365,7 @@ pub(crate) fn attention_ref(
     HostTensor::new(&shape, out)
 }
 
-#[test]
+#[device_test]
 fn materialised_attention_matches_reference_with_gradients() {
     let mut rng = HostRng::new(203);
     for (shape_q, s, causal) in [
@@ -380,7 +379,7 @@ fn materialised_attention_matches_reference_with_gradients() {
             random(&mut rng, &[b, h, s, d], -1.0, 1.0),
             random(&mut rng, &[b, h, s, 3], -1.0, 1.0),
         ];
-        check(
+        check_gradients(
             &format!("attention q {shape_q:?} s {s} causal {causal}"),
             inputs,
             &|v| v[0].attention(&v[1], &v[2], causal, None),

@@ -1,17 +1,17 @@
 //! Double backward against known Hessians, HVP of a 2-layer tanh MLP against finite differences of
 //! an f64 gradient, and Hutchinson's trace estimate against the exact trace.
 
-use super::common::*;
 use dynlab::autodiff::{hutchinson_trace, hvp};
-use dynlab::runtime::reference::HostTensor;
 use dynlab::{grad, GradOptions, Tensor, Var};
+use dynlab_test_support::reference::HostTensor;
+use dynlab_test_support::*;
 
 const CREATE: GradOptions = GradOptions {
     create_graph: true,
     retain_graph: false,
 };
 
-#[test]
+#[device_test]
 fn second_derivative_of_cubic_sum() {
     let d = device();
     let x = Var::param(Tensor::from_slice(&[1.0f32, -2.0, 0.5], &[3], &d).unwrap());
@@ -25,7 +25,7 @@ fn second_derivative_of_cubic_sum() {
     assert_eq!(t[0].value().to_vec::<f32>().unwrap(), vec![6.0; 3]);
 }
 
-#[test]
+#[device_test]
 fn hvp_of_a_quadratic_form_is_two_a_v() {
     let mut rng = HostRng::new(110);
     let n = 6;
@@ -59,7 +59,7 @@ fn hvp_of_a_quadratic_form_is_two_a_v() {
     );
 }
 
-#[test]
+#[device_test]
 fn hvp_of_softmax_cross_entropy_matches_its_hessian() {
     let mut rng = HostRng::new(111);
     let (n, c) = (3, 4);
@@ -71,7 +71,7 @@ fn hvp_of_softmax_cross_entropy_matches_its_hessian() {
     let mut want = vec![0.0; n * c];
     for i in 0..n {
         let row = &hz.data[i * c..(i + 1) * c];
-        let p = dynlab::runtime::reference::softmax(row);
+        let p = dynlab_test_support::reference::softmax(row);
         let pv: f64 = (0..c).map(|j| p[j] * hv.data[i * c + j]).sum();
         for j in 0..c {
             want[i * c + j] = (p[j] * hv.data[i * c + j] - p[j] * pv) / n as f64;
@@ -125,7 +125,7 @@ impl Mlp {
     }
 }
 
-#[test]
+#[device_test]
 fn hvp_of_a_tanh_mlp_matches_finite_differences_of_the_f64_gradient() {
     let mut rng = HostRng::new(112);
     let (n, d, h) = (5, 3, 4);
@@ -189,7 +189,7 @@ fn hvp_of_a_tanh_mlp_matches_finite_differences_of_the_f64_gradient() {
     }
 }
 
-#[test]
+#[device_test]
 fn hutchinson_converges_to_the_exact_trace() {
     let mut rng = HostRng::new(113);
     let (n, d, h) = (6, 3, 4);
@@ -240,7 +240,7 @@ fn hutchinson_converges_to_the_exact_trace() {
     assert_eq!(est, again, "same seed, different estimate");
 }
 
-#[test]
+#[device_test]
 fn hvp_rejects_mismatched_directions() {
     let p = Tensor::zeros(&[2], &device()).unwrap();
     let v = Tensor::zeros(&[3], &device()).unwrap();

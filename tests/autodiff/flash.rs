@@ -4,13 +4,12 @@
 //! agreement with the materialised path under a broadcast mask with a fully hidden row, first and
 //! second order; clear errors for bad shapes.
 
-use super::common::*;
 use super::conv::attention_ref;
-use super::gradcheck::check_inputs as check;
-use dynlab::runtime::reference::HostTensor;
 use dynlab::{grad, GradOptions, Tensor, Var};
+use dynlab_test_support::reference::HostTensor;
+use dynlab_test_support::*;
 
-#[test]
+#[device_test]
 fn flash_attention_matches_reference_with_gradients() {
     let mut rng = HostRng::new(400);
     // (q shape [B, H, T, d], S, e, causal)
@@ -30,7 +29,7 @@ fn flash_attention_matches_reference_with_gradients() {
             random(&mut rng, &[b, h, s, d], -1.0, 1.0),
             random(&mut rng, &[b, h, s, e], -1.0, 1.0),
         ];
-        check(
+        check_gradients(
             &format!("flash attention q {shape_q:?} s {s} e {e} causal {causal}"),
             inputs,
             &|v| v[0].flash_attention(&v[1], &v[2], causal, None),
@@ -88,7 +87,7 @@ fn derivatives(
     out
 }
 
-#[test]
+#[device_test]
 fn flash_matches_materialised_with_mask_first_and_second_order() {
     let mut rng = HostRng::new(401);
     let (t, s, d, e) = (35, 35, 8, 6);
@@ -113,7 +112,7 @@ fn flash_matches_materialised_with_mask_first_and_second_order() {
     }
 }
 
-#[test]
+#[device_test]
 fn bad_shapes_are_named() {
     let d = device();
     let z = |shape: &[usize]| Tensor::zeros(shape, &d).unwrap();

@@ -1,10 +1,10 @@
-//! Gradient checks: for `L(x) = Σ f(x) ⊙ r` with a fixed random `r`, the autodiff gradient must
-//! match central differences of the f64 reference `f` (step 1e-6, so truncation error is ~1e-12 and
-//! the comparison measures only the f32 error of the device gradient).
+//! Gradient checks of every differentiable op with the test support's checker: for
+//! `L(x) = Σ f(x) ⊙ r` with a fixed random `r`, the autodiff gradient must match central
+//! differences of the f64 reference `f`.
 
-use super::common::*;
-use dynlab::runtime::reference::{self as r, HostTensor};
 use dynlab::{Tensor, Var};
+use dynlab_test_support::reference::{self as r, HostTensor};
+use dynlab_test_support::*;
 
 type DevFn = Box<dyn Fn(&[Var]) -> dynlab::Result<Var>>;
 type RefFn = Box<dyn Fn(&[HostTensor]) -> HostTensor>;
@@ -33,65 +33,13 @@ fn case(
     }
 }
 
-fn weighted_sum(out: &HostTensor, weights: &HostTensor) -> f64 {
-    out.data.iter().zip(&weights.data).map(|(a, b)| a * b).sum()
-}
-
 fn check(c: &Case, rng: &mut HostRng) {
     let inputs: Vec<(Tensor, HostTensor)> = c
         .shapes
         .iter()
         .map(|s| random(rng, s, c.range.0, c.range.1))
         .collect();
-    check_inputs(c.name, inputs, &*c.dev, &*c.reference, rng);
-}
-
-/// The forward of `dev` on `inputs` against `reference`, then every input's gradient of
-/// `Σ dev(x) ⊙ r` against central differences of the reference.
-pub(crate) fn check_inputs(
-    name: &str,
-    inputs: Vec<(Tensor, HostTensor)>,
-    dev: &dyn Fn(&[Var]) -> dynlab::Result<Var>,
-    reference: &dyn Fn(&[HostTensor]) -> HostTensor,
-    rng: &mut HostRng,
-) {
-    let vars: Vec<Var> = inputs.iter().map(|(t, _)| Var::param(t.clone())).collect();
-    let hosts: Vec<HostTensor> = inputs.iter().map(|(_, h)| h.clone()).collect();
-    let out = dev(&vars).unwrap();
-    let want_out = reference(&hosts);
-    assert_close(
-        &format!("{} forward", name),
-        out.value(),
-        &want_out,
-        1e-5,
-        1e-4,
-    );
-    let (w, hw) = random(rng, &want_out.shape, -1.0, 1.0);
-    let loss = out.mul(&Var::constant(w)).unwrap().sum_all().unwrap();
-    let grads = loss.backward().unwrap();
-    for (i, var) in vars.iter().enumerate() {
-        let h = 1e-6;
-        let mut numeric = vec![0.0; hosts[i].numel()];
-        for (j, slot) in numeric.iter_mut().enumerate() {
-            let mut plus = hosts.clone();
-            let mut minus = hosts.clone();
-            plus[i].data[j] += h;
-            minus[i].data[j] -= h;
-            *slot = (weighted_sum(&reference(&plus), &hw) - weighted_sum(&reference(&minus), &hw))
-                / (2.0 * h);
-        }
-        let g = grads
-            .tensor(var)
-            .unwrap_or_else(|| panic!("{}: no gradient for input {i}", name));
-        let scale = numeric.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-        assert_close(
-            &format!("{} gradient of input {i}", name),
-            g,
-            &HostTensor::new(&hosts[i].shape, numeric),
-            2e-4 * scale,
-            2e-3,
-        );
-    }
+    check_gradients(c.name, inputs, &*c.dev, &*c.reference, rng);
 }
 
 fn unary(
@@ -223,7 +171,7 @@ fn elementwise_cases() -> Vec<Case> {
     ]
 }
 
-#[test]
+#[device_test]
 fn elementwise_gradients_match_finite_differences() {
     let mut rng = HostRng::new(100);
     for c in elementwise_cases() {
@@ -334,7 +282,7 @@ fn reduce_cases() -> Vec<Case> {
     ]
 }
 
-#[test]
+#[device_test]
 fn reduction_and_softmax_gradients_match_finite_differences() {
     let mut rng = HostRng::new(101);
     for c in reduce_cases() {
@@ -342,7 +290,7 @@ fn reduction_and_softmax_gradients_match_finite_differences() {
     }
 }
 
-#[test]
+#[device_test]
 fn cross_entropy_gradient_matches_finite_differences() {
     let mut rng = HostRng::new(102);
     let labels = [2usize, 0, 4, 4];
@@ -426,7 +374,7 @@ fn view_cases() -> Vec<Case> {
     ]
 }
 
-#[test]
+#[device_test]
 fn view_gradients_match_finite_differences() {
     let mut rng = HostRng::new(103);
     for c in view_cases() {
@@ -434,7 +382,7 @@ fn view_gradients_match_finite_differences() {
     }
 }
 
-#[test]
+#[device_test]
 fn indexing_gradients_match_finite_differences() {
     let mut rng = HostRng::new(104);
     let d = device();
@@ -502,7 +450,7 @@ fn indexing_gradients_match_finite_differences() {
     );
 }
 
-#[test]
+#[device_test]
 fn matmul_and_linear_gradients_match_finite_differences() {
     let mut rng = HostRng::new(105);
     check(
@@ -547,7 +495,7 @@ fn matmul_and_linear_gradients_match_finite_differences() {
     );
 }
 
-#[test]
+#[device_test]
 fn gradients_of_unused_and_constant_inputs() {
     let d = device();
     let x = Var::param(Tensor::ones(&[3], &d).unwrap());

@@ -2,8 +2,6 @@
 //! reference, double backward on functions with known Hessians, HVP of a tanh MLP against finite
 //! differences of an f64 gradient, Hutchinson's estimator. The tape's memory test runs alone in `tests/tape_memory.rs` (it reads process-wide device memory).
 
-#[path = "../runtime/common.rs"]
-mod common;
 mod conv;
 mod curvature;
 mod flash;

@@ -3,15 +3,14 @@
 //! central differences, second derivatives against the same function built from plain ops, and
 //! clear errors for bad shapes.
 
-use super::common::*;
-use super::gradcheck::check_inputs as check;
-use dynlab::runtime::reference as r;
 use dynlab::runtime::with_row_kernel;
 use dynlab::{grad, GradOptions, Tensor, Var};
+use dynlab_test_support::reference as r;
+use dynlab_test_support::*;
 
 const EPS: f32 = 1e-5;
 
-#[test]
+#[device_test]
 fn forward_matches_reference_for_both_launch_shapes() {
     let mut rng = HostRng::new(300);
     let shapes: &[&[usize]] = &[&[1, 1], &[3, 7], &[5, 33], &[2, 3, 300], &[0, 5], &[9]];
@@ -52,7 +51,7 @@ fn forward_matches_reference_for_both_launch_shapes() {
     }
 }
 
-#[test]
+#[device_test]
 fn gradients_match_central_differences() {
     let mut rng = HostRng::new(301);
     for block in [None, Some(32)] {
@@ -64,14 +63,14 @@ fn gradients_match_central_differences() {
                 random(&mut rng, &[d], -1.0, 1.0),
             ];
             with_row_kernel(block, || {
-                check(
+                check_gradients(
                     &format!("layer_norm {shape:?} block {block:?}"),
                     inputs.clone(),
                     &|v| v[0].layer_norm(Some((&v[1], &v[2])), EPS),
                     &|h| r::layer_norm(&h[0], Some((&h[1], &h[2])), EPS as f64),
                     &mut rng,
                 );
-                check(
+                check_gradients(
                     &format!("layer_norm {shape:?} block {block:?} no affine"),
                     inputs[..1].to_vec(),
                     &|v| v[0].layer_norm(None, EPS),
@@ -86,7 +85,7 @@ fn gradients_match_central_differences() {
 
 /// `Σ (layer_norm(x) ⊙ w)²` through the fused op and through plain ops: gradients with
 /// `create_graph`, then the gradient of `Σ g ⊙ v` (a Hessian-vector product), must agree.
-#[test]
+#[device_test]
 fn second_derivatives_match_composed_ops() {
     let mut rng = HostRng::new(302);
     let (x, _) = random(&mut rng, &[3, 11], -2.0, 2.0);
@@ -131,7 +130,7 @@ fn second_derivatives_match_composed_ops() {
     }
 }
 
-#[test]
+#[device_test]
 fn bad_inputs_are_named() {
     let d = device();
     let x = Tensor::zeros(&[2, 4], &d).unwrap();

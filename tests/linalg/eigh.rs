@@ -1,9 +1,9 @@
 //! eigh: residual ‖AV − VΛ‖/‖A‖, orthogonality ‖VᵀV − I‖ and eigenvalues against faer (f64).
 
-use crate::common::{device, HostRng};
 use dynlab::runtime::linalg::host::eigh_f64;
 use dynlab::runtime::linalg::{host_fallbacks, EighOptions, EighPath, FallbackReason};
 use dynlab::Tensor;
+use dynlab_test_support::{device, device_test, HostRng};
 
 /// Default options, but the device path even on a CPU device (the kernels are what is tested).
 pub fn on_device() -> EighOptions {
@@ -105,7 +105,7 @@ pub fn random_symmetric(rng: &mut HostRng, n: usize) -> Vec<f64> {
     a
 }
 
-#[test]
+#[device_test]
 fn random_symmetric_matrices_on_the_device() {
     let mut rng = HostRng::new(21);
     for n in [1, 2, 3, 7, 16, 33, 64, 128, 256] {
@@ -134,7 +134,7 @@ pub fn with_spectrum(rng: &mut HostRng, lambda: &[f64]) -> Vec<f64> {
     a
 }
 
-#[test]
+#[device_test]
 fn adversarial_spectra_never_give_nan() {
     let mut rng = HostRng::new(22);
     let device_only = on_device();
@@ -236,7 +236,7 @@ fn adversarial_spectra_never_give_nan() {
     assert!(host_fallbacks() >= before + 4);
 }
 
-#[test]
+#[device_test]
 fn batched_matrices_match_one_at_a_time() {
     let mut rng = HostRng::new(23);
     let (b, n) = (3, 9);
@@ -266,7 +266,7 @@ fn batched_matrices_match_one_at_a_time() {
     assert_eq!(empty.values.shape(), &[0, 4]);
 }
 
-#[test]
+#[device_test]
 fn options_and_bad_input() {
     let d = device();
     let a = Tensor::from_slice(&[2.0f32, 1.0, 0.0, 2.0], &[2, 2], &d).unwrap();
@@ -298,7 +298,7 @@ fn options_and_bad_input() {
     assert!(e.contains("[2, 3]") && e.contains("square"), "{e}");
 }
 
-#[test]
+#[device_test]
 fn cpu_devices_use_the_host_solver_by_default() {
     let a = Tensor::from_slice(&[2.0f32, 1.0, 1.0, 2.0], &[2, 2], &device()).unwrap();
     let e = a.eigh(EighOptions::default()).unwrap();

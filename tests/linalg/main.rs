@@ -2,7 +2,5 @@
 //! adversarial matrices (residual, orthogonality, agreement), the host fallback, PSD functions, the
 //! Σ-projector, spectral radius and the rank measures.
 
-#[path = "../runtime/common.rs"]
-mod common;
 mod eigh;
 mod svd;

@@ -1,11 +1,11 @@
 //! SVD and singular values against faer; PSD functions; Σ-projector; spectral radius; rank measures.
 
-use crate::common::{device, host_f64 as host, HostRng};
 use crate::eigh::{on_device, random_symmetric, with_spectrum};
 use dynlab::algos::metrics::{rank_measures, RankMeasures};
 use dynlab::runtime::linalg::host::singular_values_f64;
 use dynlab::runtime::linalg::{EighOptions, EighPath, FallbackReason};
 use dynlab::{Rng, Tensor};
+use dynlab_test_support::{device, device_test, host_f64 as host, HostRng};
 
 fn tensor(v: &[f64], shape: &[usize]) -> Tensor {
     Tensor::from_vec(v.iter().map(|&x| x as f32).collect(), shape, &device()).unwrap()
@@ -63,7 +63,7 @@ fn check_svd(what: &str, a: &Tensor, tol: f64) -> EighPath {
     svd.path
 }
 
-#[test]
+#[device_test]
 fn svd_reconstructs_and_falls_back_on_rank_deficiency() {
     let mut rng = HostRng::new(31);
     for (m, n) in [(7, 3), (3, 7), (40, 40), (64, 17), (1, 5)] {
@@ -103,7 +103,7 @@ fn svd_reconstructs_and_falls_back_on_rank_deficiency() {
         .is_err());
 }
 
-#[test]
+#[device_test]
 fn psd_functions_and_the_sigma_projector() {
     let mut rng = HostRng::new(32);
     let spectrum = [4.0, 2.0, 1.0, 0.5, 0.25];
@@ -159,7 +159,7 @@ fn psd_functions_and_the_sigma_projector() {
         .is_err());
 }
 
-#[test]
+#[device_test]
 fn spectral_radius_exact_and_by_power_iteration() {
     let mut rng = HostRng::new(33);
     // Eigenvalues ±2i, 1.5, −0.5 hidden by a random similarity: ρ = 2.
@@ -200,7 +200,7 @@ fn spectral_radius_exact_and_by_power_iteration() {
         .is_err());
 }
 
-#[test]
+#[device_test]
 fn rank_measures_of_known_spectra() {
     let r = RankMeasures::from_singular_values(
         &[1.0, 3.0, 0.0, 2.0, 0.0],

@@ -1,8 +1,8 @@
-//! Elementwise kernels against the f64 reference, on every layout and shape in `common`.
+//! Elementwise kernels against the f64 reference, on every layout and shape case of the test support.
 
-use super::common::*;
-use dynlab::runtime::reference::{self as r, HostTensor};
 use dynlab::Tensor;
+use dynlab_test_support::reference::{self as r, HostTensor};
+use dynlab_test_support::*;
 
 type DevOp = fn(&Tensor) -> dynlab::Result<Tensor>;
 
@@ -55,7 +55,7 @@ fn unary_cases() -> Vec<UnaryCase> {
     ]
 }
 
-#[test]
+#[device_test]
 fn unary_ops_match_reference_on_all_layouts() {
     let mut rng = HostRng::new(1);
     for (name, op, reference, (lo, hi), atol, rtol) in unary_cases() {
@@ -74,7 +74,7 @@ fn unary_ops_match_reference_on_all_layouts() {
     }
 }
 
-#[test]
+#[device_test]
 fn parameterised_unary_ops_match_reference() {
     let mut rng = HostRng::new(2);
     for shape in SHAPES {
@@ -225,7 +225,7 @@ const PAIRS: &[(&[usize], &[usize])] = &[
 /// `x [N, C, ...] + bias [C]` for planes of 1, 3 (no vector loads), 4 and 36 pixels, rank 2 to 4, an
 /// empty batch; strided input; wrong bias shapes are errors. Tolerance: one f32 rounding of sums
 /// below 4.
-#[test]
+#[device_test]
 fn add_channel_bias_matches_broadcast_add() {
     let mut rng = HostRng::new(11);
     for shape in [
@@ -267,7 +267,7 @@ fn add_channel_bias_matches_broadcast_add() {
     assert!(v.add_channel_bias(&v).is_err());
 }
 
-#[test]
+#[device_test]
 fn binary_ops_broadcast_and_match_reference() {
     let mut rng = HostRng::new(3);
     for (name, op, reference, atol, rtol) in binary_cases() {
@@ -301,7 +301,7 @@ fn binary_ops_broadcast_and_match_reference() {
     }
 }
 
-#[test]
+#[device_test]
 fn where_and_masked_fill_broadcast() {
     let mut rng = HostRng::new(4);
     let (x, hx) = random(&mut rng, &[4, 5], -1.0, 1.0);
@@ -334,7 +334,7 @@ fn where_and_masked_fill_broadcast() {
     );
 }
 
-#[test]
+#[device_test]
 fn nan_propagates_through_relu_clamp_and_extrema() {
     let d = device();
     let x = Tensor::from_slice(&[f32::NAN, 1.0, -1.0], &[3], &d).unwrap();
@@ -354,7 +354,7 @@ fn nan_propagates_through_relu_clamp_and_extrema() {
     }
 }
 
-#[test]
+#[device_test]
 fn large_tensor_uses_two_dimensional_grid() {
     // 17M elements need more than 65535 cubes of 256 units.
     let n = (1 << 24) + 5;

@@ -1,9 +1,9 @@
 //! Bad input gives a clear error naming the op, what it got and what it expected.
 
-use super::common::*;
 use dynlab::{Device, Tensor};
+use dynlab_test_support::*;
 
-#[test]
+#[device_test]
 fn wrong_shapes_are_named() {
     let d = device();
     let a = Tensor::zeros(&[2, 3], &d).unwrap();
@@ -46,7 +46,7 @@ fn wrong_shapes_are_named() {
     );
 }
 
-#[test]
+#[device_test]
 fn bad_axes_are_named() {
     let a = Tensor::zeros(&[2, 3], &device()).unwrap();
     for (msg, axis) in [
@@ -65,7 +65,7 @@ fn bad_axes_are_named() {
     assert!(msg.contains("squeeze") && msg.contains("size 1"), "{msg}");
 }
 
-#[test]
+#[device_test]
 fn bad_values_are_named() {
     let d = device();
     let a = Tensor::zeros(&[2], &d).unwrap();
@@ -105,7 +105,7 @@ fn bad_values_are_named() {
     assert!(msg.contains("elements"), "{msg}");
 }
 
-#[test]
+#[device_test]
 fn unknown_devices_say_what_to_set_or_build() {
     let msg = Device::from_name("tpu").unwrap_err().to_string();
     assert!(
@@ -128,7 +128,7 @@ fn unknown_devices_say_what_to_set_or_build() {
     }
 }
 
-#[test]
+#[device_test]
 fn the_default_device_reports_itself() {
     let d = device();
     assert!(

@@ -1,8 +1,8 @@
 //! Indexing ops against the reference, including repeated indices and bad indices.
 
-use super::common::*;
-use dynlab::runtime::reference::{self as r, HostTensor};
 use dynlab::{DType, Tensor};
+use dynlab_test_support::reference::{self as r, HostTensor};
+use dynlab_test_support::*;
 
 fn index_tensor(values: &[usize], shape: &[usize]) -> (Tensor, HostTensor) {
     let ints: Vec<i32> = values.iter().map(|&v| v as i32).collect();
@@ -12,7 +12,7 @@ fn index_tensor(values: &[usize], shape: &[usize]) -> (Tensor, HostTensor) {
     )
 }
 
-#[test]
+#[device_test]
 fn gather_matches_reference_on_each_axis() {
     let mut rng = HostRng::new(30);
     for (layout, x, hx) in layouts(&mut rng, &[4, 6, 3], -1.0, 1.0) {
@@ -36,7 +36,7 @@ fn gather_matches_reference_on_each_axis() {
     }
 }
 
-#[test]
+#[device_test]
 fn index_select_picks_rows_with_repeats() {
     let mut rng = HostRng::new(31);
     let (x, hx) = random(&mut rng, &[5, 3], -1.0, 1.0);
@@ -66,7 +66,7 @@ fn index_select_picks_rows_with_repeats() {
     assert_eq!(x.index_select(0, &none).unwrap().shape(), &[0, 3]);
 }
 
-#[test]
+#[device_test]
 fn scatter_add_sums_repeated_indices_deterministically() {
     let mut rng = HostRng::new(32);
     let (base, hbase) = random(&mut rng, &[4, 3], -1.0, 1.0);
@@ -109,7 +109,7 @@ fn scatter_add_sums_repeated_indices_deterministically() {
     );
 }
 
-#[test]
+#[device_test]
 fn one_hot_encodes_labels() {
     let (labels, _) = index_tensor(&[2, 0, 1], &[3]);
     let oh = labels.one_hot(3).unwrap();
@@ -126,7 +126,7 @@ fn one_hot_encodes_labels() {
     );
 }
 
-#[test]
+#[device_test]
 fn bad_indices_are_errors_not_reads() {
     let x = Tensor::zeros(&[3, 2], &device()).unwrap();
     let neg = Tensor::from_slice(&[-1i32], &[1], &device()).unwrap();

@@ -1,7 +1,6 @@
 //! The runtime test suite: every op against the f64 host reference on the default device (software
 //! Vulkan in CI), with outputs poisoned with NaN before each launch.
 
-mod common;
 mod elementwise;
 mod errors;
 mod index;

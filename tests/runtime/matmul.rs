@@ -1,10 +1,10 @@
 //! Matrix products against the f64 reference: every kernel, odd and prime sizes, every transpose
 //! combination, broadcast batches, views, the α/β/bias epilogue, in-place accumulation, f16/bf16.
 
-use super::common::*;
-use dynlab::runtime::reference::{self as r, HostTensor};
 use dynlab::runtime::{with_matmul_kernel, MatmulOptions, CANDIDATES};
 use dynlab::{DType, Tensor};
+use dynlab_test_support::reference::{self as r, HostTensor};
+use dynlab_test_support::*;
 
 /// f32 accumulation over K terms of size <= 1: error ~ K · eps.
 fn tol(k: usize) -> f64 {
@@ -21,7 +21,7 @@ fn operand(rng: &mut HostRng, rows: usize, cols: usize, transposed: bool) -> (Te
     }
 }
 
-#[test]
+#[device_test]
 fn every_kernel_matches_reference_on_odd_sizes_and_transposes() {
     let mut rng = HostRng::new(40);
     let sizes = [
@@ -55,7 +55,7 @@ fn every_kernel_matches_reference_on_odd_sizes_and_transposes() {
     }
 }
 
-#[test]
+#[device_test]
 fn tuned_choice_matches_reference_on_random_sizes() {
     let mut rng = HostRng::new(41);
     for _ in 0..6 {
@@ -72,7 +72,7 @@ fn tuned_choice_matches_reference_on_random_sizes() {
     }
 }
 
-#[test]
+#[device_test]
 fn batches_broadcast_and_views_work() {
     let mut rng = HostRng::new(42);
     for kernel in [CANDIDATES[0], CANDIDATES[1], CANDIDATES[3], CANDIDATES[7]] {
@@ -116,7 +116,7 @@ fn batches_broadcast_and_views_work() {
     }
 }
 
-#[test]
+#[device_test]
 fn epilogue_and_in_place_accumulation() {
     let mut rng = HostRng::new(43);
     for kernel in [CANDIDATES[0], CANDIDATES[2], CANDIDATES[3]] {
@@ -180,7 +180,7 @@ fn epilogue_and_in_place_accumulation() {
     }
 }
 
-#[test]
+#[device_test]
 fn half_precision_inputs_accumulate_in_f32() {
     let d = device();
     let mut rng = HostRng::new(44);
@@ -213,7 +213,7 @@ fn half_precision_inputs_accumulate_in_f32() {
     }
 }
 
-#[test]
+#[device_test]
 fn bad_shapes_are_named() {
     let d = device();
     let a = Tensor::zeros(&[2, 3], &d).unwrap();

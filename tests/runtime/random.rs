@@ -1,8 +1,8 @@
 //! The counter-based generator: known-answer Philox words, determinism, independent streams, and
 //! moments within 3 sigma.
 
-use super::common::*;
 use dynlab::{Rng, Tensor};
+use dynlab_test_support::*;
 
 fn bits(t: &Tensor) -> Vec<u32> {
     t.to_vec::<f32>()
@@ -12,7 +12,7 @@ fn bits(t: &Tensor) -> Vec<u32> {
         .collect()
 }
 
-#[test]
+#[device_test]
 fn philox_matches_the_random123_known_answer() {
     // Philox4x32-10, counter 0, key 0 (Salmon et al. 2011, Random123 kat_vectors).
     let expected: [u32; 4] = [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8];
@@ -27,7 +27,7 @@ fn philox_matches_the_random123_known_answer() {
     assert_eq!(words, want);
 }
 
-#[test]
+#[device_test]
 fn same_seed_same_bits_and_fresh_numbers_per_call() {
     let d = device();
     let draw = |seed| {
@@ -66,7 +66,7 @@ fn moments(v: &[f32]) -> (f64, f64) {
     (mean, var)
 }
 
-#[test]
+#[device_test]
 fn a_million_normals_have_mean_0_and_variance_1_within_3_sigma() {
     let n = 1_000_000;
     let v = Tensor::rand_normal(&[n], 0.0, 1.0, &mut Rng::new(7), &device())
@@ -90,7 +90,7 @@ fn a_million_normals_have_mean_0_and_variance_1_within_3_sigma() {
     );
 }
 
-#[test]
+#[device_test]
 fn uniform_bernoulli_and_randint_stay_in_range_with_right_moments() {
     let d = device();
     let n = 200_003;
@@ -151,7 +151,7 @@ fn uniform_bernoulli_and_randint_stay_in_range_with_right_moments() {
     );
 }
 
-#[test]
+#[device_test]
 fn randperm_is_a_permutation() {
     let d = device();
     for n in [0usize, 1, 2, 5, 1000, 4097] {

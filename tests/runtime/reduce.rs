@@ -1,9 +1,9 @@
 //! Reductions and the softmax family against the f64 reference, along every axis, with keepdim,
 //! over short rows (one unit per row) and long rows (one cube per row), on strided views.
 
-use super::common::*;
-use dynlab::runtime::reference::{self as r, HostTensor};
 use dynlab::{DType, Tensor};
+use dynlab_test_support::reference::{self as r, HostTensor};
+use dynlab_test_support::*;
 
 /// Shapes with rows of 1 to 2000 elements, strided and not.
 const SHAPES: &[&[usize]] = &[&[1], &[37, 13], &[5, 300, 3], &[2000], &[3, 1, 4]];
@@ -34,7 +34,7 @@ fn sum_tol(len: usize) -> f64 {
     2e-6 * len as f64 + 1e-6
 }
 
-#[test]
+#[device_test]
 fn axis_reductions_match_reference() {
     each_row_kernel(axis_reductions_under);
 }
@@ -130,7 +130,7 @@ fn axis_reductions_under(kernel: &str) {
     }
 }
 
-#[test]
+#[device_test]
 fn whole_tensor_reductions_match_reference() {
     each_row_kernel(whole_tensor_under);
 }
@@ -193,7 +193,7 @@ fn whole_tensor_under(kernel: &str) {
     }
 }
 
-#[test]
+#[device_test]
 fn reductions_handle_nan_ties_and_empty_axes() {
     let d = device();
     let x = Tensor::from_slice(&[1.0f32, f32::NAN, 3.0, 3.0, -1.0, -1.0], &[2, 3], &d).unwrap();
@@ -239,7 +239,7 @@ fn reductions_handle_nan_ties_and_empty_axes() {
     assert_eq!(empty.sum(0, true).unwrap().shape(), &[1, 0]);
 }
 
-#[test]
+#[device_test]
 fn softmax_family_matches_reference_along_every_axis() {
     each_row_kernel(softmax_family_under);
 }
@@ -270,7 +270,7 @@ fn softmax_family_under(kernel: &str) {
     }
 }
 
-#[test]
+#[device_test]
 fn softmax_is_stable_for_huge_and_infinite_logits() {
     let d = device();
     let x =
@@ -301,7 +301,7 @@ fn softmax_is_stable_for_huge_and_infinite_logits() {
     );
 }
 
-#[test]
+#[device_test]
 fn cross_entropy_matches_reference() {
     each_row_kernel(cross_entropy_under);
 }

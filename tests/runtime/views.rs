@@ -1,10 +1,10 @@
 //! Constructors, views (no copy) and copies (`contiguous`, `cat`, `stack`, casts) against the host.
 
-use super::common::*;
-use dynlab::runtime::reference::{self as r, HostTensor};
 use dynlab::{DType, Tensor};
+use dynlab_test_support::reference::{self as r, HostTensor};
+use dynlab_test_support::*;
 
-#[test]
+#[device_test]
 fn constructors_write_every_element() {
     let d = device();
     assert_eq!(
@@ -51,7 +51,7 @@ fn constructors_write_every_element() {
     assert_eq!(ints.to_vec::<i32>().unwrap(), vec![1, -2, 3]);
 }
 
-#[test]
+#[device_test]
 fn views_share_the_buffer_and_read_in_logical_order() {
     let mut rng = HostRng::new(20);
     let (t, h) = random(&mut rng, &[3, 4, 5], -1.0, 1.0);
@@ -132,7 +132,7 @@ fn views_share_the_buffer_and_read_in_logical_order() {
     );
 }
 
-#[test]
+#[device_test]
 fn cat_and_stack_match_reference() {
     let mut rng = HostRng::new(21);
     let (a, ha) = random(&mut rng, &[2, 3, 4], -1.0, 1.0);
@@ -170,7 +170,7 @@ fn cat_and_stack_match_reference() {
     );
 }
 
-#[test]
+#[device_test]
 fn casts_round_trip_where_the_device_stores_the_type() {
     let d = device();
     let values = [0.5f32, -1.25, 3.0, 65504.0, 1.0e-3];

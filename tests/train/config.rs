@@ -1,7 +1,7 @@
 //! Config parsing: defaults, overrides, and clear errors for unknown keys and invalid values.
 
 use dynlab::algos::grokking::GrokkingConfig;
-use dynlab::algos::run::parse_config;
+use dynlab::harness::parse_config;
 
 const BASE: &str = r#"
 name = "t"

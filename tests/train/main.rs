@@ -2,8 +2,6 @@
 //! clipping, layers and initialisations, state dicts, modular-arithmetic data, configs, and the
 //! grokking experiment end to end (phases, and resuming to the same history as a straight run).
 
-#[path = "../runtime/common.rs"]
-mod common;
 mod config;
 mod data;
 mod grokking;

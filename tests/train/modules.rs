@@ -1,13 +1,13 @@
 //! Layers against f64 references, initialisation statistics, parameter names, state dicts
 //! (safetensors round trip and errors), and optimizer parameter groups.
 
-use crate::common::{device, HostRng};
-use dynlab::algos::optim::{Method, Optimizer, ParamGroup};
 use dynlab::models::{
-    load_safetensors, save_safetensors, Activation, BaselineMlp, Embedding, Init, LayerNorm,
-    Linear, Mlp, Module, PairEncoding,
+    load_safetensors, save_safetensors, Activation, BaselineMlp, Ctx, Embedding, Init, LayerNorm,
+    Linear, Mlp, Module, PairEncoding, Stateful,
 };
+use dynlab::optim::{Method, Optimizer, ParamGroup};
 use dynlab::{Rng, Tensor, Var};
+use dynlab_test_support::{device, device_test, HostRng};
 use std::collections::{BTreeMap, HashMap};
 
 fn tmp_dir(name: &str) -> std::path::PathBuf {
@@ -17,7 +17,7 @@ fn tmp_dir(name: &str) -> std::path::PathBuf {
     d
 }
 
-#[test]
+#[device_test]
 fn linear_matches_reference_with_and_without_bias() {
     let mut rng = Rng::new(1);
     let mut host = HostRng::new(1);
@@ -33,11 +33,8 @@ fn linear_matches_reference_with_and_without_bias() {
                 .unwrap();
         }
         let x = host.vec(n * i, -1.0, 1.0);
-        let y = layer
-            .forward(&Var::constant(
-                Tensor::from_slice(&x, &[n, i], &device()).unwrap(),
-            ))
-            .unwrap();
+        let x_var = Var::constant(Tensor::from_slice(&x, &[n, i], &device()).unwrap());
+        let y = layer.forward(&x_var, &mut Ctx::eval()).unwrap();
         let w = layer.weight.value().to_vec::<f32>().unwrap();
         let b = layer
             .bias
@@ -60,14 +57,17 @@ fn linear_matches_reference_with_and_without_bias() {
     }
     let layer = Linear::new(3, 2, true, Init::LecunNormal, &mut rng, &device()).unwrap();
     let bad = Var::constant(Tensor::zeros(&[4, 5], &device()).unwrap());
-    let e = layer.forward(&bad).unwrap_err().to_string();
+    let e = layer
+        .forward(&bad, &mut Ctx::eval())
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("Linear::forward") && e.contains("[4, 5]") && e.contains("[..., 3]"),
         "{e}"
     );
 }
 
-#[test]
+#[device_test]
 fn initialisations_have_their_standard_deviation() {
     let (fan_in, fan_out) = (200, 300);
     let mut rng = Rng::new(2);
@@ -109,7 +109,7 @@ fn layer_norm_f64(x: &[f64], dim: usize, gamma: &[f64], beta: &[f64], eps: f64) 
         .collect()
 }
 
-#[test]
+#[device_test]
 fn layer_norm_forward_and_gradient_match_reference() {
     let mut host = HostRng::new(3);
     let (rows, dim, eps) = (3, 5, 1e-5);
@@ -129,7 +129,7 @@ fn layer_norm_forward_and_gradient_match_reference() {
     let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
     let (x64, g64, b64, r64) = (to64(&x), to64(&g), to64(&b), to64(&r));
     let xv = Var::param(Tensor::from_slice(&x, &[rows, dim], &device()).unwrap());
-    let y = ln.forward(&xv).unwrap();
+    let y = ln.forward(&xv, &mut Ctx::train()).unwrap();
     let want = layer_norm_f64(&x64, dim, &g64, &b64, eps);
     for (got, want) in y.value().to_vec::<f32>().unwrap().iter().zip(&want) {
         assert!(
@@ -178,12 +178,12 @@ fn layer_norm_forward_and_gradient_match_reference() {
     }
 }
 
-#[test]
+#[device_test]
 fn embedding_looks_up_rows_and_rejects_float_indices() {
     let mut rng = Rng::new(4);
     let e = Embedding::new(6, 3, &mut rng, &device()).unwrap();
     let idx = Tensor::from_slice(&[5i32, 0, 2, 5], &[2, 2], &device()).unwrap();
-    let out = e.forward(&idx).unwrap();
+    let out = e.forward(&Var::constant(idx), &mut Ctx::eval()).unwrap();
     assert_eq!(out.shape(), &[2, 2, 3]);
     let w = e.weight.value().to_vec::<f32>().unwrap();
     let got = out.value().to_vec::<f32>().unwrap();
@@ -191,12 +191,13 @@ fn embedding_looks_up_rows_and_rejects_float_indices() {
         assert_eq!(&got[3 * k..3 * k + 3], &w[3 * i..3 * i + 3]);
     }
     let bad = Tensor::zeros(&[2], &device()).unwrap();
-    assert!(e.forward(&bad).unwrap_err().to_string().contains("i32"));
+    let run = |t: Tensor| e.forward(&Var::constant(t), &mut Ctx::eval());
+    assert!(run(bad).unwrap_err().to_string().contains("i32"));
     let out_of_range = Tensor::from_slice(&[6i32], &[1], &device()).unwrap();
-    assert!(e.forward(&out_of_range).is_err());
+    assert!(run(out_of_range).is_err());
 }
 
-#[test]
+#[device_test]
 fn parameter_names_follow_the_module_tree() {
     let mut rng = Rng::new(5);
     let m = BaselineMlp::new(
@@ -226,7 +227,10 @@ fn parameter_names_follow_the_module_tree() {
         7 * 4 + (8 * 8 + 8) + (8 * 6 + 6) + (6 * 7 + 7)
     );
     let pairs = Tensor::from_slice(&[1i32, 2, 6, 0, 3, 3], &[3, 2], &device()).unwrap();
-    let (logits, hidden) = m.forward(&m.encode_pairs(&pairs).unwrap()).unwrap();
+    let mut ctx = Ctx::eval().with_taps(&["mlp.features"]);
+    let encoded = Var::constant(m.encode_pairs(&pairs).unwrap());
+    let logits = m.forward(&encoded, &mut ctx).unwrap();
+    let hidden = ctx.tapped("mlp.features").unwrap();
     assert_eq!((logits.shape(), hidden.shape()), (&[3, 7][..], &[3, 6][..]));
     let onehot = BaselineMlp::new(
         7,
@@ -244,11 +248,14 @@ fn parameter_names_follow_the_module_tree() {
     want[1] = 1.0;
     want[7 + 2] = 1.0;
     assert_eq!(row0, want);
-    let e = onehot.forward(&pairs).unwrap_err().to_string();
+    let e = onehot
+        .forward(&Var::constant(pairs), &mut Ctx::eval())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("encode_pairs"), "{e}");
 }
 
-#[test]
+#[device_test]
 fn state_dict_round_trips_through_safetensors() {
     let dir = tmp_dir("state");
     let mut rng = Rng::new(6);
@@ -316,7 +323,7 @@ fn state_dict_round_trips_through_safetensors() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
+#[device_test]
 fn parameter_groups_decay_weights_only() {
     let mut rng = Rng::new(7);
     let mut layer = Linear::new(3, 2, true, Init::XavierNormal, &mut rng, &device()).unwrap();
@@ -337,7 +344,7 @@ fn parameter_groups_decay_weights_only() {
     // A loss with zero gradient: only the decoupled decay moves the parameters.
     let x = Var::constant(Tensor::zeros(&[4, 3], &device()).unwrap());
     let loss = layer
-        .forward(&x)
+        .forward(&x, &mut Ctx::train())
         .unwrap()
         .mul_scalar(0.0)
         .unwrap()
@@ -360,7 +367,8 @@ fn parameter_groups_decay_weights_only() {
         vec![1.0, 1.0]
     );
     assert_eq!(opt.steps(), 1);
-    let names: Vec<String> = opt.state_dict().into_iter().map(|(n, _)| n).collect();
+    let record = opt.save_state().unwrap();
+    let names: Vec<&String> = record.tensors.keys().collect();
     assert_eq!(names, ["bias.m", "bias.v", "weight.m", "weight.v"]);
     assert!(Optimizer::new(
         Method::Adam {
@@ -374,7 +382,7 @@ fn parameter_groups_decay_weights_only() {
     .is_err());
 }
 
-#[test]
+#[device_test]
 fn batch_norm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
     use dynlab::models::BatchNorm;
     let mut host = HostRng::new(8);
@@ -382,8 +390,8 @@ fn batch_norm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
         let n: usize = shape.iter().product();
         let data = host.vec(n, -2.0, 3.0);
         let x = Var::param(Tensor::from_slice(&data, &shape, &device()).unwrap());
-        let mut bn = BatchNorm::new(3, 0.1, 1e-5, &device()).unwrap();
-        let y = bn.forward(&x).unwrap();
+        let bn = BatchNorm::new(3, 0.1, 1e-5, &device()).unwrap();
+        let y = bn.forward(&x, &mut Ctx::train()).unwrap();
         // Per channel: the f64 batch mean and biased variance.
         let (c, inner) = (
             3,
@@ -415,8 +423,8 @@ fn batch_norm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
                 got[i]
             );
         }
-        let rm = bn.running_mean.to_vec::<f32>().unwrap();
-        let rv = bn.running_var.to_vec::<f32>().unwrap();
+        let rm = bn.running_mean.get().to_vec::<f32>().unwrap();
+        let rv = bn.running_var.get().to_vec::<f32>().unwrap();
         for ch in 0..c {
             let unbiased = stats[ch].1 / (stats[ch].2 - 1) as f64;
             assert!((rm[ch] as f64 - 0.1 * means[ch]).abs() < 1e-5);
@@ -425,12 +433,8 @@ fn batch_norm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
         // Gradients reach the input and both affine parameters.
         let grads = y.square().unwrap().sum_all().unwrap().backward().unwrap();
         assert!(grads.tensor(&x).is_some() && grads.tensor(bn.affine.gamma.var()).is_some());
-        bn.set_training(false);
-        let e = bn
-            .forward(&Var::constant(
-                Tensor::from_slice(&data, &shape, &device()).unwrap(),
-            ))
-            .unwrap();
+        let input = Var::constant(Tensor::from_slice(&data, &shape, &device()).unwrap());
+        let e = bn.forward(&input, &mut Ctx::eval()).unwrap();
         let got = e.value().to_vec::<f32>().unwrap();
         for (i, &v) in data.iter().enumerate() {
             let ch = channel_of(i);
@@ -441,20 +445,18 @@ fn batch_norm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
             );
         }
     }
-    let mut bn = BatchNorm::new(3, 0.1, 1e-5, &device()).unwrap();
-    let e = bn
-        .forward(&Var::constant(Tensor::zeros(&[4, 5], &device()).unwrap()))
-        .unwrap_err()
-        .to_string();
+    let bn = BatchNorm::new(3, 0.1, 1e-5, &device()).unwrap();
+    let run = |shape: &[usize]| {
+        let x = Var::constant(Tensor::zeros(shape, &device()).unwrap());
+        bn.forward(&x, &mut Ctx::train()).unwrap_err().to_string()
+    };
+    let e = run(&[4, 5]);
     assert!(e.contains("[N, 3]"), "{e}");
-    let e = bn
-        .forward(&Var::constant(Tensor::zeros(&[1, 3], &device()).unwrap()))
-        .unwrap_err()
-        .to_string();
+    let e = run(&[1, 3]);
     assert!(e.contains("more than one value"), "{e}");
 }
 
-#[test]
+#[device_test]
 fn weight_norm_has_unit_direction_and_the_initial_weight() {
     use dynlab::models::{weight_norm, weight_norm_init};
     let mut host = HostRng::new(9);

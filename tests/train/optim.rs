@@ -1,11 +1,11 @@
 //! Fused optimizer updates vs the f64 reference over several steps (state carried on both sides),
 //! on sizes that are empty, 1, odd and past one cube; schedules; clipping.
 
-use crate::common::{device, host_f64 as host, HostRng};
-use dynlab::algos::optim::{clip_scale, global_grad_norm, LrSchedule, ScheduleKind};
-use dynlab::runtime::reference;
+use dynlab::optim::{clip_scale, global_grad_norm, LrSchedule, ScheduleKind};
 use dynlab::runtime::{AdamStep, SgdStep};
 use dynlab::Tensor;
+use dynlab_test_support::reference;
+use dynlab_test_support::{device, device_test, host_f64 as host, HostRng};
 
 const SIZES: &[&[usize]] = &[&[0], &[1], &[7], &[3, 97], &[513]];
 
@@ -19,7 +19,7 @@ fn assert_near(what: &str, got: &[f64], want: &[f64], tol: f64) {
     }
 }
 
-#[test]
+#[device_test]
 fn adam_and_adamw_match_reference_over_steps() {
     let mut rng = HostRng::new(11);
     for shape in SIZES {
@@ -56,7 +56,7 @@ fn adam_and_adamw_match_reference_over_steps() {
     }
 }
 
-#[test]
+#[device_test]
 fn sgd_variants_match_reference_over_steps() {
     let mut rng = HostRng::new(12);
     for shape in SIZES {
@@ -91,7 +91,7 @@ fn sgd_variants_match_reference_over_steps() {
     }
 }
 
-#[test]
+#[device_test]
 fn update_errors_name_the_op_and_shapes() {
     let p = Tensor::zeros(&[3, 2], &device()).unwrap();
     let g = Tensor::zeros(&[2, 3], &device()).unwrap();
@@ -125,7 +125,7 @@ fn update_errors_name_the_op_and_shapes() {
     assert!(e.contains("step 0"), "{e}");
 }
 
-#[test]
+#[device_test]
 fn state_shared_with_another_handle_is_copied_not_clobbered() {
     let p = Tensor::ones(&[4], &device()).unwrap();
     let g = Tensor::ones(&[4], &device()).unwrap();
@@ -163,7 +163,7 @@ fn warmup_then_cosine() {
     assert_eq!(LrSchedule::constant(0.3).at(7), 0.3);
 }
 
-#[test]
+#[device_test]
 fn global_norm_and_clip_scale() {
     let mut rng = HostRng::new(13);
     let a = rng.vec(37, -2.0, 2.0);

@@ -1,27 +1,36 @@
 //! The grokking experiment's config (TOML). Every key has a default except the ones that define the
-//! task; unknown keys are errors.
+//! task; unknown keys are errors. The `[optim]` section is the optimizer config every runner shares
+//! ([`OptimConfig`]).
 
-use crate::data::{is_prime, ModOp};
-use crate::optim::{LrSchedule, Method, ParamGroup, ScheduleKind};
+use super::data::{is_prime, ModOp};
 use dynlab_models::{Init, PairEncoding};
+use dynlab_optim::{OptimConfig, OptimPlan};
 use dynlab_runtime::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+/// The whole config.
 pub struct GrokkingConfig {
     /// Run name: results go to `<runs_dir>/<name>/`.
     pub name: String,
+    /// Seed of the split, the initialisation and the mini-batch order.
     #[serde(default)]
     pub seed: u64,
+    /// Folder of run folders.
     #[serde(default = "default_runs_dir")]
     pub runs_dir: String,
+    /// The task.
     pub data: DataConfig,
+    /// The network.
     pub model: ModelConfig,
+    /// The optimizer.
     pub optim: OptimConfig,
+    /// The training loop.
     pub train: TrainConfig,
 }
 
+/// `[data]`: the table and its split.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
@@ -34,12 +43,14 @@ pub struct DataConfig {
     pub train_frac: f64,
 }
 
+/// `[model]`: the grokking MLP.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// `one_hot` or `embedding`.
     #[serde(default = "default_encoding")]
     pub encoding: String,
+    /// Embedding width (`embedding` encoding).
     #[serde(default = "default_embed_dim")]
     pub embed_dim: usize,
     /// Hidden widths (GELU layers).
@@ -50,45 +61,16 @@ pub struct ModelConfig {
     pub init: String,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct OptimConfig {
-    /// `adamw`, `adam` or `sgd`.
-    #[serde(default = "default_method")]
-    pub method: String,
-    pub lr: f32,
-    #[serde(default)]
-    pub weight_decay: f32,
-    /// `weights` (no decay on biases, norms, embeddings) or `all`.
-    #[serde(default = "default_decay_on")]
-    pub decay_on: String,
-    #[serde(default = "default_betas")]
-    pub betas: [f32; 2],
-    #[serde(default = "default_eps")]
-    pub eps: f32,
-    #[serde(default)]
-    pub momentum: f32,
-    #[serde(default)]
-    pub nesterov: bool,
-    #[serde(default)]
-    pub warmup_steps: u64,
-    /// `constant` or `cosine` (to `min_lr_factor · lr` at the last step).
-    #[serde(default = "default_schedule")]
-    pub schedule: String,
-    #[serde(default)]
-    pub min_lr_factor: f32,
-    /// Clip the global gradient norm to this value (0: off).
-    #[serde(default)]
-    pub clip_norm: f32,
-}
-
+/// `[train]`: the loop, checkpoints, logging and the phase thresholds.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
+    /// Epochs (passes over the training pairs).
     pub epochs: u64,
     /// 0: full batch.
     #[serde(default)]
     pub batch_size: usize,
+    /// Checkpoint every this many epochs (and at the end).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
     /// Log Adam diagnostics every this many epochs (0: never).
@@ -97,8 +79,10 @@ pub struct TrainConfig {
     /// Stop this many epochs after test accuracy reaches `grokked_at` (absent: run all epochs).
     #[serde(default)]
     pub stop_after_grokking: Option<u64>,
+    /// Train accuracy that counts as memorised.
     #[serde(default = "default_memorised_at")]
     pub memorised_at: f32,
+    /// Test accuracy that counts as grokked.
     #[serde(default = "default_grokked_at")]
     pub grokked_at: f32,
 }
@@ -118,21 +102,6 @@ fn default_embed_dim() -> usize {
 fn default_init() -> String {
     "kaiming_uniform".into()
 }
-fn default_method() -> String {
-    "adamw".into()
-}
-fn default_decay_on() -> String {
-    "weights".into()
-}
-fn default_betas() -> [f32; 2] {
-    [0.9, 0.98]
-}
-fn default_eps() -> f32 {
-    1e-8
-}
-fn default_schedule() -> String {
-    "constant".into()
-}
 fn default_checkpoint_every() -> u64 {
     500
 }
@@ -149,14 +118,16 @@ fn default_grokked_at() -> f32 {
 /// The config turned into the library's types, every value checked.
 #[derive(Clone, Debug)]
 pub struct GrokkingPlan {
+    /// The operation.
     pub op: ModOp,
+    /// How pairs enter the network.
     pub encoding: PairEncoding,
+    /// Weight initialisation.
     pub init: Init,
-    pub method: Method,
-    pub groups: Vec<ParamGroup>,
-    pub schedule: LrSchedule,
+    /// Optimizer, schedule and clipping.
+    pub optim: OptimPlan,
+    /// Mini-batch size (`None`: full batch).
     pub batch_size: Option<usize>,
-    pub clip_norm: Option<f32>,
 }
 
 fn choice<T>(key: &str, value: &str, parsed: Option<T>, allowed: &str) -> Result<T> {
@@ -207,51 +178,6 @@ impl GrokkingConfig {
             Init::parse(&m.init),
             "kaiming_uniform, kaiming_normal, xavier_uniform, xavier_normal, lecun_uniform, lecun_normal",
         )?;
-        let o = &self.optim;
-        for (key, v) in [
-            ("optim.lr", o.lr),
-            ("optim.weight_decay", o.weight_decay),
-            ("optim.clip_norm", o.clip_norm),
-        ] {
-            if !(v >= 0.0 && v.is_finite()) {
-                return Err(Error::config(
-                    key,
-                    format!("{v} is not a finite non-negative number"),
-                ));
-            }
-        }
-        if o.lr == 0.0 {
-            return Err(Error::config("optim.lr", "must be positive"));
-        }
-        let method = match o.method.as_str() {
-            "sgd" => Method::Sgd {
-                momentum: o.momentum,
-                dampening: 0.0,
-                nesterov: o.nesterov,
-            },
-            "adam" | "adamw" => Method::Adam {
-                beta1: o.betas[0],
-                beta2: o.betas[1],
-                eps: o.eps,
-                decoupled: o.method == "adamw",
-            },
-            other => {
-                return Err(Error::config(
-                    "optim.method",
-                    format!("`{other}` is not one of adamw, adam, sgd"),
-                ))
-            }
-        };
-        let groups = match o.decay_on.as_str() {
-            "weights" => ParamGroup::standard(o.weight_decay),
-            "all" => ParamGroup::all(o.weight_decay),
-            other => {
-                return Err(Error::config(
-                    "optim.decay_on",
-                    format!("`{other}` is not one of weights, all"),
-                ))
-            }
-        };
         let t = &self.train;
         if t.epochs == 0 {
             return Err(Error::config("train.epochs", "must be positive"));
@@ -263,32 +189,12 @@ impl GrokkingConfig {
         let n_train = ((d.train_frac * pairs as f64).round() as usize).max(1);
         let batch_size = (t.batch_size > 0 && t.batch_size < n_train).then_some(t.batch_size);
         let steps_per_epoch = n_train.div_ceil(batch_size.unwrap_or(n_train)) as u64;
-        let kind = match o.schedule.as_str() {
-            "constant" => ScheduleKind::Constant,
-            "cosine" => ScheduleKind::Cosine {
-                total: t.epochs * steps_per_epoch,
-                min_factor: o.min_lr_factor,
-            },
-            other => {
-                return Err(Error::config(
-                    "optim.schedule",
-                    format!("`{other}` is not one of constant, cosine"),
-                ))
-            }
-        };
         Ok(GrokkingPlan {
             op,
             encoding,
             init,
-            method,
-            groups,
-            schedule: LrSchedule {
-                base: o.lr,
-                warmup: o.warmup_steps,
-                kind,
-            },
+            optim: self.optim.plan(t.epochs * steps_per_epoch)?,
             batch_size,
-            clip_norm: (o.clip_norm > 0.0).then_some(o.clip_norm),
         })
     }
 }

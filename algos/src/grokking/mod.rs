@@ -1,43 +1,67 @@
 //! The grokking experiment (Power et al. 2022, "Grokking: generalization beyond overfitting on small
 //! algorithmic datasets"): a network trained on part of the table of `(a ∘ b) mod p` first memorises
 //! the training pairs (train accuracy → 100% while test accuracy stays low) and, with weight decay,
-//! much later generalises (test accuracy → 100%). This runner trains [`BaselineMlp`] with the
-//! configured optimizer, logs every epoch, checkpoints, resumes, detects both phases and draws the
-//! curves. `cargo run --release --example grokking -- --config examples/configs/grokking_quick.toml`.
+//! much later generalises (test accuracy → 100%). This experiment trains [`BaselineMlp`] with the
+//! training step of `dynlab_train` and runs under the harness's [`run_experiment`]: one unit is an
+//! epoch, logged as one history row; the phases are found in the history and the curves drawn.
+//! `cargo run --release --example grokking -- --config examples/configs/grokking_quick.toml`.
 
 mod config;
+pub mod data;
 
-pub use config::{DataConfig, GrokkingConfig, GrokkingPlan, ModelConfig, OptimConfig, TrainConfig};
+pub use config::{DataConfig, GrokkingConfig, GrokkingPlan, ModelConfig, TrainConfig};
 
-use crate::data::ModularData;
-use crate::optim::Optimizer;
-use crate::run::{plot_curves, Progress};
-use crate::train::{
-    evaluate, train_epoch, Checkpoint, EpochRecord, History, LabeledData, StepOptions,
+use data::ModularData;
+use dynlab_harness::{
+    history_row, plot_history, run_experiment, Experiment, Figure, History, Panel, RunDir,
+    RunOptions, Summary,
 };
-use dynlab_models::{BaselineMlp, Module};
-use dynlab_runtime::{write_atomic, Device, Error, Result, Rng};
+use dynlab_models::{BaselineMlp, Record, Stateful};
+use dynlab_runtime::{Device, Result, Rng};
+use dynlab_train::{
+    AdamStats, Batch, CrossEntropy, Dataset, FeatureNorm, Loader, Trainer, WeightNorm,
+};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Instant;
 
-/// How to treat an existing run folder, and whether to show progress.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RunOptions {
-    /// Continue from `<run>/checkpoint.safetensors`.
-    pub resume: bool,
-    /// Start afresh even if the run folder exists.
-    pub overwrite: bool,
-    /// Progress bar (or periodic lines when not on a terminal).
-    pub progress: bool,
-    /// Stop this call after this epoch (checkpointed; `--resume` continues), e.g. to fit a job's
-    /// time slot. The schedule still spans `train.epochs`.
-    pub stop_at: Option<u64>,
+history_row! {
+    /// One row per epoch.
+    pub struct EpochRow {
+        /// Epochs done.
+        pub epoch: u64,
+        /// Optimizer steps taken by the end of the epoch.
+        pub step: u64,
+        /// Learning rate of the epoch's last step.
+        pub lr: f32,
+        /// Mean cross-entropy over the epoch's training batches.
+        pub train_loss: f32,
+        /// Training accuracy over the epoch's batches.
+        pub train_acc: f32,
+        /// Cross-entropy on the held-out pairs after the epoch.
+        pub test_loss: f32,
+        /// Accuracy on the held-out pairs after the epoch.
+        pub test_acc: f32,
+        /// Global gradient norm, mean over the epoch's steps (before clipping).
+        pub grad_norm: f32,
+        /// `√(Σ‖θ‖²)` over all parameters after the epoch.
+        pub weight_norm: f32,
+        /// Mean ℓ2 norm of the last hidden representation over the training samples.
+        pub repr_norm: f32,
+        /// Adam: mean `η/(√v̂+ε)` (null without diagnostics that epoch).
+        pub adam_effective_step: Option<f32>,
+        /// Adam: mean `|m̂|/(√v̂+ε)`.
+        pub adam_moment_ratio: Option<f32>,
+        /// AdamW: `‖update‖ / ‖decay‖`.
+        pub update_to_decay: Option<f32>,
+    }
 }
 
-/// What a run found.
+/// Where a run's history and results are.
 #[derive(Clone, Debug)]
 pub struct GrokkingOutcome {
+    /// The run folder.
     pub run_dir: PathBuf,
+    /// Every epoch's row (across resumes), with `seconds`.
     pub history: History,
     /// First epoch with train accuracy ≥ `memorised_at`.
     pub memorised_epoch: Option<u64>,
@@ -45,9 +69,196 @@ pub struct GrokkingOutcome {
     pub grokked_epoch: Option<u64>,
     /// Epochs trained by this call and their rate.
     pub epochs_run: u64,
+    /// Epochs per second of this call.
     pub epochs_per_second: f64,
     /// Wall-clock seconds of the whole run, across resumes.
     pub seconds: f64,
+}
+
+/// Seed of the mini-batch order, derived from the config's seed.
+const TRAIN_SEED_MIX: u64 = 0x5EED_0FBA_7C4E_5EED;
+
+/// The experiment's state.
+struct Grokking {
+    config: GrokkingConfig,
+    device: Device,
+    trainer: Trainer<BaselineMlp>,
+    train: Loader,
+    test: Batch,
+    rng: Rng,
+}
+
+impl Grokking {
+    fn new(config: &GrokkingConfig) -> Result<Grokking> {
+        let plan = config.plan()?;
+        let device = Device::default()?;
+        let d = &config.data;
+        let data = ModularData::new(d.p, plan.op, d.train_frac, config.seed, &device)?;
+        let mut init_rng = Rng::new(config.seed);
+        let model = BaselineMlp::new(
+            d.p,
+            plan.encoding,
+            &config.model.hidden,
+            plan.init,
+            &mut init_rng,
+            &device,
+        )?;
+        let train = Dataset::new(model.encode_pairs(&data.train.pairs)?, data.train.labels)?;
+        let test = Batch {
+            inputs: model.encode_pairs(&data.test.pairs)?,
+            targets: data.test.labels,
+        };
+        let trainer = Trainer::new(
+            model,
+            plan.optim.optimizer()?,
+            plan.optim.schedule,
+            CrossEntropy,
+        )
+        .with_clip_norm(plan.optim.clip_norm)
+        .with_hook(FeatureNorm {
+            tap: "mlp.features".into(),
+            name: "repr_norm".into(),
+        })
+        .with_hook(WeightNorm)
+        .with_hook(AdamStats {
+            every: config.train.diagnostics_every,
+        });
+        Ok(Grokking {
+            config: config.clone(),
+            device,
+            trainer,
+            train: Loader::new(train, plan.batch_size)?,
+            test,
+            rng: Rng::new(config.seed ^ TRAIN_SEED_MIX),
+        })
+    }
+
+    /// The first epoch whose `column` reaches `threshold`.
+    fn first_epoch(history: &History, column: &str, threshold: f32) -> Option<u64> {
+        let row = history.first_row_reaching(column, threshold as f64)?;
+        history.numbers("epoch")?[row].map(|e| e as u64)
+    }
+
+    fn phases(&self, history: &History) -> (Option<u64>, Option<u64>) {
+        let t = &self.config.train;
+        (
+            Self::first_epoch(history, "train_acc", t.memorised_at),
+            Self::first_epoch(history, "test_acc", t.grokked_at),
+        )
+    }
+}
+
+fn metric(values: &BTreeMap<String, f32>, name: &str) -> f32 {
+    values.get(name).copied().unwrap_or(f32::NAN)
+}
+
+impl Experiment for Grokking {
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn units(&self) -> u64 {
+        self.config.train.epochs
+    }
+
+    fn checkpoint_every(&self) -> u64 {
+        self.config.train.checkpoint_every
+    }
+
+    fn run_unit(&mut self, epoch: u64, history: &mut History) -> Result<String> {
+        self.trainer.epoch(&mut self.train, &mut self.rng)?;
+        let train = self.trainer.log()?;
+        let test = self.trainer.evaluate(&self.test)?;
+        let row = EpochRow {
+            epoch,
+            step: self.trainer.optimizer.steps(),
+            lr: metric(&train, "lr"),
+            train_loss: metric(&train, "loss"),
+            train_acc: metric(&train, "acc"),
+            test_loss: metric(&test, "loss"),
+            test_acc: metric(&test, "acc"),
+            grad_norm: metric(&train, "grad_norm"),
+            weight_norm: metric(&train, "weight_norm"),
+            repr_norm: metric(&train, "repr_norm"),
+            adam_effective_step: train.get("adam_effective_step").copied(),
+            adam_moment_ratio: train.get("adam_moment_ratio").copied(),
+            update_to_decay: train.get("update_to_decay").copied(),
+        };
+        history.push(&row)?;
+        Ok(format!(
+            "train {:.3}/{:.3} test {:.3}/{:.3} (loss/acc)",
+            row.train_loss, row.train_acc, row.test_loss, row.test_acc
+        ))
+    }
+
+    /// Stops `train.stop_after_grokking` epochs after test accuracy first reached `grokked_at`.
+    fn finished(&self, history: &History) -> bool {
+        let (Some(after), Some(last)) =
+            (self.config.train.stop_after_grokking, history.last("epoch"))
+        else {
+            return false;
+        };
+        self.phases(history)
+            .1
+            .is_some_and(|g| last as u64 >= g + after)
+    }
+
+    fn save(&self) -> Result<Record> {
+        Ok(Record::default()
+            .nest("trainer", self.trainer.save_state()?)
+            .nest("rng", self.rng.save_state()?))
+    }
+
+    fn restore(&mut self, record: &Record) -> Result<()> {
+        self.trainer.load_state(&record.part("trainer"))?;
+        self.rng.load_state(&record.part("rng"))
+    }
+
+    fn finish(&mut self, run: &RunDir, history: &History, summary: &mut Summary) -> Result<()> {
+        let (memorised, grokked) = self.phases(history);
+        let c = &self.config;
+        let markers = [("memorised", memorised), ("grokked", grokked)]
+            .into_iter()
+            .filter_map(|(l, e)| Some((format!("{l} at epoch {}", e?), e? as f64)))
+            .collect();
+        let figure = Figure {
+            title: format!(
+                "{}: (a {} b) mod {}, train fraction {}",
+                c.name, c.data.op, c.data.p, c.data.train_frac
+            ),
+            x: "epoch".into(),
+            log_x: true,
+            panels: vec![
+                Panel::new("cross-entropy", "loss")
+                    .line("train_loss", "train")
+                    .line("test_loss", "test")
+                    .log_y(),
+                Panel::new("accuracy", "accuracy")
+                    .line("train_acc", "train")
+                    .line("test_acc", "test"),
+            ],
+            markers,
+        };
+        plot_history(run.file("curves.png"), history, &figure)?;
+        summary.set_or_not_reached("memorised_epoch", memorised.map(|e| e as i64));
+        summary.set_or_not_reached("grokked_epoch", grokked.map(|e| e as i64));
+        for (key, column) in [
+            ("final_train_acc", "train_acc"),
+            ("final_test_acc", "test_acc"),
+            ("final_test_loss", "test_loss"),
+        ] {
+            summary.set(key, history.last(column).unwrap_or(f64::NAN));
+        }
+        Ok(())
+    }
+
+    fn seeds(&self) -> Vec<(&'static str, u64)> {
+        let seed = self.config.seed;
+        vec![
+            ("split_and_init", seed),
+            ("batch_order", seed ^ TRAIN_SEED_MIX),
+        ]
+    }
 }
 
 /// Runs (or resumes) the experiment described by `config`; `resolved_toml` is saved as the run's
@@ -57,181 +268,23 @@ pub fn run(
     resolved_toml: &str,
     options: RunOptions,
 ) -> Result<GrokkingOutcome> {
-    let plan = config.plan()?;
-    let device = Device::default()?;
-    let data = ModularData::new(
-        config.data.p,
-        plan.op,
-        config.data.train_frac,
-        config.seed,
-        &device,
+    let mut experiment = Grokking::new(config)?;
+    let outcome = run_experiment(
+        &mut experiment,
+        &config.runs_dir,
+        &config.name,
+        resolved_toml,
+        History::of::<EpochRow>(),
+        options,
     )?;
-    let mut init_rng = Rng::new(config.seed);
-    let mut model = BaselineMlp::new(
-        config.data.p,
-        plan.encoding,
-        &config.model.hidden,
-        plan.init,
-        &mut init_rng,
-        &device,
-    )?;
-    let train = LabeledData::new(
-        model.encode_pairs(&data.train.pairs)?,
-        data.train.labels.clone(),
-    )?;
-    let test = LabeledData::new(
-        model.encode_pairs(&data.test.pairs)?,
-        data.test.labels.clone(),
-    )?;
-    let mut optimizer = Optimizer::new(plan.method, plan.groups.clone())?;
-    let mut rng = Rng::new(config.seed ^ 0x5EED_0FBA_7C4E_5EED);
-
-    let run_dir = PathBuf::from(&config.runs_dir).join(&config.name);
-    let checkpoint_path = run_dir.join("checkpoint.safetensors");
-    let mut history = History::default();
-    let mut seconds_before = 0.0;
-    if options.resume {
-        let ck = Checkpoint::load(&checkpoint_path, &device)?;
-        model.load_state_dict(&ck.model)?;
-        optimizer.load_state_dict(ck.optimizer_steps, &ck.optimizer)?;
-        rng = ck.rng;
-        history = ck.history;
-        seconds_before = ck.seconds;
-    } else if run_dir.exists() {
-        if !options.overwrite {
-            return Err(Error::io(
-                "grokking::run",
-                &run_dir,
-                "exists; pass --resume to continue it, --overwrite to start again, or --set name=<new>",
-            ));
-        }
-        std::fs::remove_dir_all(&run_dir).map_err(|e| Error::io("grokking::run", &run_dir, e))?;
-    }
-    write_atomic(run_dir.join("config.toml"), resolved_toml.as_bytes())?;
-
-    let t = &config.train;
-    let start_epoch = history.records.last().map_or(0, |r| r.epoch);
-    let mut progress = Progress::new(t.epochs, start_epoch, options.progress);
-    let started = Instant::now();
-    let step_options = StepOptions {
-        batch_size: plan.batch_size,
-        clip_norm: plan.clip_norm,
-    };
-    let save =
-        |history: &History, model: &BaselineMlp, optimizer: &Optimizer, rng: &Rng| -> Result<()> {
-            let seconds = seconds_before + started.elapsed().as_secs_f64();
-            Checkpoint {
-                epoch: history.records.last().map_or(0, |r| r.epoch),
-                optimizer_steps: optimizer.steps(),
-                rng: *rng,
-                seconds,
-                model: model.state_dict().into_iter().collect(),
-                optimizer: optimizer.state_dict().into_iter().collect(),
-                history: history.clone(),
-            }
-            .save(&checkpoint_path)?;
-            write_atomic(run_dir.join("history.csv"), history.to_csv().as_bytes())
-        };
-    let mut epoch = start_epoch;
-    let last_epoch = t.epochs.min(options.stop_at.unwrap_or(u64::MAX));
-    while epoch < last_epoch && !stopped_after_grokking(&history, config) {
-        epoch += 1;
-        let stats = train_epoch(
-            &mut model,
-            &mut optimizer,
-            &plan.schedule,
-            &train,
-            step_options,
-            &mut rng,
-        )?;
-        let eval = evaluate(&model, &test)?;
-        let diag = if t.diagnostics_every > 0 && epoch % t.diagnostics_every == 0 {
-            optimizer.adam_diagnostics(&model, stats.lr)?
-        } else {
-            None
-        };
-        history.records.push(EpochRecord {
-            epoch,
-            step: optimizer.steps(),
-            lr: stats.lr,
-            train_loss: stats.loss,
-            train_acc: stats.acc,
-            test_loss: eval.loss,
-            test_acc: eval.acc,
-            grad_norm: stats.grad_norm,
-            weight_norm: stats.weight_norm,
-            repr_norm: stats.repr_norm,
-            adam_effective_step: diag.map_or(f32::NAN, |d| d.effective_step_mean),
-            adam_moment_ratio: diag.map_or(f32::NAN, |d| d.moment_ratio_mean),
-            update_to_decay: diag.map_or(f32::NAN, |d| d.update_to_decay),
-            seconds: seconds_before + started.elapsed().as_secs_f64(),
-        });
-        let rate = (epoch - start_epoch) as f64 / started.elapsed().as_secs_f64();
-        progress.update(
-            epoch,
-            format!(
-                "train {:.3}/{:.3} test {:.3}/{:.3} (loss/acc) {rate:.1} epochs/s",
-                stats.loss, stats.acc, eval.loss, eval.acc
-            ),
-            options.progress,
-        );
-        if epoch % t.checkpoint_every == 0 {
-            save(&history, &model, &optimizer, &rng)?;
-        }
-    }
-    progress.finish();
-    save(&history, &model, &optimizer, &rng)?;
-    let memorised_epoch = history.first_epoch(|r| r.train_acc, t.memorised_at);
-    let grokked_epoch = history.first_epoch(|r| r.test_acc, t.grokked_at);
-    let markers: Vec<(&str, u64)> = [("memorised", memorised_epoch), ("grokked", grokked_epoch)]
-        .into_iter()
-        .filter_map(|(l, e)| e.map(|e| (l, e)))
-        .collect();
-    let title = format!(
-        "{}: (a {} b) mod {}, train fraction {}",
-        config.name, config.data.op, config.data.p, config.data.train_frac
-    );
-    plot_curves(run_dir.join("curves.png"), &title, &history, &markers)?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let outcome = GrokkingOutcome {
-        run_dir,
+    let (memorised_epoch, grokked_epoch) = experiment.phases(&outcome.history);
+    Ok(GrokkingOutcome {
+        run_dir: outcome.run_dir,
         memorised_epoch,
         grokked_epoch,
-        epochs_run: epoch - start_epoch,
-        epochs_per_second: (epoch - start_epoch) as f64 / elapsed.max(1e-9),
-        seconds: seconds_before + elapsed,
-        history,
-    };
-    write_atomic(
-        outcome.run_dir.join("summary.toml"),
-        summary_toml(&outcome, &device).as_bytes(),
-    )?;
-    Ok(outcome)
-}
-
-fn stopped_after_grokking(history: &History, config: &GrokkingConfig) -> bool {
-    let (Some(after), Some(last)) = (config.train.stop_after_grokking, history.records.last())
-    else {
-        return false;
-    };
-    history
-        .first_epoch(|r| r.test_acc, config.train.grokked_at)
-        .is_some_and(|g| last.epoch >= g + after)
-}
-
-fn summary_toml(o: &GrokkingOutcome, device: &Device) -> String {
-    let last = o.history.records.last().copied().unwrap_or_default();
-    let opt = |e: Option<u64>| e.map_or("\"not reached\"".to_string(), |e| e.to_string());
-    format!(
-        "device = \"{}\"\nepochs = {}\nmemorised_epoch = {}\ngrokked_epoch = {}\nfinal_train_acc = {}\nfinal_test_acc = {}\nfinal_test_loss = {}\nseconds = {:.1}\nepochs_per_second = {:.2}  # over the whole run, across resumes\n",
-        device.name(),
-        last.epoch,
-        opt(o.memorised_epoch),
-        opt(o.grokked_epoch),
-        last.train_acc,
-        last.test_acc,
-        last.test_loss,
-        o.seconds,
-        last.epoch as f64 / o.seconds.max(1e-9)
-    )
+        epochs_run: outcome.units_run,
+        epochs_per_second: outcome.units_per_second,
+        seconds: outcome.seconds,
+        history: outcome.history,
+    })
 }

@@ -10,12 +10,16 @@
 use dynlab_runtime::linalg::{EighOptions, EighPath};
 use dynlab_runtime::{Error, Result, Tensor};
 
+/// The rank measures of one feature matrix (see the module docs).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RankMeasures {
     /// Singular values, descending.
     pub singular_values: Vec<f64>,
+    /// Roy & Vetterli's effective rank.
     pub effective_rank: f64,
+    /// Components holding 99% of `Σ s²`.
     pub approximate_rank: usize,
+    /// Components holding 99% of `Σ s`.
     pub cumulative_sigma_rank: usize,
     /// With tolerance `max(m, n) · ε_f32`.
     pub numerical_rank: usize,

@@ -42,7 +42,7 @@ pub fn with_conv_algorithm<T>(algorithm: ConvAlgorithm, f: impl FnOnce() -> T) -
 /// Products smaller than this many multiply-adds take `im2col` without timing.
 const TUNE_MIN_WORK: usize = 1 << 22;
 
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ShapeKey {
     device: String,
     input: [usize; 4],
@@ -52,6 +52,20 @@ struct ShapeKey {
 }
 
 static CHOSEN: TuneCache<ShapeKey, ConvAlgorithm> = TuneCache::new();
+
+/// The measured choices so far, one line per shape.
+pub(crate) fn tuned_choices() -> Vec<String> {
+    CHOSEN
+        .entries()
+        .into_iter()
+        .map(|(k, algorithm)| {
+            format!(
+                "conv2d input {:?} out channels {} kernel {:?} {:?} on {}: {algorithm:?}",
+                k.input, k.out_channels, k.kernel, k.options, k.device
+            )
+        })
+        .collect()
+}
 
 fn tuning_enabled() -> bool {
     std::env::var("DYNLAB_CONV_TUNE").map_or(true, |v| v != "0")

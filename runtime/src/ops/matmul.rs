@@ -189,7 +189,7 @@ pub fn with_matmul_kernel<T>(kernel: MatmulKernel, f: impl FnOnce() -> T) -> T {
 }
 
 /// Shape class for the tuning cache: sizes rounded up to powers of two, plus the layout.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct TuneKey {
     device: String,
     dims: [usize; 4],
@@ -198,6 +198,20 @@ struct TuneKey {
 }
 
 static TUNED: TuneCache<TuneKey, MatmulKernel> = TuneCache::new();
+
+/// The measured choices so far, one line per shape class.
+pub(crate) fn tuned_choices() -> Vec<String> {
+    TUNED
+        .entries()
+        .into_iter()
+        .map(|(k, kernel)| {
+            format!(
+                "matmul dims {:?} unit strides {:?} {} on {}: {kernel:?}",
+                k.dims, k.unit_strides, k.dtype, k.device
+            )
+        })
+        .collect()
+}
 
 /// Products smaller than this many multiply-adds use [`rule_of_thumb`] rather than timing.
 const TUNE_MIN_WORK: usize = 1 << 21;

@@ -7,7 +7,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::launch::units_grid;
 use crate::tensor::Tensor;
-use dynlab_kernels::optim::{adam_step, sgd_momentum_step, sgd_step};
+use dynlab_kernels::optim::{adam_step, adam_step_counted, sgd_momentum_step, sgd_step};
 
 /// Scalars of one SGD update (see [`Tensor::sgd_update`]).
 #[derive(Clone, Copy, Debug)]
@@ -140,6 +140,50 @@ impl Tensor {
                     s.beta2,
                     1.0 - s.beta1.powi(t),
                     1.0 - s.beta2.powi(t),
+                    s.eps,
+                )
+            });
+        }
+        Ok(out)
+    }
+
+    /// [`Tensor::adam_update`] with a step count per element in `steps` (f32, same shape, counts
+    /// exact up to 2²⁴), incremented in place; each element's bias corrections use its own count
+    /// (`s.step` is not used). Counts set back to 0 restart an element's bias correction.
+    pub fn adam_update_counted(
+        &self,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        steps: &mut Tensor,
+        s: &AdamStep,
+    ) -> Result<Tensor> {
+        let op = "Tensor::adam_update_counted";
+        let (param, grad) = self.update_operands(op, grad)?;
+        let m = owned_state(op, m, self)?;
+        let v = owned_state(op, v, self)?;
+        let steps = owned_state(op, steps, self)?;
+        let out = Tensor::alloc(op, self.shape(), DType::F32, self.device())?;
+        let n = out.numel();
+        if n > 0 {
+            let (count, dim) = units_grid(n);
+            dispatch!(self.device(), |client, R| unsafe {
+                adam_step_counted::launch_unchecked::<f32, R>(
+                    client,
+                    count,
+                    dim,
+                    param.buffer_arg(),
+                    grad.buffer_arg(),
+                    m.buffer_arg(),
+                    v.buffer_arg(),
+                    steps.buffer_arg(),
+                    out.buffer_arg(),
+                    s.lr,
+                    s.grad_scale,
+                    s.l2_decay,
+                    s.decoupled_decay,
+                    s.beta1,
+                    s.beta2,
                     s.eps,
                 )
             });

@@ -1,0 +1,157 @@
+//! One generic driver for every experiment (as SPD's codebase has one `run_experiment`): an
+//! [`Experiment`] says how to run one unit of work (an epoch, a task, a log interval) and what its
+//! state is; [`run_experiment`] does the rest — the run folder (new, resume, overwrite), the
+//! resolved config, the progress bar, the history with a `seconds` column (wall time across
+//! resumes), checkpoints every few units and at the end, `history.csv`/`history.parquet`, the
+//! experiment's plots and `summary.toml` with provenance and the rate.
+
+use crate::history::{History, Value};
+use crate::progress::Progress;
+use crate::run::{RunDir, RunMode};
+use crate::summary::Summary;
+use dynlab_models::{Record, Stateful};
+use dynlab_runtime::{Device, Error, Result};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// How to run: what to do with an existing folder, whether to show progress, and where to stop.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// New, resume or overwrite.
+    pub mode: RunMode,
+    /// Progress bar (or periodic lines when not on a terminal).
+    pub progress: bool,
+    /// Stop this call after this unit (checkpointed; resuming continues), e.g. to fit a job's
+    /// time slot. The experiment still plans for all its units.
+    pub stop_at: Option<u64>,
+}
+
+/// An experiment the harness can run (see the module docs).
+pub trait Experiment {
+    /// The device it runs on (named in the summary).
+    fn device(&self) -> &Device;
+
+    /// Units of work in the whole run.
+    fn units(&self) -> u64;
+
+    /// What a unit is called in progress lines (`epochs`).
+    fn unit_name(&self) -> &str {
+        "epochs"
+    }
+
+    /// Checkpoint after every this many units.
+    fn checkpoint_every(&self) -> u64;
+
+    /// Runs unit `unit` (1-based), appends its row to `history` and returns a short status line.
+    fn run_unit(&mut self, unit: u64, history: &mut History) -> Result<String>;
+
+    /// Whether to stop before the next unit (an early-stopping rule over the history so far).
+    fn finished(&self, _history: &History) -> bool {
+        false
+    }
+
+    /// Everything needed to continue exactly (model, optimizer, RNG, counters).
+    fn save(&self) -> Result<Record>;
+
+    /// Restores what [`Experiment::save`] wrote.
+    fn restore(&mut self, record: &Record) -> Result<()>;
+
+    /// After the last unit: plots into the run folder and the experiment's summary entries.
+    fn finish(&mut self, run: &RunDir, history: &History, summary: &mut Summary) -> Result<()>;
+
+    /// The seeds the run used, by name (recorded in the summary).
+    fn seeds(&self) -> Vec<(&'static str, u64)>;
+}
+
+/// What a call of [`run_experiment`] did.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// The whole history (across resumes).
+    pub history: History,
+    /// The summary written.
+    pub summary: Summary,
+    /// Units run by this call.
+    pub units_run: u64,
+    /// Their rate.
+    pub units_per_second: f64,
+    /// Wall-clock seconds of the whole run, across resumes.
+    pub seconds: f64,
+}
+
+/// Runs (or resumes) `experiment` in `<runs_dir>/<name>`, starting from the empty `history` (its
+/// schema) and saving `resolved_config` as the run's `config.toml`.
+pub fn run_experiment(
+    experiment: &mut dyn Experiment,
+    runs_dir: &str,
+    name: &str,
+    resolved_config: &str,
+    mut history: History,
+    options: RunOptions,
+) -> Result<Outcome> {
+    let run = RunDir::open(runs_dir, name, options.mode)?;
+    let (mut unit, mut seconds_before) = (0u64, 0.0f64);
+    if options.mode == RunMode::Resume {
+        let record = run.load_checkpoint(experiment.device())?;
+        experiment.restore(&record.part("experiment"))?;
+        history.load_state(&record.part("history"))?;
+        unit = record.value("units")?;
+        seconds_before = record.value("seconds")?;
+    }
+    run.write("config.toml", resolved_config.as_bytes())?;
+    let started = Instant::now();
+    let elapsed = |started: &Instant| seconds_before + started.elapsed().as_secs_f64();
+    let save = |experiment: &dyn Experiment, history: &History, unit: u64, seconds: f64| {
+        let record = Record::default()
+            .with_value("units", unit)
+            .with_value("seconds", seconds)
+            .nest("history", history.save_state()?)
+            .nest("experiment", experiment.save()?);
+        run.save_checkpoint(&record)?;
+        run.write_history(history)
+    };
+    let (first_unit, total) = (unit, experiment.units());
+    let last = total.min(options.stop_at.unwrap_or(u64::MAX));
+    let unit_name = experiment.unit_name().to_string();
+    let mut progress = Progress::new(total, unit, &unit_name, options.progress);
+    while unit < last && !experiment.finished(&history) {
+        unit += 1;
+        let status = experiment.run_unit(unit, &mut history)?;
+        if history.rows() == 0 {
+            return Err(Error::value(
+                "run_experiment",
+                format!("unit {unit} without a history row"),
+                "Experiment::run_unit to push one row per unit",
+            ));
+        }
+        history.set("seconds", Value::F64(elapsed(&started)))?;
+        let rate = (unit - first_unit) as f64 / started.elapsed().as_secs_f64();
+        progress.update(unit, format!("{status} {rate:.1} {unit_name}/s"));
+        if unit % experiment.checkpoint_every().max(1) == 0 {
+            save(experiment, &history, unit, elapsed(&started))?;
+        }
+    }
+    progress.finish();
+    save(experiment, &history, unit, elapsed(&started))?;
+    let mut summary = Summary::default();
+    experiment.finish(&run, &history, &mut summary)?;
+    let this_call = started.elapsed().as_secs_f64();
+    let seconds = seconds_before + this_call;
+    summary.set(&unit_name, unit as i64);
+    summary.set("seconds", (seconds * 10.0).round() / 10.0);
+    summary.set(
+        &format!("{unit_name}_per_second"),
+        (unit as f64 / seconds.max(1e-9) * 100.0).round() / 100.0,
+    );
+    summary.set_provenance(experiment.device(), &experiment.seeds());
+    summary.write(&run)?;
+    Ok(Outcome {
+        run_dir: run.path().to_path_buf(),
+        units_run: unit - first_unit,
+        units_per_second: (unit - first_unit) as f64 / this_call.max(1e-9),
+        seconds,
+        history,
+        summary,
+    })
+}

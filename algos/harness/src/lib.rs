@@ -1,0 +1,29 @@
+//! The run harness of dynlab: what every experiment needs around its training loop, so that a study
+//! is a short file. A run folder ([`RunDir`]: new, resume or overwrite) with the resolved TOML config
+//! (`--set key=value` overrides, [`load_config`]), an atomic checkpoint of every stateful part, a
+//! [`History`] whose schema is declared once ([`history_row!`]) and that is written as CSV and
+//! Parquet (DuckDB and pandas read it), plots of any history ([`plot_history`]), progress, and a
+//! [`Summary`] with the git revision, the device, the tuners' kernel choices and the seeds. The
+//! generic driver is [`run_experiment`].
+//!
+//! The plotting, progress-bar and config crates are dependencies of this crate only: nothing below
+//! the harness (optimizers, the training step, models) pulls them in.
+
+#![warn(missing_docs)]
+
+mod config;
+mod experiment;
+mod history;
+pub mod parquet;
+mod plot;
+mod progress;
+mod run;
+mod summary;
+
+pub use config::{load_config, parse_config};
+pub use experiment::{run_experiment, Experiment, Outcome, RunOptions};
+pub use history::{Column, ColumnType, ColumnValue, History, Row, Value};
+pub use plot::{plot_history, Figure, Panel};
+pub use progress::Progress;
+pub use run::{RunDir, RunMode};
+pub use summary::{git_revision, Summary};

@@ -1,0 +1,127 @@
+//! Code that runs inside the step: after the backward pass (gradients exist, parameters are the
+//! ones the loss saw), after the optimizer step (parameters are updated: where generate-and-test
+//! replaces units and resets their optimizer state), and at log time (before the metrics are read,
+//! so device values a hook sets travel in the same read-back). A hook can ask for taps.
+//!
+//! Provided: [`FeatureNorm`] (mean ℓ2 norm of a tapped representation's rows), [`WeightNorm`]
+//! (`√(Σ‖θ‖²)` at log time) and [`AdamStats`] (the optimizer's Adam diagnostics every k logs).
+
+use crate::data::Batch;
+use crate::metrics::Metrics;
+use crate::objective::Forward;
+use dynlab_autodiff::Grads;
+use dynlab_models::Module;
+use dynlab_optim::{global_grad_norm, Optimizer};
+use dynlab_runtime::{Result, Tensor};
+
+/// What a hook sees during a step.
+pub struct StepView<'a> {
+    /// The model (after the optimizer step in [`Hook::after_step`]).
+    pub model: &'a mut dyn Module,
+    /// The optimizer.
+    pub optimizer: &'a mut Optimizer,
+    /// The batch of this step.
+    pub batch: &'a Batch,
+    /// The forward pass (output and taps).
+    pub forward: &'a Forward,
+    /// The gradients of this step.
+    pub grads: &'a Grads,
+    /// The interval's metrics.
+    pub metrics: &'a mut Metrics,
+    /// The learning rate of this step.
+    pub lr: f32,
+}
+
+/// What a hook sees at log time.
+pub struct LogView<'a> {
+    /// The model.
+    pub model: &'a mut dyn Module,
+    /// The optimizer.
+    pub optimizer: &'a mut Optimizer,
+    /// The interval's metrics, about to be read.
+    pub metrics: &'a mut Metrics,
+    /// The learning rate of the last step.
+    pub lr: f32,
+    /// 1-based number of this log (across resumes).
+    pub index: u64,
+}
+
+/// Code run inside the training step (see the module docs). Every method defaults to nothing.
+pub trait Hook {
+    /// The taps this hook reads from [`StepView::forward`].
+    fn taps(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// After the backward pass, before the optimizer step.
+    fn after_backward(&mut self, _step: &mut StepView) -> Result<()> {
+        Ok(())
+    }
+
+    /// After the optimizer step.
+    fn after_step(&mut self, _step: &mut StepView) -> Result<()> {
+        Ok(())
+    }
+
+    /// At log time, before the metrics are read.
+    fn on_log(&mut self, _log: &mut LogView) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Logs `name` = the mean ℓ2 norm of the rows of the tap `tap` (a representation `[N, d]`),
+/// weighted by batch rows.
+pub struct FeatureNorm {
+    /// The tap to read.
+    pub tap: String,
+    /// The metric to write.
+    pub name: String,
+}
+
+impl Hook for FeatureNorm {
+    fn taps(&self) -> Vec<String> {
+        vec![self.tap.clone()]
+    }
+
+    fn after_backward(&mut self, step: &mut StepView) -> Result<()> {
+        let repr = step.forward.tap(&self.tap)?.value();
+        let norm = repr.square()?.sum(1, false)?.sqrt()?.mean_all()?;
+        let rows = step.batch.rows() as f32;
+        step.metrics.add(&self.name, &norm, rows)
+    }
+}
+
+/// Logs `weight_norm` = `√(Σ‖θ‖²)` over every parameter, at log time.
+pub struct WeightNorm;
+
+impl Hook for WeightNorm {
+    fn on_log(&mut self, log: &mut LogView) -> Result<()> {
+        let params = log.model.params();
+        let values: Vec<&Tensor> = params.iter().map(|(_, p)| p.value()).collect();
+        log.metrics.set("weight_norm", &global_grad_norm(&values)?)
+    }
+}
+
+/// Logs the Adam diagnostics (`adam_effective_step`, `adam_moment_ratio`, `update_to_decay`) at
+/// logs whose index is a multiple of `every` (one read-back of their own; 0: never); absent for
+/// SGD and before the first step.
+pub struct AdamStats {
+    /// Log interval in logs.
+    pub every: u64,
+}
+
+impl Hook for AdamStats {
+    fn on_log(&mut self, log: &mut LogView) -> Result<()> {
+        if self.every == 0 || log.index % self.every != 0 {
+            return Ok(());
+        }
+        if let Some(d) = log.optimizer.adam_diagnostics(&*log.model, log.lr)? {
+            log.metrics
+                .set_host("adam_effective_step", d.effective_step_mean);
+            log.metrics
+                .set_host("adam_moment_ratio", d.moment_ratio_mean);
+            log.metrics.set_host("update_to_decay", d.update_to_decay);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! Metrics that stay on the device between log points. Each metric is a weighted mean over the
+//! interval (`Σ wᵢ xᵢ / Σ wᵢ`: a loss weighted by batch rows, a gradient norm with weight 1), or a
+//! value set once (a weight norm computed at log time). [`Metrics::read`] brings every metric back
+//! in one read-back and starts a new interval. The host sums the values in the order they were
+//! added, in f32.
+
+use dynlab_runtime::{Error, Result, Tensor};
+use std::collections::BTreeMap;
+
+/// One metric of the current interval.
+#[derive(Clone, Debug)]
+enum Entry {
+    /// Weighted values `wᵢ xᵢ` (device scalars) and `Σ wᵢ`.
+    Mean { values: Vec<Tensor>, weight: f32 },
+    /// A device scalar set at log time.
+    Value(Tensor),
+    /// A host value.
+    Host(f32),
+}
+
+/// Device-side accumulators by name (see the module docs).
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Metrics {
+    /// Adds the device scalar `value` with weight `weight` to the interval mean of `name`.
+    pub fn add(&mut self, name: &str, value: &Tensor, weight: f32) -> Result<()> {
+        if value.numel() != 1 {
+            return Err(Error::shape(
+                "Metrics::add",
+                format!("`{name}` of shape {:?}", value.shape()),
+                "a scalar",
+            ));
+        }
+        let weighted = if weight == 1.0 {
+            value.reshape(&[1])?
+        } else {
+            value.mul_scalar(weight)?.reshape(&[1])?
+        };
+        let entry = self.entries.entry(name.to_string()).or_insert(Entry::Mean {
+            values: Vec::new(),
+            weight: 0.0,
+        });
+        match entry {
+            Entry::Mean { values, weight: w } => {
+                values.push(weighted);
+                *w += weight;
+                Ok(())
+            }
+            _ => Err(kind_clash(name)),
+        }
+    }
+
+    /// Sets `name` to the device scalar `value` for this interval.
+    pub fn set(&mut self, name: &str, value: &Tensor) -> Result<()> {
+        self.entries
+            .insert(name.to_string(), Entry::Value(value.reshape(&[1])?));
+        Ok(())
+    }
+
+    /// Sets `name` to a host value for this interval.
+    pub fn set_host(&mut self, name: &str, value: f32) {
+        self.entries.insert(name.to_string(), Entry::Host(value));
+    }
+
+    /// Whether nothing was recorded since the last read.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every metric of the interval (one read-back), and a fresh interval.
+    pub fn read(&mut self) -> Result<BTreeMap<String, f32>> {
+        let entries = std::mem::take(&mut self.entries);
+        let device: Vec<&Tensor> = entries
+            .values()
+            .flat_map(|e| match e {
+                Entry::Mean { values, .. } => values.iter().collect(),
+                Entry::Value(t) => vec![t],
+                Entry::Host(_) => vec![],
+            })
+            .collect();
+        let host = if device.is_empty() {
+            Vec::new()
+        } else {
+            Tensor::cat(&device, 0)?.to_vec::<f32>()?
+        };
+        let mut next = host.iter();
+        let mut out = BTreeMap::new();
+        for (name, entry) in &entries {
+            let value = match entry {
+                Entry::Mean { values, weight } => {
+                    let sum = next.by_ref().take(values.len()).sum::<f32>();
+                    sum / weight
+                }
+                Entry::Value(_) => *next.next().expect("one value read per entry"),
+                Entry::Host(v) => *v,
+            };
+            out.insert(name.clone(), value);
+        }
+        Ok(out)
+    }
+}
+
+fn kind_clash(name: &str) -> Error {
+    Error::value(
+        "Metrics::add",
+        format!("`{name}`, already set as a single value this interval"),
+        "one kind of metric per name",
+    )
+}

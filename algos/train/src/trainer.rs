@@ -1,0 +1,233 @@
+//! The step/epoch driver (see the crate docs for the order of one step).
+
+use crate::data::{Batch, BatchSource};
+use crate::hooks::{Hook, LogView, StepView};
+use crate::metrics::Metrics;
+use crate::objective::{Forward, Objective};
+use dynlab_autodiff::{no_grad, Var};
+use dynlab_models::{Ctx, Mode, Module, Record, Stateful};
+use dynlab_optim::{clip_scale, global_grad_norm, LrSchedule, Optimizer};
+use dynlab_runtime::{Error, Result, Rng, Tensor};
+use std::collections::BTreeMap;
+
+/// Trains a model: owns it, the optimizer, the schedule, the objective and the hooks.
+///
+/// Metrics of the interval since the last [`Trainer::log`]: `loss` and each named loss term and
+/// objective metric (weighted by batch rows), `grad_norm` (the global gradient norm before
+/// clipping, mean over steps), `lr` (of the last step), and whatever the hooks add.
+pub struct Trainer<M: Module> {
+    /// The model being trained.
+    pub model: M,
+    /// The optimizer.
+    pub optimizer: Optimizer,
+    /// The learning rate per optimizer step.
+    pub schedule: LrSchedule,
+    /// Clip the global gradient norm to this value.
+    pub clip_norm: Option<f32>,
+    objective: Box<dyn Objective>,
+    hooks: Vec<Box<dyn Hook>>,
+    metrics: Metrics,
+    lr: f32,
+    logs: u64,
+}
+
+impl<M: Module> Trainer<M> {
+    /// A trainer of `model` minimising `objective`, without clipping or hooks.
+    pub fn new(
+        model: M,
+        optimizer: Optimizer,
+        schedule: LrSchedule,
+        objective: impl Objective + 'static,
+    ) -> Trainer<M> {
+        Trainer {
+            model,
+            optimizer,
+            schedule,
+            clip_norm: None,
+            objective: Box::new(objective),
+            hooks: Vec::new(),
+            metrics: Metrics::default(),
+            lr: 0.0,
+            logs: 0,
+        }
+    }
+
+    /// Clips the global gradient norm to `clip_norm` (`None`: no clipping).
+    pub fn with_clip_norm(mut self, clip_norm: Option<f32>) -> Trainer<M> {
+        self.clip_norm = clip_norm;
+        self
+    }
+
+    /// Adds a hook (hooks run in the order they were added).
+    pub fn with_hook(mut self, hook: impl Hook + 'static) -> Trainer<M> {
+        self.hooks.push(Box::new(hook));
+        self
+    }
+
+    /// Logs taken so far (across resumes).
+    pub fn logs(&self) -> u64 {
+        self.logs
+    }
+
+    /// One optimizer step on `batch`; stochastic layers draw from `rng`.
+    pub fn step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<()> {
+        let mut taps = self.objective.taps();
+        taps.extend(self.hooks.iter().flat_map(|h| h.taps()));
+        let mut ctx = Ctx::train().with_rng(rng).with_taps(&taps);
+        let output = self
+            .model
+            .forward(&Var::constant(batch.inputs.clone()), &mut ctx)?;
+        let forward = Forward {
+            mode: Mode::Train,
+            output,
+            taps: ctx.take_taps(),
+        };
+        drop(ctx);
+        let loss = self.objective.loss(&forward, &batch.targets)?;
+        let grads = loss.total.backward()?;
+        let grad_norm = {
+            let params = self.model.params();
+            let list: Vec<&Tensor> = params
+                .iter()
+                .filter_map(|(_, p)| grads.tensor(p.var()))
+                .collect();
+            global_grad_norm(&list)?
+        };
+        let scale = match self.clip_norm {
+            Some(c) => clip_scale(grad_norm.item()?, c)?,
+            None => 1.0,
+        };
+        self.lr = self.schedule.at(self.optimizer.steps() + 1);
+        let rows = batch.rows() as f32;
+        no_grad(|| -> Result<()> {
+            self.metrics.add("loss", loss.total.value(), rows)?;
+            for (name, term) in &loss.terms {
+                self.metrics.add(name, term.value(), rows)?;
+            }
+            for (name, value) in &loss.metrics {
+                self.metrics.add(name, value, rows)?;
+            }
+            self.metrics.add("grad_norm", &grad_norm, 1.0)
+        })?;
+        drop(loss);
+        self.run_step_hooks(batch, &forward, &grads, |h, v| h.after_backward(v))?;
+        self.optimizer
+            .step(&mut self.model, &grads, self.lr, scale)?;
+        self.run_step_hooks(batch, &forward, &grads, |h, v| h.after_step(v))
+    }
+
+    fn run_step_hooks(
+        &mut self,
+        batch: &Batch,
+        forward: &Forward,
+        grads: &dynlab_autodiff::Grads,
+        mut call: impl FnMut(&mut dyn Hook, &mut StepView) -> Result<()>,
+    ) -> Result<()> {
+        for hook in &mut self.hooks {
+            let mut view = StepView {
+                model: &mut self.model,
+                optimizer: &mut self.optimizer,
+                batch,
+                forward,
+                grads,
+                metrics: &mut self.metrics,
+                lr: self.lr,
+            };
+            call(hook.as_mut(), &mut view)?;
+        }
+        Ok(())
+    }
+
+    /// One pass over `source`; returns the number of steps taken.
+    pub fn epoch(&mut self, source: &mut dyn BatchSource, rng: &mut Rng) -> Result<u64> {
+        let mut steps = 0;
+        while let Some(batch) = source.next_batch(rng)? {
+            self.step(&batch, rng)?;
+            steps += 1;
+        }
+        if steps == 0 {
+            return Err(Error::value(
+                "Trainer::epoch",
+                "a pass without batches",
+                "a source that yields at least one batch per pass",
+            ));
+        }
+        Ok(steps)
+    }
+
+    /// Ends the interval: the hooks' log-time work, then every metric in one read-back. A loss
+    /// that is not finite is an error naming the step (training diverged).
+    pub fn log(&mut self) -> Result<BTreeMap<String, f32>> {
+        self.logs += 1;
+        for hook in &mut self.hooks {
+            let mut view = LogView {
+                model: &mut self.model,
+                optimizer: &mut self.optimizer,
+                metrics: &mut self.metrics,
+                lr: self.lr,
+                index: self.logs,
+            };
+            hook.on_log(&mut view)?;
+        }
+        self.metrics.set_host("lr", self.lr);
+        let values = self.metrics.read()?;
+        let diverged = ["loss", "weight_norm"]
+            .iter()
+            .filter_map(|k| values.get(*k).map(|v| (k, v)))
+            .find(|(_, v)| !v.is_finite());
+        if let Some((name, value)) = diverged {
+            return Err(Error::Numerical {
+                op: "Trainer::log",
+                message: format!(
+                    "training diverged: {name} is {value} after step {}",
+                    self.optimizer.steps()
+                ),
+            });
+        }
+        Ok(values)
+    }
+
+    /// The objective's loss and metrics on `batch` in evaluation mode, without recording (one
+    /// read-back).
+    pub fn evaluate(&self, batch: &Batch) -> Result<BTreeMap<String, f32>> {
+        no_grad(|| {
+            let taps = self.objective.taps();
+            let mut ctx = Ctx::eval().with_taps(&taps);
+            let output = self
+                .model
+                .forward(&Var::constant(batch.inputs.clone()), &mut ctx)?;
+            let forward = Forward {
+                mode: Mode::Eval,
+                output,
+                taps: ctx.take_taps(),
+            };
+            let loss = self.objective.loss(&forward, &batch.targets)?;
+            let mut metrics = Metrics::default();
+            metrics.add("loss", loss.total.value(), 1.0)?;
+            for (name, term) in &loss.terms {
+                metrics.add(name, term.value(), 1.0)?;
+            }
+            for (name, value) in &loss.metrics {
+                metrics.add(name, value, 1.0)?;
+            }
+            metrics.read()
+        })
+    }
+}
+
+/// The model (`model.`), the optimizer (`optim.`) and the log count.
+impl<M: Module> Stateful for Trainer<M> {
+    fn save_state(&self) -> Result<Record> {
+        Ok(Record::default()
+            .with_value("logs", self.logs)
+            .nest("model", Record::of_module(&self.model))
+            .nest("optim", self.optimizer.save_state()?))
+    }
+
+    fn load_state(&mut self, record: &Record) -> Result<()> {
+        record.part("model").restore_module(&mut self.model)?;
+        self.optimizer.load_state(&record.part("optim"))?;
+        self.logs = record.value("logs")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,51 @@
+//! Layer normalisation (Ba et al. 2016) over the last axis:
+//! `y = (x − μ) / √(σ² + ε) · γ + β`, with μ and σ² (biased) over the last `dim` features, through
+//! the fused kernels ([`Var::layer_norm`]).
+
+use crate::layers::Affine;
+use crate::module::{Ctx, Module, Parts, PartsMut};
+use dynlab_autodiff::Var;
+use dynlab_runtime::{Device, Error, Result};
+
+/// Normalises the last axis, then scales and shifts it.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    /// `γ`, `β`.
+    pub affine: Affine,
+    /// Added to the variance.
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    /// γ = 1, β = 0 over `dim` features.
+    pub fn new(dim: usize, eps: f32, device: &Device) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            affine: Affine::new(dim, device)?,
+            eps,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    /// `[..., dim] → [..., dim]`.
+    fn forward(&self, x: &Var, _ctx: &mut Ctx) -> Result<Var> {
+        let dim = self.affine.features();
+        if x.shape().last() != Some(&dim) {
+            return Err(Error::shape(
+                "LayerNorm::forward",
+                format!("input {:?}", x.shape()),
+                format!("[..., {dim}]"),
+            ));
+        }
+        let (gamma, beta) = (self.affine.gamma.var(), self.affine.beta.var());
+        x.layer_norm(Some((gamma, beta)), self.eps)
+    }
+
+    fn parts(&self) -> Parts<'_> {
+        self.affine.parts()
+    }
+
+    fn parts_mut(&mut self) -> PartsMut<'_> {
+        self.affine.parts_mut()
+    }
+}
