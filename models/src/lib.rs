@@ -26,12 +26,12 @@ mod state;
 pub mod zoo;
 
 pub use layers::{
-    weight_norm, weight_norm_init, Activation, Affine, BatchNorm, Dropout, Embedding, Init,
-    LayerNorm, Linear,
+    weight_norm, weight_norm_init, Activation, Affine, BatchNorm, Conv2d, Dropout, Embedding,
+    Flatten, Init, LayerNorm, Linear, MaxPool2d,
 };
 pub use module::{
     prefixed, AsModule, Buffer, Ctx, Mode, Module, Param, ParamKind, Parts, PartsMut, Replacement,
 };
 pub use record::{Record, Stateful};
 pub use state::{load_safetensors, save_safetensors, TensorFile};
-pub use zoo::{BaselineMlp, Mlp, PairEncoding};
+pub use zoo::{BaselineMlp, ConvNet, ConvNetShape, Mlp, PairEncoding};

@@ -4,7 +4,7 @@
 //! file.
 
 use crate::module::Module;
-use crate::state::{load_safetensors, save_safetensors};
+use crate::state::{read_safetensors, save_safetensors};
 use dynlab_runtime::{Device, Error, Result, Rng, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
@@ -119,9 +119,10 @@ impl Record {
         save_safetensors(path, &tensors, &self.values)
     }
 
-    /// Reads a record written by [`Record::save`], its tensors onto `device`.
-    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Record> {
-        let file = load_safetensors(path, device)?;
+    /// Reads a record written by [`Record::save`], its tensors onto `device` (a record of values
+    /// only needs none).
+    pub fn load(path: impl AsRef<Path>, device: Option<&Device>) -> Result<Record> {
+        let file = read_safetensors(path.as_ref(), device)?;
         Ok(Record {
             tensors: file.tensors.into_iter().collect(),
             values: file.metadata,

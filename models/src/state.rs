@@ -54,13 +54,24 @@ pub fn save_safetensors(
 
 /// Reads a file written by [`save_safetensors`] (or any safetensors file of f32/i32 tensors).
 pub fn load_safetensors(path: impl AsRef<Path>, device: &Device) -> Result<TensorFile> {
+    read_safetensors(path.as_ref(), Some(device))
+}
+
+/// [`load_safetensors`]; without a device, a file that holds tensors is an error.
+pub(crate) fn read_safetensors(path: &Path, device: Option<&Device>) -> Result<TensorFile> {
     let op = "load_safetensors";
-    let path = path.as_ref();
     let file = std::fs::read(path).map_err(|e| Error::io(op, path, e))?;
     let st = SafeTensors::deserialize(&file).map_err(|e| Error::io(op, path, e))?;
     let (_, header) = SafeTensors::read_metadata(&file).map_err(|e| Error::io(op, path, e))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
+        let Some(device) = device else {
+            return Err(Error::io(
+                op,
+                path,
+                format!("`{name}` is a tensor and no device was given to load it onto"),
+            ));
+        };
         let data = view.data();
         let t = match view.dtype() {
             Dtype::F32 => {

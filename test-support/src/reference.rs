@@ -542,6 +542,31 @@ pub fn adam_step(
         .collect()
 }
 
+/// One Adam/AdamW step with a step count per element (the update of
+/// `Tensor::adam_update_counted`): `tᵢ ← tᵢ + 1`, then the bias corrections `1 − βᵗⁱ` of element `i`.
+pub fn adam_step_counted(
+    p: &[f64],
+    g: &[f64],
+    m: &mut [f64],
+    v: &mut [f64],
+    steps: &mut [f64],
+    s: &dynlab_runtime::AdamStep,
+) -> Vec<f64> {
+    let (b1, b2) = (s.beta1 as f64, s.beta2 as f64);
+    let lr = s.lr as f64;
+    (0..p.len())
+        .map(|i| {
+            steps[i] += 1.0;
+            let (c1, c2) = (1.0 - b1.powf(steps[i]), 1.0 - b2.powf(steps[i]));
+            let grad = g[i] * s.grad_scale as f64 + s.l2_decay as f64 * p[i];
+            m[i] = b1 * m[i] + (1.0 - b1) * grad;
+            v[i] = b2 * v[i] + (1.0 - b2) * grad * grad;
+            let update = (m[i] / c1) / ((v[i] / c2).sqrt() + s.eps as f64);
+            p[i] * (1.0 - lr * s.decoupled_decay as f64) - lr * update
+        })
+        .collect()
+}
+
 /// Window geometry shared by the convolution and pooling references: `(stride, padding, dilation)`
 /// per spatial dimension.
 #[derive(Clone, Copy, Debug)]

@@ -164,7 +164,7 @@ fn resuming_gives_the_same_history_as_running_straight() {
     assert_eq!(half.history.rows(), 8);
     let ck = Record::load(
         half.run_dir.join("checkpoint.safetensors"),
-        &dynlab_test_support::device(),
+        Some(&dynlab_test_support::device()),
     )
     .unwrap();
     // 73 training pairs in batches of 16: 5 steps per epoch.

@@ -1,9 +1,11 @@
-//! The models and training suite: fused optimizer updates against f64 references, schedules and
-//! clipping, layers and initialisations, state dicts, modular-arithmetic data, configs, and the
-//! grokking experiment end to end (phases, and resuming to the same history as a straight run).
+//! The training suite: fused optimizer updates against f64 references, schedules and clipping, typed
+//! optimizer state (slots by name, unit resets, checkpoints), the training step (objectives, hooks,
+//! metrics, batch sources), modular-arithmetic data, configs, and the grokking experiment end to end
+//! (phases, and resuming to the same history as a straight run).
 
 mod config;
 mod data;
 mod grokking;
-mod modules;
 mod optim;
+mod optim_state;
+mod step;

@@ -57,6 +57,48 @@ fn adam_and_adamw_match_reference_over_steps() {
 }
 
 #[device_test]
+fn adam_with_per_element_steps_matches_reference() {
+    let mut rng = HostRng::new(14);
+    for shape in SIZES {
+        let n: usize = shape.iter().product();
+        let p0 = rng.vec(n, -1.0, 1.0);
+        // Counts that differ per element, as after some units were reset.
+        let counts: Vec<f32> = (0..n).map(|_| rng.below(4) as f32).collect();
+        let mut p = Tensor::from_slice(&p0, shape, &device()).unwrap();
+        let mut m = Tensor::zeros(shape, &device()).unwrap();
+        let mut v = Tensor::zeros(shape, &device()).unwrap();
+        let mut steps = Tensor::from_slice(&counts, shape, &device()).unwrap();
+        let mut hp: Vec<f64> = p0.iter().map(|&x| x as f64).collect();
+        let (mut hm, mut hv) = (vec![0.0; n], vec![0.0; n]);
+        let mut hsteps: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
+        for step in 1..=3u64 {
+            let g = rng.vec(n, -1.0, 1.0);
+            let gt = Tensor::from_slice(&g, shape, &device()).unwrap();
+            let s = AdamStep {
+                lr: 0.01,
+                grad_scale: 0.7,
+                l2_decay: 0.0,
+                decoupled_decay: 0.1,
+                beta1: 0.9,
+                beta2: 0.98,
+                eps: 1e-8,
+                step,
+            };
+            p = p
+                .adam_update_counted(&gt, &mut m, &mut v, &mut steps, &s)
+                .unwrap();
+            let hg: Vec<f64> = g.iter().map(|&x| x as f64).collect();
+            hp = reference::adam_step_counted(&hp, &hg, &mut hm, &mut hv, &mut hsteps, &s);
+            let what = format!("adam per-element steps {shape:?} step {step}");
+            assert_near(&what, &host(&p), &hp, 1e-5);
+            assert_near(&format!("{what} m"), &host(&m), &hm, 1e-5);
+            assert_near(&format!("{what} v"), &host(&v), &hv, 1e-5);
+            assert_near(&format!("{what} counts"), &host(&steps), &hsteps, 0.0);
+        }
+    }
+}
+
+#[device_test]
 fn sgd_variants_match_reference_over_steps() {
     let mut rng = HostRng::new(12);
     for shape in SIZES {

@@ -28,8 +28,8 @@ pub struct RunOptions {
 
 /// An experiment the harness can run (see the module docs).
 pub trait Experiment {
-    /// The device it runs on (named in the summary).
-    fn device(&self) -> &Device;
+    /// The device it runs on (named in the summary; `None` for work on the host only).
+    fn device(&self) -> Option<&Device>;
 
     /// Units of work in the whole run.
     fn units(&self) -> u64;

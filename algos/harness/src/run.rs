@@ -86,8 +86,8 @@ impl RunDir {
         record.save(self.file(CHECKPOINT))
     }
 
-    /// Reads the checkpoint, its tensors onto `device`.
-    pub fn load_checkpoint(&self, device: &Device) -> Result<Record> {
+    /// Reads the checkpoint, its tensors onto `device` (`None` for runs that keep no tensors).
+    pub fn load_checkpoint(&self, device: Option<&Device>) -> Result<Record> {
         Record::load(self.file(CHECKPOINT), device)
     }
 

@@ -33,10 +33,10 @@ impl Summary {
     }
 
     /// Adds the provenance section `[run]`: library revision, device, tuned kernels, seeds.
-    pub fn set_provenance(&mut self, device: &Device, seeds: &[(&str, u64)]) {
+    pub fn set_provenance(&mut self, device: Option<&Device>, seeds: &[(&str, u64)]) {
         let mut run = Table::new();
         run.insert("git_revision".into(), git_revision().into());
-        run.insert("device".into(), device.name().into());
+        run.insert("device".into(), device.map_or("none", Device::name).into());
         let kernels: Vec<Value> = tuned_choices().into_iter().map(Value::from).collect();
         run.insert("tuned_kernels".into(), Value::Array(kernels));
         let seeds: Table = seeds

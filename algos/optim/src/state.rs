@@ -27,6 +27,8 @@ pub struct AdamState {
 }
 
 /// The state of one parameter.
+// One value per parameter: the size difference of the variants (tensor handles) does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ParamState {
     /// SGD.

@@ -56,7 +56,7 @@ pub struct ModelConfig {
     /// Hidden widths (GELU layers).
     pub hidden: Vec<usize>,
     /// `kaiming_uniform`, `kaiming_normal`, `xavier_uniform`, `xavier_normal`, `lecun_uniform`,
-    /// `lecun_normal`.
+    /// `lecun_normal`, `pytorch_default`.
     #[serde(default = "default_init")]
     pub init: String,
 }
@@ -176,7 +176,7 @@ impl GrokkingConfig {
             "model.init",
             &m.init,
             Init::parse(&m.init),
-            "kaiming_uniform, kaiming_normal, xavier_uniform, xavier_normal, lecun_uniform, lecun_normal",
+            "kaiming_uniform, kaiming_normal, xavier_uniform, xavier_normal, lecun_uniform, lecun_normal, pytorch_default",
         )?;
         let t = &self.train;
         if t.epochs == 0 {

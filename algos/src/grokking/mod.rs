@@ -153,8 +153,8 @@ fn metric(values: &BTreeMap<String, f32>, name: &str) -> f32 {
 }
 
 impl Experiment for Grokking {
-    fn device(&self) -> &Device {
-        &self.device
+    fn device(&self) -> Option<&Device> {
+        Some(&self.device)
     }
 
     fn units(&self) -> u64 {

@@ -112,7 +112,7 @@ pub struct AdamStats {
 
 impl Hook for AdamStats {
     fn on_log(&mut self, log: &mut LogView) -> Result<()> {
-        if self.every == 0 || log.index % self.every != 0 {
+        if self.every == 0 || !log.index.is_multiple_of(self.every) {
             return Ok(());
         }
         if let Some(d) = log.optimizer.adam_diagnostics(&*log.model, log.lr)? {

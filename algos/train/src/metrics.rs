@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 enum Entry {
     /// Weighted values `wᵢ xᵢ` (device scalars) and `Σ wᵢ`.
     Mean { values: Vec<Tensor>, weight: f32 },
-    /// A device scalar set at log time.
-    Value(Tensor),
+    /// A device scalar set at log time (boxed: a tensor handle is large).
+    Value(Box<Tensor>),
     /// A host value.
     Host(f32),
 }
@@ -55,8 +55,10 @@ impl Metrics {
 
     /// Sets `name` to the device scalar `value` for this interval.
     pub fn set(&mut self, name: &str, value: &Tensor) -> Result<()> {
-        self.entries
-            .insert(name.to_string(), Entry::Value(value.reshape(&[1])?));
+        self.entries.insert(
+            name.to_string(),
+            Entry::Value(Box::new(value.reshape(&[1])?)),
+        );
         Ok(())
     }
 
@@ -77,7 +79,7 @@ impl Metrics {
             .values()
             .flat_map(|e| match e {
                 Entry::Mean { values, .. } => values.iter().collect(),
-                Entry::Value(t) => vec![t],
+                Entry::Value(t) => vec![t.as_ref()],
                 Entry::Host(_) => vec![],
             })
             .collect();

@@ -1,6 +1,8 @@
 //! Weight initialisations. For a weight with fan-in `a` and fan-out `b` and gain `g`:
 //! Kaiming (He et al. 2015) `σ = g/√a` with `g = √2` (ReLU); Xavier/Glorot (2010) `σ = √(2/(a+b))`;
-//! LeCun (1998) `σ = 1/√a`. The uniform forms draw from `U(−√3σ, √3σ)` (same variance).
+//! LeCun (1998) `σ = 1/√a`; PyTorch's default for `nn.Linear`/`nn.Conv2d` (`kaiming_uniform_` with
+//! `a = √5`) `U(−1/√a, 1/√a)`, i.e. `σ = 1/√(3a)`, with the bias drawn from the same interval. The
+//! uniform forms draw from `U(−√3σ, √3σ)` (same variance).
 
 use dynlab_runtime::{Device, Result, Rng, Tensor};
 
@@ -19,6 +21,8 @@ pub enum Init {
     LecunUniform,
     /// LeCun, normal.
     LecunNormal,
+    /// PyTorch's default for linear and convolution layers (uniform; the bias too).
+    PytorchDefault,
 }
 
 impl Init {
@@ -31,6 +35,7 @@ impl Init {
             "xavier_normal" => Init::XavierNormal,
             "lecun_uniform" => Init::LecunUniform,
             "lecun_normal" => Init::LecunNormal,
+            "pytorch_default" => Init::PytorchDefault,
             _ => return None,
         })
     }
@@ -42,6 +47,7 @@ impl Init {
             Init::KaimingUniform | Init::KaimingNormal => (2.0 / a).sqrt(),
             Init::XavierUniform | Init::XavierNormal => (2.0 / (a + b)).sqrt(),
             Init::LecunUniform | Init::LecunNormal => (1.0 / a).sqrt(),
+            Init::PytorchDefault => (1.0 / (3.0 * a)).sqrt(),
         }
     }
 
@@ -56,7 +62,10 @@ impl Init {
     ) -> Result<Tensor> {
         let std = self.std(fan_in, fan_out);
         match self {
-            Init::KaimingUniform | Init::XavierUniform | Init::LecunUniform => {
+            Init::KaimingUniform
+            | Init::XavierUniform
+            | Init::LecunUniform
+            | Init::PytorchDefault => {
                 let bound = 3f32.sqrt() * std;
                 Tensor::rand_uniform(shape, -bound, bound, rng, device)
             }

@@ -15,7 +15,8 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Weight drawn by `init` (fan-in `inputs`, fan-out `outputs`); bias (when asked for) zero.
+    /// Weight drawn by `init` (fan-in `inputs`, fan-out `outputs`); bias (when asked for) zero, or
+    /// drawn like the weight for [`Init::PytorchDefault`].
     pub fn new(
         inputs: usize,
         outputs: usize,
@@ -25,14 +26,14 @@ impl Linear {
         device: &Device,
     ) -> Result<Linear> {
         let w = init.sample(&[inputs, outputs], inputs, outputs, rng, device)?;
-        let bias = if bias {
-            Some(Param::new(
-                Tensor::zeros(&[outputs], device)?,
-                ParamKind::Bias,
-            ))
-        } else {
-            None
+        let bias = match (bias, init) {
+            (false, _) => None,
+            (true, Init::PytorchDefault) => {
+                Some(init.sample(&[outputs], inputs, outputs, rng, device)?)
+            }
+            (true, _) => Some(Tensor::zeros(&[outputs], device)?),
         };
+        let bias = bias.map(|b| Param::new(b, ParamKind::Bias));
         Ok(Linear {
             weight: Param::new(w, ParamKind::Weight),
             bias,

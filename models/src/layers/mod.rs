@@ -1,10 +1,12 @@
-//! Layers: dense ([`Linear`]), lookup ([`Embedding`]), normalisation ([`LayerNorm`], [`BatchNorm`],
+//! Layers: dense ([`Linear`]), convolution and pooling ([`Conv2d`], [`MaxPool2d`], [`Flatten`]),
+//! lookup ([`Embedding`]), normalisation ([`LayerNorm`], [`BatchNorm`],
 //! [`weight_norm`]), pointwise ([`Activation`], [`Dropout`]) and weight initialisations ([`Init`]).
 //! Each is a [`crate::Module`].
 
 mod activation;
 mod affine;
 mod batch_norm;
+mod conv;
 mod embedding;
 mod init;
 mod layer_norm;
@@ -14,6 +16,7 @@ mod weight_norm;
 pub use activation::{Activation, Dropout};
 pub use affine::Affine;
 pub use batch_norm::BatchNorm;
+pub use conv::{Conv2d, Flatten, MaxPool2d};
 pub use embedding::Embedding;
 pub use init::Init;
 pub use layer_norm::LayerNorm;

@@ -1,9 +1,12 @@
-//! Models built from the layers: the [`Mlp`], and the grokking study's [`BaselineMlp`]. The
-//! plasticity studies' zoo (ConvNets, VGG, ResNets, deep FFNNs with their normalised variants)
-//! joins them here.
+//! Models built from the layers: the [`Mlp`], the loss-of-plasticity [`ConvNet`] and the grokking
+//! study's [`BaselineMlp`]. The rest of the plasticity studies' zoo (VGG, ResNets, deep FFNNs with
+//! their normalised variants) joins them here. Every model names its hidden activations as taps
+//! `hidden.0`, `hidden.1`, … and the input of its head as `features`.
 
+mod convnet;
 mod grokking;
 mod mlp;
 
+pub use convnet::{ConvNet, ConvNetShape};
 pub use grokking::{BaselineMlp, PairEncoding};
 pub use mlp::Mlp;
