@@ -40,6 +40,25 @@
 //! # Ok::<(), dynlab::Error>(())
 //! ```
 
+//!
+//! The module contract (the README's example): taps, and a layer found by path.
+//!
+//! ```no_run
+//! use dynlab::models::{Activation, Ctx, Init, Linear, Mlp, Module};
+//! use dynlab::{Device, Rng, Tensor, Var};
+//!
+//! let device = Device::default()?;
+//! let mut rng = Rng::new(0);
+//! let mlp = Mlp::new(&[8, 32, 32, 3], Activation::Relu, Init::KaimingUniform, true, &mut rng, &device)?;
+//! let x = Var::constant(Tensor::rand_normal(&[16, 8], 0.0, 1.0, &mut rng, &device)?);
+//! let mut ctx = Ctx::eval().with_taps(&["hidden.0", "layers.2"]);
+//! let logits = mlp.forward(&x, &mut ctx)?;
+//! let features = ctx.tapped("hidden.0").unwrap();            // ReLU(x W₀ + b₀), [16, 32]
+//! let head = mlp.find("layers.2").unwrap().downcast_ref::<Linear>().unwrap();
+//! println!("{:?} {:?} {}", logits.shape(), features.shape(), head.inputs());
+//! # Ok::<(), dynlab::Error>(())
+//! ```
+
 #![warn(missing_docs)]
 
 pub use dynlab_algos as algos;
