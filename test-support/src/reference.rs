@@ -527,19 +527,8 @@ pub fn adam_step(
     v: &mut [f64],
     s: &dynlab_runtime::AdamStep,
 ) -> Vec<f64> {
-    let (b1, b2) = (s.beta1 as f64, s.beta2 as f64);
-    let t = s.step as i32;
-    let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-    let lr = s.lr as f64;
-    (0..p.len())
-        .map(|i| {
-            let grad = g[i] * s.grad_scale as f64 + s.l2_decay as f64 * p[i];
-            m[i] = b1 * m[i] + (1.0 - b1) * grad;
-            v[i] = b2 * v[i] + (1.0 - b2) * grad * grad;
-            let update = (m[i] / c1) / ((v[i] / c2).sqrt() + s.eps as f64);
-            p[i] * (1.0 - lr * s.decoupled_decay as f64) - lr * update
-        })
-        .collect()
+    let mut steps = vec![s.step as f64 - 1.0; p.len()];
+    adam_step_counted(p, g, m, v, &mut steps, s)
 }
 
 /// One Adam/AdamW step with a step count per element (the update of
