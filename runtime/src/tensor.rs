@@ -5,7 +5,7 @@
 use crate::device::dispatch;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::launch::{check_size, units_grid};
+use crate::launch::{check_size, launch, units_grid};
 use crate::shape::{contiguous_strides, numel};
 use crate::Device;
 use cubecl::server::Handle;
@@ -129,9 +129,7 @@ impl Tensor {
         let n = out.numel();
         if n > 0 {
             let (count, dim) = units_grid(n);
-            dispatch!(device, |client, R| unsafe {
-                fill::launch_unchecked::<f32, R>(client, count, dim, out.buffer_arg(), value)
-            });
+            launch!(device, fill::<f32>, count, dim, out.buffer_arg(), value);
         }
         Ok(out)
     }
@@ -163,16 +161,15 @@ impl Tensor {
         let out = Tensor::alloc("Tensor::arange", &[n], DType::F32, device)?;
         if n > 0 {
             let (count, dim) = units_grid(n);
-            dispatch!(device, |client, R| unsafe {
-                arange::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    out.buffer_arg(),
-                    start,
-                    step,
-                )
-            });
+            launch!(
+                device,
+                arange::<f32>,
+                count,
+                dim,
+                out.buffer_arg(),
+                start,
+                step
+            );
         }
         Ok(out)
     }
@@ -183,9 +180,7 @@ impl Tensor {
         let out = Tensor::alloc("Tensor::eye", &[n, n], DType::F32, device)?;
         if n > 0 {
             let (count, dim) = units_grid(n * n);
-            dispatch!(device, |client, R| unsafe {
-                eye::launch_unchecked::<f32, R>(client, count, dim, out.buffer_arg(), n as u32)
-            });
+            launch!(device, eye::<f32>, count, dim, out.buffer_arg(), n as u32);
         }
         Ok(out)
     }

@@ -10,10 +10,9 @@
 //! the input is an error, not a fallback: no path returns NaN.
 
 use super::host::eigh_f64;
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::units_grid;
+use crate::launch::{launch, units_grid};
 use crate::tensor::Tensor;
 use dynlab_kernels::linalg::{jacobi_columns, jacobi_rotations, jacobi_rows};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -329,37 +328,39 @@ fn device_eigh(
 fn jacobi_round(a: &Tensor, v: &Tensor, rot: &Tensor, n: u32, m: u32, round: u32, pairs: usize) {
     let (count, dim) = units_grid(pairs);
     let (count_n, dim_n) = units_grid(pairs * n as usize);
-    dispatch!(a.device(), |client, R| unsafe {
-        jacobi_rotations::launch_unchecked::<f32, R>(
-            client,
-            count,
-            dim,
-            a.buffer_arg(),
-            rot.buffer_arg(),
-            n,
-            m,
-            round,
-        );
-        jacobi_columns::launch_unchecked::<f32, R>(
-            client,
-            count_n.clone(),
-            dim_n,
-            a.buffer_arg(),
-            v.buffer_arg(),
-            rot.buffer_arg(),
-            n,
-            m,
-            round,
-        );
-        jacobi_rows::launch_unchecked::<f32, R>(
-            client,
-            count_n,
-            dim_n,
-            a.buffer_arg(),
-            rot.buffer_arg(),
-            n,
-            m,
-            round,
-        );
-    });
+    let device = a.device();
+    launch!(
+        device,
+        jacobi_rotations::<f32>,
+        count,
+        dim,
+        a.buffer_arg(),
+        rot.buffer_arg(),
+        n,
+        m,
+        round
+    );
+    launch!(
+        device,
+        jacobi_columns::<f32>,
+        count_n.clone(),
+        dim_n,
+        a.buffer_arg(),
+        v.buffer_arg(),
+        rot.buffer_arg(),
+        n,
+        m,
+        round,
+    );
+    launch!(
+        device,
+        jacobi_rows::<f32>,
+        count_n,
+        dim_n,
+        a.buffer_arg(),
+        rot.buffer_arg(),
+        n,
+        m,
+        round
+    );
 }

@@ -5,10 +5,9 @@
 //! are separate public ops so that the autodiff can write convolution and pooling gradients as ops
 //! too (higher-order derivatives come free).
 
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::{rows_grid, units_grid};
+use crate::launch::{launch, rows_grid, units_grid};
 use crate::ops::conv_algorithm::conv2d_product;
 use crate::ops::elementwise::vector_width;
 use crate::tensor::Tensor;
@@ -151,9 +150,7 @@ macro_rules! launch_window {
     ($kernel:ident, $device:expr, $units:expr, grid = $grid:expr, $($arg:expr),*) => {{
         if $units > 0 {
             let (count, dim) = $grid;
-            dispatch!($device, |client, R| unsafe {
-                $kernel::launch_unchecked::<f32, R>(client, count, dim, $($arg.buffer_arg()),*)
-            });
+            launch!($device, $kernel::<f32>, count, dim, $($arg.buffer_arg()),*);
         }
     }};
     ($kernel:ident, $device:expr, $units:expr, $($arg:expr),*) => {
@@ -238,19 +235,18 @@ impl Tensor {
         let vec = vector_width(&[plane]);
         if out.numel() > 0 {
             let (count, dim) = rows_grid(self.shape()[0] * channels, plane / vec);
-            dispatch!(self.device(), |client, R| unsafe {
-                add_channel_bias::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    vec,
-                    x.buffer_arg(),
-                    bias.buffer_arg(),
-                    out.buffer_arg(),
-                    (plane / vec) as u32,
-                    channels as u32,
-                )
-            });
+            launch!(
+                self.device(),
+                add_channel_bias::<f32>,
+                count,
+                dim,
+                vec,
+                x.buffer_arg(),
+                bias.buffer_arg(),
+                out.buffer_arg(),
+                (plane / vec) as u32,
+                channels as u32
+            );
         }
         Ok(out)
     }
@@ -271,17 +267,16 @@ impl Tensor {
         let units = out.numel();
         if units > 0 {
             let (count, dim) = units_grid(units);
-            dispatch!(self.device(), |client, R| unsafe {
-                max_pool2d::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    x.buffer_arg(),
-                    geometry.buffer_arg(),
-                    out.buffer_arg(),
-                    index.buffer_arg(),
-                )
-            });
+            launch!(
+                self.device(),
+                max_pool2d::<f32>,
+                count,
+                dim,
+                x.buffer_arg(),
+                geometry.buffer_arg(),
+                out.buffer_arg(),
+                index.buffer_arg()
+            );
         }
         Ok((out, index))
     }
@@ -312,17 +307,16 @@ impl Tensor {
         let units = out.numel();
         if units > 0 {
             let (count, dim) = units_grid(units);
-            dispatch!(self.device(), |client, R| unsafe {
-                max_pool2d_backward::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    dy.buffer_arg(),
-                    index.buffer_arg(),
-                    geometry.buffer_arg(),
-                    out.buffer_arg(),
-                )
-            });
+            launch!(
+                self.device(),
+                max_pool2d_backward::<f32>,
+                count,
+                dim,
+                dy.buffer_arg(),
+                index.buffer_arg(),
+                geometry.buffer_arg(),
+                out.buffer_arg()
+            );
         }
         Ok(out)
     }

@@ -10,9 +10,9 @@
 //! guaranteed to round alike), take `im2col`. On the tape (`Var::conv2d`) the columns are kept for
 //! the weight gradient anyway, so it always uses `im2col`.
 
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::launch::launch;
 use crate::ops::conv::{conv_output_shape, Conv2dOptions, Window};
 use crate::tensor::Tensor;
 use crate::tune::{fastest, with_forced, TuneCache};
@@ -141,18 +141,17 @@ fn implicit(x: &Tensor, weight: &Tensor, window: &Window) -> Result<Tensor> {
         (n * g) as u32,
     );
     let geometry = window.geometry(x.device())?;
-    dispatch!(x.device(), |client, R| unsafe {
-        conv2d_implicit::launch_unchecked::<f32, R>(
-            client,
-            count,
-            CubeDim::new_1d(lanes),
-            x.buffer_arg(),
-            weight.buffer_arg(),
-            geometry.buffer_arg(),
-            out.buffer_arg(),
-            out_channels as u32,
-            tiling,
-        )
-    });
+    launch!(
+        x.device(),
+        conv2d_implicit::<f32>,
+        count,
+        CubeDim::new_1d(lanes),
+        x.buffer_arg(),
+        weight.buffer_arg(),
+        geometry.buffer_arg(),
+        out.buffer_arg(),
+        out_channels as u32,
+        tiling
+    );
     Ok(out)
 }

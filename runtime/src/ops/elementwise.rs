@@ -1,10 +1,9 @@
 //! Elementwise ops: unary (with scalar parameters), binary with NumPy broadcasting, comparisons as
 //! 0/1 masks, `where_` and `masked_fill`. Contiguous operands take the vectorised kernels.
 
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::launch::units_grid;
+use crate::launch::{launch, units_grid};
 use crate::shape::broadcast_shapes;
 use crate::tensor::Tensor;
 use dynlab_kernels::elementwise::{
@@ -71,36 +70,34 @@ impl Tensor {
             let vec = vector_width(&[n, self.offset]);
             let (count, dim) = units_grid(n / vec);
             let off = (self.offset / vec) as u32;
-            dispatch!(self.device, |client, R| unsafe {
-                unary_contiguous::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    vec,
-                    self.buffer_arg(),
-                    out.buffer_arg(),
-                    off,
-                    p0,
-                    p1,
-                    kind,
-                )
-            });
+            launch!(
+                self.device,
+                unary_contiguous::<f32>,
+                count,
+                dim,
+                vec,
+                self.buffer_arg(),
+                out.buffer_arg(),
+                off,
+                p0,
+                p1,
+                kind
+            );
         } else {
             let (count, dim) = units_grid(n);
-            dispatch!(self.device, |client, R| unsafe {
-                unary_strided::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    self.view_arg(),
-                    out.buffer_arg(),
-                    self.sizes_arg(),
-                    self.offset_u32(),
-                    p0,
-                    p1,
-                    kind,
-                )
-            });
+            launch!(
+                self.device,
+                unary_strided::<f32>,
+                count,
+                dim,
+                self.view_arg(),
+                out.buffer_arg(),
+                self.sizes_arg(),
+                self.offset_u32(),
+                p0,
+                p1,
+                kind
+            );
         }
         Ok(out)
     }
@@ -125,37 +122,35 @@ impl Tensor {
             let vec = vector_width(&[n, self.offset, other.offset]);
             let (count, dim) = units_grid(n / vec);
             let (a_off, b_off) = ((self.offset / vec) as u32, (other.offset / vec) as u32);
-            dispatch!(self.device, |client, R| unsafe {
-                binary_contiguous::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    vec,
-                    self.buffer_arg(),
-                    other.buffer_arg(),
-                    out.buffer_arg(),
-                    a_off,
-                    b_off,
-                    kind,
-                )
-            });
+            launch!(
+                self.device,
+                binary_contiguous::<f32>,
+                count,
+                dim,
+                vec,
+                self.buffer_arg(),
+                other.buffer_arg(),
+                out.buffer_arg(),
+                a_off,
+                b_off,
+                kind
+            );
         } else {
             let (a, b) = (self.expand(&shape)?, other.expand(&shape)?);
             let (count, dim) = units_grid(n);
-            dispatch!(self.device, |client, R| unsafe {
-                binary_strided::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    a.view_arg(),
-                    b.view_arg(),
-                    out.buffer_arg(),
-                    out.sizes_arg(),
-                    a.offset_u32(),
-                    b.offset_u32(),
-                    kind,
-                )
-            });
+            launch!(
+                self.device,
+                binary_strided::<f32>,
+                count,
+                dim,
+                a.view_arg(),
+                b.view_arg(),
+                out.buffer_arg(),
+                out.sizes_arg(),
+                a.offset_u32(),
+                b.offset_u32(),
+                kind
+            );
         }
         Ok(out)
     }
@@ -175,21 +170,20 @@ impl Tensor {
         }
         let (c, a, b) = (cond.expand(&shape)?, a.expand(&shape)?, b.expand(&shape)?);
         let (count, dim) = units_grid(n);
-        dispatch!(cond.device, |client, R| unsafe {
-            where_strided::launch_unchecked::<f32, R>(
-                client,
-                count,
-                dim,
-                c.view_arg(),
-                a.view_arg(),
-                b.view_arg(),
-                out.buffer_arg(),
-                out.sizes_arg(),
-                c.offset_u32(),
-                a.offset_u32(),
-                b.offset_u32(),
-            )
-        });
+        launch!(
+            cond.device,
+            where_strided::<f32>,
+            count,
+            dim,
+            c.view_arg(),
+            a.view_arg(),
+            b.view_arg(),
+            out.buffer_arg(),
+            out.sizes_arg(),
+            c.offset_u32(),
+            a.offset_u32(),
+            b.offset_u32()
+        );
         Ok(out)
     }
 

@@ -2,10 +2,9 @@
 //! parameter in a fresh buffer (the old value may still be referenced by a retained graph) and updates
 //! the optimizer state in place (copying it first if its buffer is shared or a view).
 
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::units_grid;
+use crate::launch::{launch, units_grid};
 use crate::tensor::Tensor;
 use dynlab_kernels::optim::{adam_step, sgd_momentum_step, sgd_step};
 
@@ -63,39 +62,37 @@ impl Tensor {
                     (s.momentum, 1.0 - s.dampening)
                 };
                 if n > 0 {
-                    dispatch!(self.device(), |client, R| unsafe {
-                        sgd_momentum_step::launch_unchecked::<f32, R>(
-                            client,
-                            count,
-                            dim,
-                            param.buffer_arg(),
-                            grad.buffer_arg(),
-                            buf.buffer_arg(),
-                            out.buffer_arg(),
-                            s.lr,
-                            s.grad_scale,
-                            s.weight_decay,
-                            momentum_now,
-                            grad_coef,
-                            s.momentum,
-                            s.nesterov,
-                        )
-                    });
+                    launch!(
+                        self.device(),
+                        sgd_momentum_step::<f32>,
+                        count,
+                        dim,
+                        param.buffer_arg(),
+                        grad.buffer_arg(),
+                        buf.buffer_arg(),
+                        out.buffer_arg(),
+                        s.lr,
+                        s.grad_scale,
+                        s.weight_decay,
+                        momentum_now,
+                        grad_coef,
+                        s.momentum,
+                        s.nesterov
+                    );
                 }
             }
-            _ if n > 0 => dispatch!(self.device(), |client, R| unsafe {
-                sgd_step::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    param.buffer_arg(),
-                    grad.buffer_arg(),
-                    out.buffer_arg(),
-                    s.lr,
-                    s.grad_scale,
-                    s.weight_decay,
-                )
-            }),
+            _ if n > 0 => launch!(
+                self.device(),
+                sgd_step::<f32>,
+                count,
+                dim,
+                param.buffer_arg(),
+                grad.buffer_arg(),
+                out.buffer_arg(),
+                s.lr,
+                s.grad_scale,
+                s.weight_decay
+            ),
             _ => {}
         }
         Ok(out)
@@ -122,27 +119,26 @@ impl Tensor {
         if n > 0 {
             let t = s.step.min(i32::MAX as u64) as i32;
             let (count, dim) = units_grid(n);
-            dispatch!(self.device(), |client, R| unsafe {
-                adam_step::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    param.buffer_arg(),
-                    grad.buffer_arg(),
-                    m.buffer_arg(),
-                    v.buffer_arg(),
-                    out.buffer_arg(),
-                    s.lr,
-                    s.grad_scale,
-                    s.l2_decay,
-                    s.decoupled_decay,
-                    s.beta1,
-                    s.beta2,
-                    1.0 - s.beta1.powi(t),
-                    1.0 - s.beta2.powi(t),
-                    s.eps,
-                )
-            });
+            launch!(
+                self.device(),
+                adam_step::<f32>,
+                count,
+                dim,
+                param.buffer_arg(),
+                grad.buffer_arg(),
+                m.buffer_arg(),
+                v.buffer_arg(),
+                out.buffer_arg(),
+                s.lr,
+                s.grad_scale,
+                s.l2_decay,
+                s.decoupled_decay,
+                s.beta1,
+                s.beta2,
+                1.0 - s.beta1.powi(t),
+                1.0 - s.beta2.powi(t),
+                s.eps
+            );
         }
         Ok(out)
     }

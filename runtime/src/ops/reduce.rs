@@ -5,10 +5,9 @@
 //! `‖x‖_p = (Σ |x_i|^p)^{1/p}`, `‖x‖_∞ = max |x_i|`, `‖x‖_{-∞} = min |x_i|`, `‖x‖_0 = #{x_i ≠ 0}`.
 
 use super::rows::Rows;
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::{grid, units_grid};
+use crate::launch::{grid, launch, units_grid};
 use crate::tensor::Tensor;
 use cubecl::prelude::*;
 use dynlab_kernels::reduce::{reduce_rows_cube, reduce_rows_unit, ReduceOp};
@@ -50,35 +49,33 @@ impl Tensor {
         if rows.rows > 0 {
             let (view, off, len) = (&rows.view, rows.view.offset_u32(), rows.row_len as u32);
             match rows.cube_block() {
-                Some(block) => dispatch!(self.device, |client, R| unsafe {
-                    reduce_rows_cube::launch_unchecked::<f32, R>(
-                        client,
-                        grid(rows.rows),
-                        CubeDim::new_1d(block),
+                Some(block) => launch!(
+                    self.device,
+                    reduce_rows_cube::<f32>,
+                    grid(rows.rows),
+                    CubeDim::new_1d(block),
+                    view.view_arg(),
+                    values.buffer_arg(),
+                    indices.buffer_arg(),
+                    off,
+                    len,
+                    kind,
+                    block
+                ),
+                None => {
+                    let (count, dim) = units_grid(rows.rows);
+                    launch!(
+                        self.device,
+                        reduce_rows_unit::<f32>,
+                        count,
+                        dim,
                         view.view_arg(),
                         values.buffer_arg(),
                         indices.buffer_arg(),
                         off,
                         len,
-                        kind,
-                        block,
+                        kind
                     )
-                }),
-                None => {
-                    let (count, dim) = units_grid(rows.rows);
-                    dispatch!(self.device, |client, R| unsafe {
-                        reduce_rows_unit::launch_unchecked::<f32, R>(
-                            client,
-                            count,
-                            dim,
-                            view.view_arg(),
-                            values.buffer_arg(),
-                            indices.buffer_arg(),
-                            off,
-                            len,
-                            kind,
-                        )
-                    })
                 }
             }
         }
