@@ -4,11 +4,71 @@
 //! pooling kernels with their adjoints. Every kernel writes each output element exactly once (no
 //! atomics, deterministic).
 //!
-//! `geometry` = `[N, C, H, W, Ho, Wo, KH, KW, SH, SW, PH, PW, DH, DW, G]`; output size
-//! `Ho = ⌊(H + 2·PH − DH·(KH − 1) − 1) / SH⌋ + 1` (same for W).
+//! Every kernel takes the window's sizes as one [`Geometry`] launch argument (scalars, no buffer);
+//! output size `Ho = ⌊(H + 2·PH − DH·(KH − 1) − 1) / SH⌋ + 1` (same for W).
 
 use crate::num::is_nan;
 use cubecl::prelude::*;
+
+/// The sizes of a convolution or pooling window over an `[N, C, H, W]` input with output
+/// `[N, ·, Ho, Wo]`: kernel `KH × KW`, stride `SH, SW`, padding `PH, PW`, dilation `DH, DW`, `G`
+/// groups (pooling: 1). The host validates them (positive, `C` divisible by `G`) before a launch.
+#[derive(CubeType, CubeLaunch, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Images in the batch, `N`.
+    pub n: u32,
+    /// Input channels, `C`.
+    pub c: u32,
+    /// Input height, `H`.
+    pub h: u32,
+    /// Input width, `W`.
+    pub w: u32,
+    /// Output height, `Ho`.
+    pub ho: u32,
+    /// Output width, `Wo`.
+    pub wo: u32,
+    /// Kernel height, `KH`.
+    pub kh: u32,
+    /// Kernel width, `KW`.
+    pub kw: u32,
+    /// Vertical stride, `SH`.
+    pub sh: u32,
+    /// Horizontal stride, `SW`.
+    pub sw: u32,
+    /// Padding above and below, `PH`.
+    pub ph: u32,
+    /// Padding left and right, `PW`.
+    pub pw: u32,
+    /// Vertical dilation, `DH`.
+    pub dh: u32,
+    /// Horizontal dilation, `DW`.
+    pub dw: u32,
+    /// Channel groups, `G`.
+    pub groups: u32,
+}
+
+impl Geometry {
+    /// These sizes as a kernel launch argument.
+    pub fn arg<R: Runtime>(&self) -> GeometryLaunch<R> {
+        GeometryLaunch::new(
+            self.n,
+            self.c,
+            self.h,
+            self.w,
+            self.ho,
+            self.wo,
+            self.kh,
+            self.kw,
+            self.sh,
+            self.sw,
+            self.ph,
+            self.pw,
+            self.dh,
+            self.dw,
+            self.groups,
+        )
+    }
+}
 
 /// No element of the window seen yet.
 const NONE: i32 = -1;
@@ -35,24 +95,24 @@ fn source(i: u32, k: u32, stride: u32, dilation: u32, pad: u32, out_size: u32) -
 /// is the same for every unit of a cube, so its decoding (most of the integer divisions, which CPU
 /// Vulkan runs lane by lane) is done once per cube; pixels run along `x`.
 #[cube(launch_unchecked)]
-pub fn im2col<F: Float>(x: &Array<F>, geometry: &Array<u32>, cols: &mut Array<F>) {
-    let (c_all, h_in, w_in) = (geometry[1], geometry[2], geometry[3]);
-    let (wo_n, kh, kw) = (geometry[5], geometry[6], geometry[7]);
-    let groups = geometry[14];
+pub fn im2col<F: Float>(x: &Array<F>, geometry: &Geometry, cols: &mut Array<F>) {
+    let (c_all, h_in, w_in) = (geometry.c, geometry.h, geometry.w);
+    let (wo_n, kh, kw) = (geometry.wo, geometry.kh, geometry.kw);
+    let groups = geometry.groups;
     let cg = c_all / groups;
     let k_len = cg * kh * kw;
-    let p_len = geometry[4] * wo_n;
+    let p_len = geometry.ho * wo_n;
     let row = CUBE_POS_Y + CUBE_POS_Z * CUBE_COUNT_Y;
     let p = ABSOLUTE_POS_X;
-    if row < geometry[0] * groups * k_len && p < p_len {
+    if row < geometry.n * groups * k_len && p < p_len {
         let k = row % k_len;
         let ng = row / k_len;
         let (n, g) = (ng / groups, ng % groups);
         let c = k / (kh * kw);
         let (ki, kj) = ((k / kw) % kh, k % kw);
         let ho = p / wo_n;
-        let h = tap(ho, ki, geometry[8], geometry[12], geometry[10]);
-        let w = tap(p - ho * wo_n, kj, geometry[9], geometry[13], geometry[11]);
+        let h = tap(ho, ki, geometry.sh, geometry.dh, geometry.ph);
+        let w = tap(p - ho * wo_n, kj, geometry.sw, geometry.dw, geometry.pw);
         let mut v = F::new(0.0);
         if h >= 0 && h < h_in as i32 && w >= 0 && w < w_in as i32 {
             let ch = n * c_all + g * cg + c;
@@ -99,16 +159,16 @@ pub struct ImplicitTiling {
 pub fn conv2d_implicit<F: Float>(
     x: &Array<F>,
     w: &Array<F>,
-    geometry: &Array<u32>,
+    geometry: &Geometry,
     out: &mut Array<F>,
     out_channels: u32,
     #[comptime] tiling: ImplicitTiling,
 ) {
     let (tm, tn) = (tiling.tm as usize, tiling.tn as usize);
-    let (c_all, h_in, w_in) = (geometry[1], geometry[2] as i32, geometry[3] as i32);
-    let (ho_n, wo_n, kh, kw) = (geometry[4], geometry[5], geometry[6], geometry[7]);
-    let (sh, sw, ph, pw) = (geometry[8], geometry[9], geometry[10], geometry[11]);
-    let (dh, dw, groups) = (geometry[12] as i32, geometry[13] as i32, geometry[14]);
+    let (c_all, h_in, w_in) = (geometry.c, geometry.h as i32, geometry.w as i32);
+    let (ho_n, wo_n, kh, kw) = (geometry.ho, geometry.wo, geometry.kh, geometry.kw);
+    let (sh, sw, ph, pw) = (geometry.sh, geometry.sw, geometry.ph, geometry.pw);
+    let (dh, dw, groups) = (geometry.dh as i32, geometry.dw as i32, geometry.groups);
     let (cg, og) = (c_all / groups, out_channels / groups);
     let p_len = ho_n * wo_n;
     let k_len = (cg * kh * kw) as usize;
@@ -182,12 +242,12 @@ pub fn conv2d_implicit<F: Float>(
 
 /// Adjoint of `im2col`: `dx[n, c, h, w] = Σ` of the column entries that read `x[n, c, h, w]`.
 #[cube(launch_unchecked)]
-pub fn col2im<F: Float>(cols: &Array<F>, geometry: &Array<u32>, dx: &mut Array<F>) {
+pub fn col2im<F: Float>(cols: &Array<F>, geometry: &Geometry, dx: &mut Array<F>) {
     let i = ABSOLUTE_POS;
     if i < dx.len() {
-        let (c_all, h_in, w_in) = (geometry[1], geometry[2], geometry[3]);
-        let (ho_n, wo_n, kh, kw) = (geometry[4], geometry[5], geometry[6], geometry[7]);
-        let groups = geometry[14];
+        let (c_all, h_in, w_in) = (geometry.c, geometry.h, geometry.w);
+        let (ho_n, wo_n, kh, kw) = (geometry.ho, geometry.wo, geometry.kh, geometry.kw);
+        let groups = geometry.groups;
         let cg = c_all / groups;
         let k_len = cg * kh * kw;
         let p_len = ho_n * wo_n;
@@ -200,9 +260,9 @@ pub fn col2im<F: Float>(cols: &Array<F>, geometry: &Array<u32>, dx: &mut Array<F
         let base = (n * groups + g) * k_len;
         let mut sum = F::new(0.0);
         for ki in 0..kh {
-            let (ok_h, ho) = source(h, ki, geometry[8], geometry[12], geometry[10], ho_n);
+            let (ok_h, ho) = source(h, ki, geometry.sh, geometry.dh, geometry.ph, ho_n);
             for kj in 0..kw {
-                let (ok_w, wo) = source(w, kj, geometry[9], geometry[13], geometry[11], wo_n);
+                let (ok_w, wo) = source(w, kj, geometry.sw, geometry.dw, geometry.pw, wo_n);
                 if ok_h && ok_w {
                     let k = (c * kh + ki) * kw + kj;
                     sum += cols[((base + k) * p_len + ho * wo_n + wo) as usize];
@@ -217,14 +277,14 @@ pub fn col2im<F: Float>(cols: &Array<F>, geometry: &Array<u32>, dx: &mut Array<F
 #[cube(launch_unchecked)]
 pub fn max_pool2d<F: Float>(
     x: &Array<F>,
-    geometry: &Array<u32>,
+    geometry: &Geometry,
     out: &mut Array<F>,
     index: &mut Array<i32>,
 ) {
     let i = ABSOLUTE_POS;
     if i < out.len() {
-        let (h_in, w_in) = (geometry[2], geometry[3]);
-        let (ho_n, wo_n, kh, kw) = (geometry[4], geometry[5], geometry[6], geometry[7]);
+        let (h_in, w_in) = (geometry.h, geometry.w);
+        let (ho_n, wo_n, kh, kw) = (geometry.ho, geometry.wo, geometry.kh, geometry.kw);
         let iu = i as u32;
         let wo = iu % wo_n;
         let ho = (iu / wo_n) % ho_n;
@@ -232,9 +292,9 @@ pub fn max_pool2d<F: Float>(
         let mut best = F::new(0.0);
         let mut best_at = NONE.runtime();
         for ki in 0..kh {
-            let h = tap(ho, ki, geometry[8], geometry[12], geometry[10]);
+            let h = tap(ho, ki, geometry.sh, geometry.dh, geometry.ph);
             for kj in 0..kw {
-                let w = tap(wo, kj, geometry[9], geometry[13], geometry[11]);
+                let w = tap(wo, kj, geometry.sw, geometry.dw, geometry.pw);
                 if h >= 0 && h < h_in as i32 && w >= 0 && w < w_in as i32 {
                     let at = h * w_in as i32 + w;
                     let v = x[(plane * h_in * w_in + at as u32) as usize];
@@ -258,13 +318,13 @@ pub fn max_pool2d<F: Float>(
 pub fn max_pool2d_backward<F: Float>(
     dy: &Array<F>,
     index: &Array<i32>,
-    geometry: &Array<u32>,
+    geometry: &Geometry,
     dx: &mut Array<F>,
 ) {
     let i = ABSOLUTE_POS;
     if i < dx.len() {
-        let (h_in, w_in) = (geometry[2], geometry[3]);
-        let (ho_n, wo_n, kh, kw) = (geometry[4], geometry[5], geometry[6], geometry[7]);
+        let (h_in, w_in) = (geometry.h, geometry.w);
+        let (ho_n, wo_n, kh, kw) = (geometry.ho, geometry.wo, geometry.kh, geometry.kw);
         let iu = i as u32;
         let w = iu % w_in;
         let h = (iu / w_in) % h_in;
@@ -272,9 +332,9 @@ pub fn max_pool2d_backward<F: Float>(
         let me = (h * w_in + w) as i32;
         let mut sum = F::new(0.0);
         for ki in 0..kh {
-            let (ok_h, ho) = source(h, ki, geometry[8], geometry[12], geometry[10], ho_n);
+            let (ok_h, ho) = source(h, ki, geometry.sh, geometry.dh, geometry.ph, ho_n);
             for kj in 0..kw {
-                let (ok_w, wo) = source(w, kj, geometry[9], geometry[13], geometry[11], wo_n);
+                let (ok_w, wo) = source(w, kj, geometry.sw, geometry.dw, geometry.pw, wo_n);
                 if ok_h && ok_w {
                     let o = ((plane * ho_n + ho) * wo_n + wo) as usize;
                     if index[o] == me {
@@ -289,20 +349,20 @@ pub fn max_pool2d_backward<F: Float>(
 
 /// Window mean with the padding counted (PyTorch's `count_include_pad=True`): `Σ x / (KH·KW)`.
 #[cube(launch_unchecked)]
-pub fn avg_pool2d<F: Float>(x: &Array<F>, geometry: &Array<u32>, out: &mut Array<F>) {
+pub fn avg_pool2d<F: Float>(x: &Array<F>, geometry: &Geometry, out: &mut Array<F>) {
     let i = ABSOLUTE_POS;
     if i < out.len() {
-        let (h_in, w_in) = (geometry[2], geometry[3]);
-        let (ho_n, wo_n, kh, kw) = (geometry[4], geometry[5], geometry[6], geometry[7]);
+        let (h_in, w_in) = (geometry.h, geometry.w);
+        let (ho_n, wo_n, kh, kw) = (geometry.ho, geometry.wo, geometry.kh, geometry.kw);
         let iu = i as u32;
         let wo = iu % wo_n;
         let ho = (iu / wo_n) % ho_n;
         let plane = iu / (wo_n * ho_n);
         let mut sum = F::new(0.0);
         for ki in 0..kh {
-            let h = tap(ho, ki, geometry[8], geometry[12], geometry[10]);
+            let h = tap(ho, ki, geometry.sh, geometry.dh, geometry.ph);
             for kj in 0..kw {
-                let w = tap(wo, kj, geometry[9], geometry[13], geometry[11]);
+                let w = tap(wo, kj, geometry.sw, geometry.dw, geometry.pw);
                 if h >= 0 && h < h_in as i32 && w >= 0 && w < w_in as i32 {
                     sum += x[((plane * h_in + h as u32) * w_in + w as u32) as usize];
                 }
@@ -314,20 +374,20 @@ pub fn avg_pool2d<F: Float>(x: &Array<F>, geometry: &Array<u32>, out: &mut Array
 
 /// Adjoint of `avg_pool2d`: `dx = Σ dy / (KH·KW)` over the windows containing the pixel.
 #[cube(launch_unchecked)]
-pub fn avg_pool2d_backward<F: Float>(dy: &Array<F>, geometry: &Array<u32>, dx: &mut Array<F>) {
+pub fn avg_pool2d_backward<F: Float>(dy: &Array<F>, geometry: &Geometry, dx: &mut Array<F>) {
     let i = ABSOLUTE_POS;
     if i < dx.len() {
-        let (h_in, w_in) = (geometry[2], geometry[3]);
-        let (ho_n, wo_n, kh, kw) = (geometry[4], geometry[5], geometry[6], geometry[7]);
+        let (h_in, w_in) = (geometry.h, geometry.w);
+        let (ho_n, wo_n, kh, kw) = (geometry.ho, geometry.wo, geometry.kh, geometry.kw);
         let iu = i as u32;
         let w = iu % w_in;
         let h = (iu / w_in) % h_in;
         let plane = iu / (w_in * h_in);
         let mut sum = F::new(0.0);
         for ki in 0..kh {
-            let (ok_h, ho) = source(h, ki, geometry[8], geometry[12], geometry[10], ho_n);
+            let (ok_h, ho) = source(h, ki, geometry.sh, geometry.dh, geometry.ph, ho_n);
             for kj in 0..kw {
-                let (ok_w, wo) = source(w, kj, geometry[9], geometry[13], geometry[11], wo_n);
+                let (ok_w, wo) = source(w, kj, geometry.sw, geometry.dw, geometry.pw, wo_n);
                 if ok_h && ok_w {
                     sum += dy[((plane * ho_n + ho) * wo_n + wo) as usize];
                 }

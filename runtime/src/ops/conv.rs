@@ -13,7 +13,7 @@ use crate::ops::elementwise::vector_width;
 use crate::tensor::Tensor;
 use dynlab_kernels::conv::{
     add_channel_bias, avg_pool2d, avg_pool2d_backward, col2im, im2col, max_pool2d,
-    max_pool2d_backward,
+    max_pool2d_backward, Geometry,
 };
 
 /// Stride, padding, dilation (rows, columns) and groups of a convolution or pooling window.
@@ -112,30 +112,28 @@ impl Window {
         [self.input[0], self.input[1], self.out_hw[0], self.out_hw[1]]
     }
 
-    /// The sizes as a small buffer (stored as i32, read by the kernels as u32: all are non-negative).
-    pub(crate) fn geometry(&self, device: &crate::Device) -> Result<Tensor> {
+    /// The sizes as the kernels' [`Geometry`] launch argument. Tensor sizes fit in u32 (tensors
+    /// hold fewer than 2³¹ elements); strides, paddings and dilations are narrowed unchecked, as
+    /// the i32 geometry buffer this replaces did.
+    pub(crate) fn geometry(&self) -> Geometry {
         let (i, k, o) = (self.input, self.kernel, &self.options);
-        let g: Vec<i32> = [
-            i[0],
-            i[1],
-            i[2],
-            i[3],
-            self.out_hw[0],
-            self.out_hw[1],
-            k[0],
-            k[1],
-            o.stride[0],
-            o.stride[1],
-            o.padding[0],
-            o.padding[1],
-            o.dilation[0],
-            o.dilation[1],
-            o.groups,
-        ]
-        .iter()
-        .map(|&v| v as i32)
-        .collect();
-        Tensor::from_vec(g, &[15], device)
+        Geometry {
+            n: i[0] as u32,
+            c: i[1] as u32,
+            h: i[2] as u32,
+            w: i[3] as u32,
+            ho: self.out_hw[0] as u32,
+            wo: self.out_hw[1] as u32,
+            kh: k[0] as u32,
+            kw: k[1] as u32,
+            sh: o.stride[0] as u32,
+            sw: o.stride[1] as u32,
+            ph: o.padding[0] as u32,
+            pw: o.padding[1] as u32,
+            dh: o.dilation[0] as u32,
+            dw: o.dilation[1] as u32,
+            groups: o.groups as u32,
+        }
     }
 }
 
@@ -144,17 +142,34 @@ fn checked_input(op: &'static str, x: &Tensor) -> Result<Tensor> {
     x.contiguous_from_zero()
 }
 
-/// Launches `kernel` over `units` output elements (nothing when there are none), one unit each, or
-/// on the grid given after `grid =`.
+/// Launches `kernel(input, geometry, output)` for `window` over `units` output elements (nothing
+/// when there are none), one unit each, or on the grid given after `grid =`.
 macro_rules! launch_window {
-    ($kernel:ident, $device:expr, $units:expr, grid = $grid:expr, $($arg:expr),*) => {{
+    ($kernel:ident, $device:expr, $units:expr, grid = $grid:expr, $input:expr, $window:expr, $output:expr) => {{
         if $units > 0 {
             let (count, dim) = $grid;
-            launch!($device, $kernel::<f32>, count, dim, $($arg.buffer_arg()),*);
+            let geometry = $window.geometry();
+            launch!(
+                $device,
+                $kernel::<f32>,
+                count,
+                dim,
+                $input.buffer_arg(),
+                geometry.arg(),
+                $output.buffer_arg()
+            );
         }
     }};
-    ($kernel:ident, $device:expr, $units:expr, $($arg:expr),*) => {
-        launch_window!($kernel, $device, $units, grid = units_grid($units), $($arg),*)
+    ($kernel:ident, $device:expr, $units:expr, $input:expr, $window:expr, $output:expr) => {
+        launch_window!(
+            $kernel,
+            $device,
+            $units,
+            grid = units_grid($units),
+            $input,
+            $window,
+            $output
+        )
     };
 }
 
@@ -165,7 +180,6 @@ impl Tensor {
         let x = checked_input(op, self)?;
         check_input_shape(op, self, window)?;
         let out = Tensor::alloc(op, &window.cols_shape(), DType::F32, self.device())?;
-        let geometry = window.geometry(self.device())?;
         let [n, g, k, p] = window.cols_shape();
         let grid = rows_grid(n * g * k, p);
         launch_window!(
@@ -174,7 +188,7 @@ impl Tensor {
             out.numel(),
             grid = grid,
             x,
-            geometry,
+            window,
             out
         );
         Ok(out)
@@ -192,8 +206,7 @@ impl Tensor {
             ));
         }
         let out = Tensor::alloc(op, &window.input, DType::F32, self.device())?;
-        let geometry = window.geometry(self.device())?;
-        launch_window!(col2im, self.device(), out.numel(), cols, geometry, out);
+        launch_window!(col2im, self.device(), out.numel(), cols, window, out);
         Ok(out)
     }
 
@@ -263,7 +276,6 @@ impl Tensor {
         let x = checked_input(op, self)?;
         let out = Tensor::alloc(op, &window.pooled_shape(), DType::F32, self.device())?;
         let index = Tensor::alloc(op, &window.pooled_shape(), DType::I32, self.device())?;
-        let geometry = window.geometry(self.device())?;
         let units = out.numel();
         if units > 0 {
             let (count, dim) = units_grid(units);
@@ -273,7 +285,7 @@ impl Tensor {
                 count,
                 dim,
                 x.buffer_arg(),
-                geometry.buffer_arg(),
+                window.geometry().arg(),
                 out.buffer_arg(),
                 index.buffer_arg()
             );
@@ -303,7 +315,6 @@ impl Tensor {
         }
         let index = index.contiguous_from_zero()?;
         let out = Tensor::alloc(op, &window.input, DType::F32, self.device())?;
-        let geometry = window.geometry(self.device())?;
         let units = out.numel();
         if units > 0 {
             let (count, dim) = units_grid(units);
@@ -314,7 +325,7 @@ impl Tensor {
                 dim,
                 dy.buffer_arg(),
                 index.buffer_arg(),
-                geometry.buffer_arg(),
+                window.geometry().arg(),
                 out.buffer_arg()
             );
         }
@@ -327,8 +338,7 @@ impl Tensor {
         let window = pool_window(op, self, kernel, options)?;
         let x = checked_input(op, self)?;
         let out = Tensor::alloc(op, &window.pooled_shape(), DType::F32, self.device())?;
-        let geometry = window.geometry(self.device())?;
-        launch_window!(avg_pool2d, self.device(), out.numel(), x, geometry, out);
+        launch_window!(avg_pool2d, self.device(), out.numel(), x, window, out);
         Ok(out)
     }
 
@@ -344,13 +354,12 @@ impl Tensor {
             ));
         }
         let out = Tensor::alloc(op, &window.input, DType::F32, self.device())?;
-        let geometry = window.geometry(self.device())?;
         launch_window!(
             avg_pool2d_backward,
             self.device(),
             out.numel(),
             dy,
-            geometry,
+            window,
             out
         );
         Ok(out)

@@ -140,7 +140,7 @@ fn implicit(x: &Tensor, weight: &Tensor, window: &Window) -> Result<Tensor> {
         og.div_ceil(tm as usize) as u32,
         (n * g) as u32,
     );
-    let geometry = window.geometry(x.device())?;
+    let geometry = window.geometry();
     launch!(
         x.device(),
         conv2d_implicit::<f32>,
@@ -148,7 +148,7 @@ fn implicit(x: &Tensor, weight: &Tensor, window: &Window) -> Result<Tensor> {
         CubeDim::new_1d(lanes),
         x.buffer_arg(),
         weight.buffer_arg(),
-        geometry.buffer_arg(),
+        geometry.arg(),
         out.buffer_arg(),
         out_channels as u32,
         tiling
