@@ -4,13 +4,13 @@
 use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::settings;
 use crate::shape::contiguous_strides;
 use crate::tensor::Tensor;
 use crate::Device;
 use cubecl::prelude::*;
 use cubecl::std::FastDivmod;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 
 /// Launches the `#[cube(launch_unchecked)]` kernel `$kernel` on `$device`: its generic arguments
 /// come first (`kernel::<f32>`, `kernel::<E, f32>`, or none), the device's runtime is appended, and
@@ -72,17 +72,16 @@ pub(crate) fn rows_grid(rows: usize, len: usize) -> (CubeCount, CubeDim) {
 }
 
 static POISON: AtomicBool = AtomicBool::new(false);
-static POISON_ENV: OnceLock<bool> = OnceLock::new();
 
 /// When on, every output buffer is filled with NaN (i32::MIN for integers) before its kernel runs,
-/// so an element a kernel fails to write shows up as NaN. Also on when `DYNLAB_POISON=1`.
+/// so an element a kernel fails to write shows up as NaN. Also on when `DYNLAB_POISON=1`
+/// ([`crate::settings::poison`]).
 pub fn set_poison_outputs(on: bool) {
     POISON.store(on, Ordering::SeqCst);
 }
 
 fn poison_enabled() -> bool {
-    POISON.load(Ordering::SeqCst)
-        || *POISON_ENV.get_or_init(|| std::env::var("DYNLAB_POISON").is_ok_and(|v| v == "1"))
+    POISON.load(Ordering::SeqCst) || settings::poison()
 }
 
 /// Largest element count a tensor may have: kernels address with 32-bit offsets, and the fast

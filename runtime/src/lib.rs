@@ -9,6 +9,7 @@ mod launch;
 pub mod linalg;
 mod ops;
 pub mod reference;
+pub mod settings;
 mod shape;
 mod tensor;
 mod tune;

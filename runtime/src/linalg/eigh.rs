@@ -13,6 +13,7 @@ use super::host::eigh_f64;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::launch::{launch, units_grid};
+use crate::settings;
 use crate::tensor::Tensor;
 use dynlab_kernels::linalg::{jacobi_columns, jacobi_rotations, jacobi_rows};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,10 +95,6 @@ pub fn host_fallbacks() -> usize {
 
 pub(super) fn count_fallback() {
     FALLBACKS.fetch_add(1, Ordering::Relaxed);
-}
-
-pub(super) fn force_host() -> bool {
-    std::env::var("DYNLAB_FORCE_HOST_EIGH").is_ok_and(|v| v == "1")
 }
 
 /// Frobenius norm of each `n × n` matrix of `a [b, n, n]`, and of its off-diagonal part.
@@ -185,7 +182,7 @@ impl Tensor {
             }
         }
         let out_shape = |extra: &[usize]| out_shape_of(&batch_shape, extra);
-        let (values, vectors, path) = if force_host() {
+        let (values, vectors, path) = if settings::force_host_eigh() {
             host_eigh(&a, FallbackReason::Forced)?
         } else if options.host_on_cpu_device && self.device().is_cpu() {
             host_eigh(&a, FallbackReason::CpuDevice)?

@@ -8,9 +8,10 @@
 //! [`SVD_GRAM_COND`] = 1e4), when `min(m, n) > max_device_n`, or
 //! when `DYNLAB_FORCE_HOST_EIGH=1`, the SVD of `A` itself is computed on the host in f64 (faer).
 
-use super::eigh::{count_fallback, force_host, EighOptions, EighPath, FallbackReason};
+use super::eigh::{count_fallback, EighOptions, EighPath, FallbackReason};
 use super::host::{singular_values_f64, svd_f64};
 use crate::error::{Error, Result};
+use crate::settings;
 use crate::tensor::Tensor;
 
 /// Largest Gram condition number `(σ_max/σ_min)²` for which [`Tensor::svd`] stays on the device:
@@ -49,7 +50,7 @@ fn gram_eigh(
 ) -> Result<std::result::Result<(Tensor, Tensor, usize), FallbackReason>> {
     let (m, n) = (a.shape()[0], a.shape()[1]);
     let k = m.min(n);
-    if force_host() {
+    if settings::force_host_eigh() {
         return Ok(Err(FallbackReason::Forced));
     }
     if options.host_on_cpu_device && a.device().is_cpu() {

@@ -14,6 +14,7 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::launch::launch;
 use crate::ops::conv::{conv_output_shape, Conv2dOptions, Window};
+use crate::settings;
 use crate::tensor::Tensor;
 use crate::tune::{fastest, with_forced, TuneCache};
 use cubecl::prelude::*;
@@ -53,10 +54,6 @@ struct ShapeKey {
 
 static CHOSEN: TuneCache<ShapeKey, ConvAlgorithm> = TuneCache::new();
 
-fn tuning_enabled() -> bool {
-    std::env::var("DYNLAB_CONV_TUNE").map_or(true, |v| v != "0")
-}
-
 /// `y [N, O, Ho, Wo]` without bias, by the forced, cached or measured algorithm.
 pub(crate) fn conv2d_product(x: &Tensor, weight: &Tensor, window: &Window) -> Result<Tensor> {
     let algorithm = choose(x, weight, window)?;
@@ -72,7 +69,7 @@ fn choose(x: &Tensor, weight: &Tensor, window: &Window) -> Result<ConvAlgorithm>
         return Ok(forced);
     }
     let out_channels = weight.shape()[0];
-    if n * out_channels * k * p < TUNE_MIN_WORK || !tuning_enabled() {
+    if n * out_channels * k * p < TUNE_MIN_WORK || !settings::conv_tune() {
         return Ok(ConvAlgorithm::Im2col);
     }
     let key = ShapeKey {

@@ -10,6 +10,7 @@
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::launch::{launch, units_grid};
+use crate::settings;
 use crate::shape::broadcast_shapes;
 use crate::tensor::Tensor;
 use crate::tune::{fastest, with_forced, TuneCache};
@@ -211,10 +212,6 @@ fn rule_of_thumb(p: &Plan) -> MatmulKernel {
     }
 }
 
-fn tuning_enabled() -> bool {
-    std::env::var("DYNLAB_MATMUL_TUNE").map_or(true, |v| v != "0")
-}
-
 impl Tensor {
     /// `self [..., M, K] · other [..., K, N]`; batch dimensions broadcast.
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
@@ -409,7 +406,7 @@ fn choose_kernel(args: &LaunchArgs) -> Result<MatmulKernel> {
         return Ok(kernel);
     }
     let p = args.p;
-    if p.batches * p.m * p.n * p.k < TUNE_MIN_WORK || !tuning_enabled() {
+    if p.batches * p.m * p.n * p.k < TUNE_MIN_WORK || !settings::matmul_tune() {
         return Ok(rule_of_thumb(p));
     }
     let unit = |t: &Tensor| t.strides()[t.rank() - 1] == 1;
