@@ -14,11 +14,8 @@
 //! # Ok::<(), dynlab_runtime::Error>(())
 //! ```
 
-mod attention;
 mod backward;
-mod conv;
 mod curvature;
-mod norm;
 mod ops;
 mod var;
 
