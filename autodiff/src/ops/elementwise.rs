@@ -7,18 +7,16 @@ use dynlab_runtime::{Result, Tensor};
 
 impl Var {
     pub fn add(&self, other: &Var) -> Result<Var> {
-        let (sa, sb) = (self.shape().to_vec(), other.shape().to_vec());
         let value = self.value().add(other.value())?;
         Ok(Var::from_op("add", value, &[self, other], move |g| {
-            Ok(vec![Some(g.sum_to(&sa)?), Some(g.sum_to(&sb)?)])
+            Ok(vec![Some(g.clone()), Some(g.clone())])
         }))
     }
 
     pub fn sub(&self, other: &Var) -> Result<Var> {
-        let (sa, sb) = (self.shape().to_vec(), other.shape().to_vec());
         let value = self.value().sub(other.value())?;
         Ok(Var::from_op("sub", value, &[self, other], move |g| {
-            Ok(vec![Some(g.sum_to(&sa)?), Some(g.neg()?.sum_to(&sb)?)])
+            Ok(vec![Some(g.clone()), Some(g.neg()?)])
         }))
     }
 
@@ -26,10 +24,7 @@ impl Var {
         let (a, b) = (self.clone(), other.clone());
         let value = self.value().mul(other.value())?;
         Ok(Var::from_op("mul", value, &[self, other], move |g| {
-            Ok(vec![
-                Some(g.mul(&b)?.sum_to(a.shape())?),
-                Some(g.mul(&a)?.sum_to(b.shape())?),
-            ])
+            Ok(vec![Some(g.mul(&b)?), Some(g.mul(&a)?)])
         }))
     }
 
@@ -39,10 +34,7 @@ impl Var {
         Ok(Var::from_op("div", value, &[self, other], move |g| {
             let ga = g.div(&b)?;
             let gb = ga.mul(&a)?.div(&b)?.neg()?;
-            Ok(vec![
-                Some(ga.sum_to(a.shape())?),
-                Some(gb.sum_to(b.shape())?),
-            ])
+            Ok(vec![Some(ga), Some(gb)])
         }))
     }
 
@@ -54,10 +46,7 @@ impl Var {
             let y = a.pow(&b)?;
             let ga = g.mul(&b)?.mul(&y)?.div(&a)?;
             let gb = g.mul(&y)?.mul(&a.log()?)?;
-            Ok(vec![
-                Some(ga.sum_to(a.shape())?),
-                Some(gb.sum_to(b.shape())?),
-            ])
+            Ok(vec![Some(ga), Some(gb)])
         }))
     }
 
@@ -88,24 +77,22 @@ impl Var {
         pick_self: Tensor,
         value: Tensor,
     ) -> Result<Var> {
-        let (sa, sb) = (self.shape().to_vec(), other.shape().to_vec());
         let m = mask(pick_self);
         Ok(Var::from_op(name, value, &[self, other], move |g| {
             let ga = g.mul(&m)?;
             let gb = g.sub(&ga)?;
-            Ok(vec![Some(ga.sum_to(&sa)?), Some(gb.sum_to(&sb)?)])
+            Ok(vec![Some(ga), Some(gb)])
         }))
     }
 
     /// `cond != 0 ? a : b` (no gradient to `cond`).
     pub fn where_(cond: &Tensor, a: &Var, b: &Var) -> Result<Var> {
-        let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
         let value = Tensor::where_(cond, a.value(), b.value())?;
         let c = mask(cond.ne_scalar(0.0)?);
         Ok(Var::from_op("where", value, &[a, b], move |g| {
             let ga = g.mul(&c)?;
             let gb = g.sub(&ga)?;
-            Ok(vec![Some(ga.sum_to(&sa)?), Some(gb.sum_to(&sb)?)])
+            Ok(vec![Some(ga), Some(gb)])
         }))
     }
 

@@ -4,8 +4,8 @@ use crate::var::Var;
 use dynlab_runtime::{MatmulOptions, Result};
 
 impl Var {
-    /// `self [..., M, K] · other [..., K, N]`; gradients `g Bᵀ` and `Aᵀ g`, summed over broadcast
-    /// batch dimensions.
+    /// `self [..., M, K] · other [..., K, N]`; gradients `g Bᵀ` and `Aᵀ g` (the sweep sums them
+    /// over broadcast batch dimensions).
     pub fn matmul(&self, other: &Var) -> Result<Var> {
         let (a, b) = (self.clone(), other.clone());
         let value = self.value().matmul(other.value())?;
@@ -13,11 +13,11 @@ impl Var {
             // Products for a parent that needs no gradient (data) are skipped.
             let ga = a
                 .requires_grad()
-                .then(|| g.matmul(&b.transpose(-1, -2)?)?.sum_to(a.shape()))
+                .then(|| g.matmul(&b.transpose(-1, -2)?))
                 .transpose()?;
             let gb = b
                 .requires_grad()
-                .then(|| a.transpose(-1, -2)?.matmul(g)?.sum_to(b.shape()))
+                .then(|| a.transpose(-1, -2)?.matmul(g))
                 .transpose()?;
             Ok(vec![ga, gb])
         }))
@@ -33,14 +33,13 @@ impl Var {
                 ..Default::default()
             },
         )?;
-        let bias_shape = bias.shape().to_vec();
         Ok(Var::from_op("linear", value, &[self, w, bias], move |g| {
             let gx = x
                 .requires_grad()
-                .then(|| g.matmul(&wc.transpose(-1, -2)?)?.sum_to(x.shape()))
+                .then(|| g.matmul(&wc.transpose(-1, -2)?))
                 .transpose()?;
-            let gw = x.transpose(-1, -2)?.matmul(g)?.sum_to(wc.shape())?;
-            Ok(vec![gx, Some(gw), Some(g.sum_to(&bias_shape)?)])
+            let gw = x.transpose(-1, -2)?.matmul(g)?;
+            Ok(vec![gx, Some(gw), Some(g.clone())])
         }))
     }
 }

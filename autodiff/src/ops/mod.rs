@@ -3,7 +3,8 @@
 //! use the saved tensor when only first-order gradients are wanted, and recompute it as a `Var` from
 //! the inputs when the sweep records (`create_graph`), so higher derivatives are exact.
 //!
-//! Gradients of broadcast operands are summed back to the operand's shape ([`Var::sum_to`]).
+//! A rule returns a broadcast operand's gradient in the output's shape: the backward sweep sums it
+//! back to the operand's shape ([`Var::sum_to`]), so no rule undoes broadcasting itself.
 
 mod attention;
 mod conv;

@@ -6,7 +6,8 @@ use crate::var::Var;
 use dynlab_runtime::{Error, Result};
 
 impl Var {
-    /// Sums a broadcast gradient back to `shape` (the inverse of broadcasting).
+    /// Sums a broadcast gradient back to `shape` (the inverse of broadcasting; the backward sweep
+    /// applies it to every rule's gradients).
     pub fn sum_to(&self, shape: &[usize]) -> Result<Var> {
         if self.shape() == shape {
             return Ok(self.clone());

@@ -35,10 +35,9 @@ impl Var {
     }
 
     pub fn expand(&self, shape: &[usize]) -> Result<Var> {
-        let original = self.shape().to_vec();
         let value = self.value().expand(shape)?;
-        Ok(Var::from_op("expand", value, &[self], move |g| {
-            Ok(vec![Some(g.sum_to(&original)?)])
+        Ok(Var::from_op("expand", value, &[self], |g| {
+            Ok(vec![Some(g.clone())])
         }))
     }
 
