@@ -45,6 +45,8 @@ impl Var {
         self.backward_with(GradOptions::default())
     }
 
+    /// [`Var::backward`] with options: `create_graph` records the gradients so they can be
+    /// differentiated again; `retain_graph` keeps the graph for another sweep.
     pub fn backward_with(&self, options: GradOptions) -> Result<Grads> {
         let map = sweep(self, options, |v| v.is_leaf())?;
         Ok(Grads { map })

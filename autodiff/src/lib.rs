@@ -14,6 +14,8 @@
 //! # Ok::<(), dynlab_runtime::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod backward;
 mod curvature;
 mod ops;

@@ -1,6 +1,8 @@
 //! dynlab's runtime: devices, tensors, eager ops on CubeCL kernels, one error type, and f64 host
 //! references that the tests compare every kernel against.
 
+#![warn(missing_docs)]
+
 mod atomic_file;
 mod device;
 mod dtype;

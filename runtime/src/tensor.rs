@@ -11,6 +11,8 @@ use crate::Device;
 use cubecl::server::Handle;
 use std::fmt;
 
+/// An n-dimensional array on a [`Device`]: a shared buffer seen through a strided view (shape,
+/// strides in elements, element offset). Cloning shares the buffer.
 #[derive(Clone)]
 pub struct Tensor {
     pub(crate) handle: Handle,
@@ -134,10 +136,12 @@ impl Tensor {
         Ok(out)
     }
 
+    /// An f32 tensor of zeros.
     pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
         Self::full(shape, 0.0, device)
     }
 
+    /// An f32 tensor of ones.
     pub fn ones(shape: &[usize], device: &Device) -> Result<Tensor> {
         Self::full(shape, 1.0, device)
     }
@@ -185,26 +189,32 @@ impl Tensor {
         Ok(out)
     }
 
+    /// Size of each dimension.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// Step in elements between neighbours along each dimension (0 along broadcast dimensions).
     pub fn strides(&self) -> &[usize] {
         &self.strides
     }
 
+    /// Number of dimensions.
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
 
+    /// Number of elements, the product of the shape (1 for a 0-d tensor).
     pub fn numel(&self) -> usize {
         numel(&self.shape)
     }
 
+    /// Element type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
 
+    /// The device holding the buffer.
     pub fn device(&self) -> &Device {
         &self.device
     }

@@ -6,6 +6,7 @@ use crate::var::Var;
 use dynlab_runtime::{Result, Tensor};
 
 impl Var {
+    /// `self + other`, broadcasting; gradient `g` to both.
     pub fn add(&self, other: &Var) -> Result<Var> {
         let value = self.value().add(other.value())?;
         Ok(Var::from_op("add", value, &[self, other], move |g| {
@@ -13,6 +14,7 @@ impl Var {
         }))
     }
 
+    /// `self − other`, broadcasting; gradients `g` and `−g`.
     pub fn sub(&self, other: &Var) -> Result<Var> {
         let value = self.value().sub(other.value())?;
         Ok(Var::from_op("sub", value, &[self, other], move |g| {
@@ -20,6 +22,7 @@ impl Var {
         }))
     }
 
+    /// `self · other` elementwise, broadcasting; gradients `g·other` and `g·self`.
     pub fn mul(&self, other: &Var) -> Result<Var> {
         let (a, b) = (self.clone(), other.clone());
         let value = self.value().mul(other.value())?;
@@ -28,6 +31,7 @@ impl Var {
         }))
     }
 
+    /// `self / other`, broadcasting; gradients `g / other` and `−g·self / other²`.
     pub fn div(&self, other: &Var) -> Result<Var> {
         let (a, b) = (self.clone(), other.clone());
         let value = self.value().div(other.value())?;
@@ -102,6 +106,7 @@ impl Var {
         Var::where_(mask_t, &fill, self)
     }
 
+    /// `x + s`.
     pub fn add_scalar(&self, s: f32) -> Result<Var> {
         let value = self.value().add_scalar(s)?;
         Ok(Var::from_op("add_scalar", value, &[self], |g| {
@@ -109,10 +114,12 @@ impl Var {
         }))
     }
 
+    /// `x − s`.
     pub fn sub_scalar(&self, s: f32) -> Result<Var> {
         self.add_scalar(-s)
     }
 
+    /// `x · s`.
     pub fn mul_scalar(&self, s: f32) -> Result<Var> {
         let value = self.value().mul_scalar(s)?;
         Ok(Var::from_op("mul_scalar", value, &[self], move |g| {
@@ -120,6 +127,7 @@ impl Var {
         }))
     }
 
+    /// `x / s`.
     pub fn div_scalar(&self, s: f32) -> Result<Var> {
         let value = self.value().div_scalar(s)?;
         Ok(Var::from_op("div_scalar", value, &[self], move |g| {
@@ -169,6 +177,7 @@ impl Var {
         }))
     }
 
+    /// `x` limited to `[min, max]`; the gradient passes where `min ≤ x ≤ max` and is 0 elsewhere.
     pub fn clamp(&self, min: f32, max: f32) -> Result<Var> {
         let value = self.value().clamp(min, max)?;
         let inside = mask(
@@ -181,6 +190,7 @@ impl Var {
         }))
     }
 
+    /// `−x`.
     pub fn neg(&self) -> Result<Var> {
         let value = self.value().neg()?;
         Ok(Var::from_op("neg", value, &[self], |g| {
@@ -188,6 +198,7 @@ impl Var {
         }))
     }
 
+    /// `eˣ`; gradient `g·eˣ`.
     pub fn exp(&self) -> Result<Var> {
         let (x, value) = (self.clone(), self.value().exp()?);
         let saved = value.clone();
@@ -196,6 +207,7 @@ impl Var {
         }))
     }
 
+    /// Natural logarithm; gradient `g / x`.
     pub fn log(&self) -> Result<Var> {
         let x = self.clone();
         let value = self.value().log()?;
@@ -204,6 +216,7 @@ impl Var {
         }))
     }
 
+    /// `ln(1 + x)`; gradient `g / (1 + x)`.
     pub fn log1p(&self) -> Result<Var> {
         let x = self.clone();
         let value = self.value().log1p()?;
@@ -212,6 +225,7 @@ impl Var {
         }))
     }
 
+    /// `√x`; gradient `g / (2√x)`.
     pub fn sqrt(&self) -> Result<Var> {
         let (x, value) = (self.clone(), self.value().sqrt()?);
         let saved = value.clone();
@@ -226,6 +240,7 @@ impl Var {
         self.sqrt()?.recip()
     }
 
+    /// `x²`; gradient `2·g·x`.
     pub fn square(&self) -> Result<Var> {
         let x = self.clone();
         let value = self.value().square()?;
@@ -244,6 +259,7 @@ impl Var {
         }))
     }
 
+    /// `|x|`; gradient `g·sign(x)` (0 at 0).
     pub fn abs(&self) -> Result<Var> {
         let value = self.value().abs()?;
         let s = mask(self.value().sign()?);
@@ -252,6 +268,7 @@ impl Var {
         }))
     }
 
+    /// `max(x, 0)`; gradient `g` where `x > 0`, 0 elsewhere.
     pub fn relu(&self) -> Result<Var> {
         let value = self.value().relu()?;
         let m = mask(self.value().gt_scalar(0.0)?);
@@ -260,6 +277,7 @@ impl Var {
         }))
     }
 
+    /// `x` for `x > 0`, `slope·x` otherwise; gradient `g` or `slope·g`.
     pub fn leaky_relu(&self, slope: f32) -> Result<Var> {
         let value = self.value().leaky_relu(slope)?;
         // d = 1 for x > 0, slope otherwise: slope + (1 - slope)·[x > 0].
@@ -274,6 +292,7 @@ impl Var {
         }))
     }
 
+    /// Hyperbolic tangent; gradient `g·(1 − tanh²x)`.
     pub fn tanh(&self) -> Result<Var> {
         let (x, value) = (self.clone(), self.value().tanh()?);
         let saved = value.clone();
@@ -283,6 +302,7 @@ impl Var {
         }))
     }
 
+    /// The logistic function `σ(x) = 1 / (1 + e^{−x})`; gradient `g·σ(x)(1 − σ(x))`.
     pub fn sigmoid(&self) -> Result<Var> {
         let (x, value) = (self.clone(), self.value().sigmoid()?);
         let saved = value.clone();
@@ -292,6 +312,7 @@ impl Var {
         }))
     }
 
+    /// Sine; gradient `g·cos x`.
     pub fn sin(&self) -> Result<Var> {
         let x = self.clone();
         let value = self.value().sin()?;
@@ -300,6 +321,7 @@ impl Var {
         }))
     }
 
+    /// Cosine; gradient `−g·sin x`.
     pub fn cos(&self) -> Result<Var> {
         let x = self.clone();
         let value = self.value().cos()?;

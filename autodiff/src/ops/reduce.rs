@@ -33,6 +33,8 @@ impl Var {
         Ok(g)
     }
 
+    /// Sum along `axis` (negative counts from the end); `keepdim` keeps it as size 1. The gradient
+    /// broadcasts `g` back along the axis.
     pub fn sum(&self, axis: isize, keepdim: bool) -> Result<Var> {
         let shape = self.shape().to_vec();
         let rank = shape.len() as isize;
@@ -47,6 +49,7 @@ impl Var {
         }))
     }
 
+    /// Sum of every element, as a 0-d variable; the gradient broadcasts `g` to every element.
     pub fn sum_all(&self) -> Result<Var> {
         let shape = self.shape().to_vec();
         let value = self.value().sum_all()?;
@@ -56,11 +59,13 @@ impl Var {
         }))
     }
 
+    /// Mean along `axis`: the sum divided by the axis length.
     pub fn mean(&self, axis: isize, keepdim: bool) -> Result<Var> {
         let n = self.value().shape()[normalize(axis, self.shape().len())?];
         self.sum(axis, keepdim)?.div_scalar(n as f32)
     }
 
+    /// Mean of every element, as a 0-d variable.
     pub fn mean_all(&self) -> Result<Var> {
         let n = self.value().numel();
         self.sum_all()?.div_scalar(n as f32)

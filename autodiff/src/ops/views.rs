@@ -6,6 +6,7 @@ use crate::var::Var;
 use dynlab_runtime::{Error, Result, Tensor};
 
 impl Var {
+    /// The same elements in a new shape (one `-1` entry is inferred); the gradient is reshaped back.
     pub fn reshape(&self, shape: &[isize]) -> Result<Var> {
         let original: Vec<isize> = self.shape().iter().map(|&s| s as isize).collect();
         let value = self.value().reshape(shape)?;
@@ -14,6 +15,8 @@ impl Var {
         }))
     }
 
+    /// Dimensions reordered: output dimension `i` is input dimension `dims[i]`; the gradient is
+    /// permuted back.
     pub fn permute(&self, dims: &[usize]) -> Result<Var> {
         let mut inverse = vec![0; dims.len()];
         for (i, &d) in dims.iter().enumerate() {
@@ -27,6 +30,7 @@ impl Var {
         }))
     }
 
+    /// Dimensions `a` and `b` swapped (negative counts from the end).
     pub fn transpose(&self, a: isize, b: isize) -> Result<Var> {
         let value = self.value().transpose(a, b)?;
         Ok(Var::from_op("transpose", value, &[self], move |g| {
@@ -34,6 +38,8 @@ impl Var {
         }))
     }
 
+    /// Broadcast to `shape` without copying; the gradient is `g` itself, which the backward sweep sums
+    /// back to this variable's shape.
     pub fn expand(&self, shape: &[usize]) -> Result<Var> {
         let value = self.value().expand(shape)?;
         Ok(Var::from_op("expand", value, &[self], |g| {
@@ -41,6 +47,7 @@ impl Var {
         }))
     }
 
+    /// A size-1 dimension inserted at `dim`.
     pub fn unsqueeze(&self, dim: isize) -> Result<Var> {
         let value = self.value().unsqueeze(dim)?;
         let original: Vec<isize> = self.shape().iter().map(|&s| s as isize).collect();
@@ -49,6 +56,7 @@ impl Var {
         }))
     }
 
+    /// The size-1 dimension `dim` removed.
     pub fn squeeze(&self, dim: isize) -> Result<Var> {
         let value = self.value().squeeze(dim)?;
         let original: Vec<isize> = self.shape().iter().map(|&s| s as isize).collect();
@@ -88,6 +96,8 @@ impl Var {
         self.index_select(dim, &indices)
     }
 
+    /// Concatenation along `dim` (the other dimensions must match); each input's gradient is its
+    /// slice of `g`.
     pub fn cat(vars: &[&Var], dim: isize) -> Result<Var> {
         let tensors: Vec<&Tensor> = vars.iter().map(|v| v.value()).collect();
         let value = Tensor::cat(&tensors, dim)?;
@@ -108,6 +118,7 @@ impl Var {
         }))
     }
 
+    /// The variables stacked along a new dimension `dim` (all of one shape).
     pub fn stack(vars: &[&Var], dim: isize) -> Result<Var> {
         let expanded = vars
             .iter()

@@ -18,6 +18,8 @@ use crate::tensor::Tensor;
 use dynlab_kernels::linalg::{jacobi_columns, jacobi_rotations, jacobi_rows};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Options of [`Tensor::eigh`]: preprocessing, the Jacobi stopping rule, and when to use the f64
+/// host solver instead.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EighOptions {
     /// Use `(A + Aᵀ)/2`; without it an input that is not symmetric (to `1e-4·‖A‖_F`) is an error.
@@ -26,6 +28,7 @@ pub struct EighOptions {
     pub ridge: f32,
     /// Convergence: `off(A) ≤ tol·‖A‖_F` (0: `n · 2⁻²³`).
     pub tol: f32,
+    /// Sweeps before the device path gives up and falls back to the host (`NotConverged`).
     pub max_sweeps: usize,
     /// Host fallback above this estimated condition number (`f64::INFINITY`: never).
     pub cond_threshold: f64,
@@ -55,14 +58,22 @@ impl Default for EighOptions {
 pub enum FallbackReason {
     /// `DYNLAB_FORCE_HOST_EIGH=1`.
     Forced,
+    /// The Jacobi sweeps did not reach the tolerance within `max_sweeps` (or the off-diagonal norm
+    /// became non-finite).
     NotConverged {
+        /// Sweeps run before giving up.
         sweeps: usize,
+        /// The worst `off(A) / ‖A‖_F` over the batch when it stopped.
         off_ratio: f64,
     },
+    /// The estimated condition number exceeded `cond_threshold`.
     IllConditioned {
+        /// The estimate `max|λ| / min|λ|` (for the SVD, of the Gram matrix).
         condition: f64,
     },
+    /// The matrices are larger than `max_device_n`.
     TooLarge {
+        /// Their size.
         n: usize,
     },
     /// The device is a CPU (`EighOptions::host_on_cpu_device`): a choice, not a failure.
@@ -72,16 +83,23 @@ pub enum FallbackReason {
 /// Which solver produced the result.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EighPath {
-    Device { sweeps: usize },
+    /// The Jacobi kernels on the device.
+    Device {
+        /// Sweeps until convergence.
+        sweeps: usize,
+    },
+    /// The f64 host solver, and why it ran.
     Host(FallbackReason),
 }
 
+/// The eigendecomposition `A = V Λ Vᵀ` returned by [`Tensor::eigh`].
 #[derive(Clone, Debug)]
 pub struct Eigh {
     /// `[..., n]`, ascending.
     pub values: Tensor,
     /// `[..., n, n]`, eigenvector `k` in column `k`.
     pub vectors: Tensor,
+    /// Which solver produced it.
     pub path: EighPath,
 }
 

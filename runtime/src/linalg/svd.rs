@@ -18,6 +18,7 @@ use crate::tensor::Tensor;
 /// the other factor `A v / σ` is orthonormal to about `ε·(σ_max/σ_min)²` ≈ 1e-3 here.
 pub const SVD_GRAM_COND: f64 = 1e4;
 
+/// The thin singular value decomposition `A = U diag(s) Vᵀ` returned by [`Tensor::svd`].
 #[derive(Clone, Debug)]
 pub struct Svd {
     /// `[m, k]`, orthonormal columns (`k = min(m, n)`).
@@ -26,6 +27,8 @@ pub struct Svd {
     pub s: Tensor,
     /// `[n, k]`, orthonormal columns.
     pub v: Tensor,
+    /// Which solver produced it (the device path goes through the eigendecomposition of the Gram
+    /// matrix).
     pub path: EighPath,
 }
 

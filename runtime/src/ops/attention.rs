@@ -40,8 +40,11 @@ pub struct FlashAttention {
 /// Gradients from [`Tensor::flash_attention_backward`].
 #[derive(Clone, Debug)]
 pub struct FlashAttentionGrads {
+    /// Gradient with respect to the queries, shaped like them.
     pub dq: Tensor,
+    /// Gradient with respect to the keys, shaped like them.
     pub dk: Tensor,
+    /// Gradient with respect to the values, shaped like them.
     pub dv: Tensor,
 }
 

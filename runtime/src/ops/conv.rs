@@ -19,9 +19,13 @@ use dynlab_kernels::conv::{
 /// Stride, padding, dilation (rows, columns) and groups of a convolution or pooling window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2dOptions {
+    /// Step between window positions (rows, columns).
     pub stride: [usize; 2],
+    /// Zeros added on both sides of each spatial dimension (rows, columns).
     pub padding: [usize; 2],
+    /// Spacing between kernel taps (rows, columns); 1 is a dense kernel.
     pub dilation: [usize; 2],
+    /// Channel groups: input and output channels split into `groups` independent convolutions.
     pub groups: usize,
 }
 
@@ -39,13 +43,20 @@ impl Default for Conv2dOptions {
 /// A window of `kernel` over an `[N, C, H, W]` input: every size the kernels need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// Input shape `[N, C, H, W]`.
     pub input: [usize; 4],
+    /// Kernel size `[KH, KW]`.
     pub kernel: [usize; 2],
+    /// Stride, padding, dilation and groups.
     pub options: Conv2dOptions,
+    /// Output size `[Ho, Wo]`, `Ho = ⌊(H + 2·PH − DH·(KH − 1) − 1) / SH⌋ + 1` (same for W).
     pub out_hw: [usize; 2],
 }
 
 impl Window {
+    /// Validates a window (positive sizes, strides, dilations and groups; channels divisible by
+    /// groups; the dilated kernel fits the padded input) and computes its output size; `op` names
+    /// the caller in errors.
     pub fn new(
         op: &'static str,
         input: &[usize],

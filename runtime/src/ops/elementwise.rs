@@ -194,19 +194,25 @@ impl Tensor {
     }
 
     unary_methods! {
+        /// `−x`.
         neg => UnaryOp::Neg;
+        /// `|x|`.
         abs => UnaryOp::Abs;
+        /// `eˣ`.
         exp => UnaryOp::Exp;
         /// Natural logarithm.
         log => UnaryOp::Log;
         /// `ln(1 + x)`, accurate near 0.
         log1p => UnaryOp::Log1p;
+        /// `√x`.
         sqrt => UnaryOp::Sqrt;
         /// `1 / sqrt(x)`.
         rsqrt => UnaryOp::Rsqrt;
         /// `1 / x`.
         recip => UnaryOp::Recip;
+        /// `x²`.
         square => UnaryOp::Square;
+        /// `max(x, 0)` (NaN stays NaN).
         relu => UnaryOp::Relu;
         /// The error function.
         erf => UnaryOp::Erf;
@@ -214,9 +220,13 @@ impl Tensor {
         gelu => UnaryOp::GeluErf;
         /// GELU with the tanh approximation.
         gelu_tanh => UnaryOp::GeluTanh;
+        /// The logistic function `1 / (1 + e^{−x})`.
         sigmoid => UnaryOp::Sigmoid;
+        /// Hyperbolic tangent.
         tanh => UnaryOp::Tanh;
+        /// Sine (radians).
         sin => UnaryOp::Sin;
+        /// Cosine (radians).
         cos => UnaryOp::Cos;
         /// -1, 0 or 1 (NaN stays NaN).
         sign => UnaryOp::Sign;
@@ -227,8 +237,11 @@ impl Tensor {
         leaky_relu => UnaryOp::LeakyRelu;
         /// `x ^ p`.
         powf => UnaryOp::Powf;
+        /// `x + s`.
         add_scalar => UnaryOp::AddScalar;
+        /// `x · s`.
         mul_scalar => UnaryOp::MulScalar;
+        /// `x / s`.
         div_scalar => UnaryOp::DivScalar;
         /// `s - x`.
         rsub_scalar => UnaryOp::RSubScalar;
@@ -236,13 +249,21 @@ impl Tensor {
         rdiv_scalar => UnaryOp::RDivScalar;
         /// `s ^ x`.
         scalar_pow => UnaryOp::ScalarPow;
+        /// `maximum(x, s)` (NaN propagates).
         maximum_scalar => UnaryOp::MaxScalar;
+        /// `minimum(x, s)` (NaN propagates).
         minimum_scalar => UnaryOp::MinScalar;
+        /// `x == s` as f32 0/1.
         eq_scalar => UnaryOp::CmpScalar(CmpOp::Eq);
+        /// `x != s` as f32 0/1.
         ne_scalar => UnaryOp::CmpScalar(CmpOp::Ne);
+        /// `x < s` as f32 0/1.
         lt_scalar => UnaryOp::CmpScalar(CmpOp::Lt);
+        /// `x <= s` as f32 0/1.
         le_scalar => UnaryOp::CmpScalar(CmpOp::Le);
+        /// `x > s` as f32 0/1.
         gt_scalar => UnaryOp::CmpScalar(CmpOp::Gt);
+        /// `x >= s` as f32 0/1.
         ge_scalar => UnaryOp::CmpScalar(CmpOp::Ge);
     }
 
@@ -270,20 +291,31 @@ impl Tensor {
     }
 
     binary_methods! {
+        /// `self + other`, broadcasting.
         add => BinaryOp::Add;
+        /// `self − other`, broadcasting.
         sub => BinaryOp::Sub;
+        /// `self · other` elementwise, broadcasting.
         mul => BinaryOp::Mul;
+        /// `self / other`, broadcasting.
         div => BinaryOp::Div;
+        /// `self ^ other` elementwise, broadcasting.
         pow => BinaryOp::Pow;
         /// Elementwise maximum (NaN propagates).
         maximum => BinaryOp::Maximum;
         /// Elementwise minimum (NaN propagates).
         minimum => BinaryOp::Minimum;
+        /// `self == other` as f32 0/1, broadcasting.
         eq => BinaryOp::Cmp(CmpOp::Eq);
+        /// `self != other` as f32 0/1, broadcasting.
         ne => BinaryOp::Cmp(CmpOp::Ne);
+        /// `self < other` as f32 0/1, broadcasting.
         lt => BinaryOp::Cmp(CmpOp::Lt);
+        /// `self <= other` as f32 0/1, broadcasting.
         le => BinaryOp::Cmp(CmpOp::Le);
+        /// `self > other` as f32 0/1, broadcasting.
         gt => BinaryOp::Cmp(CmpOp::Gt);
+        /// `self >= other` as f32 0/1, broadcasting.
         ge => BinaryOp::Cmp(CmpOp::Ge);
     }
 }

@@ -96,6 +96,7 @@ fn runnable(kernel: MatmulKernel, p: &Plan, epilogue: Epilogue) -> MatmulKernel 
 /// Options of [`Tensor::matmul_with`].
 #[derive(Clone, Copy, Debug)]
 pub struct MatmulOptions<'a> {
+    /// Scale of the product: the result is `alpha · A B + beta · C (+ bias)`.
     pub alpha: f32,
     /// Weight of `accumulate` (ignored without it).
     pub beta: f32,

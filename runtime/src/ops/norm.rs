@@ -21,9 +21,11 @@ pub struct LayerNormOutput {
 /// What [`Tensor::layer_norm_backward`] returns.
 #[derive(Clone, Debug)]
 pub struct LayerNormGrads {
+    /// Gradient with respect to the input, shaped like it.
     pub dx: Tensor,
     /// `[D]` each; `None` without an affine map.
     pub dgamma: Option<Tensor>,
+    /// `[D]`; `None` without an affine map.
     pub dbeta: Option<Tensor>,
 }
 

@@ -11,13 +11,17 @@ use dynlab_kernels::optim::{adam_step, sgd_momentum_step, sgd_step};
 /// Scalars of one SGD update (see [`Tensor::sgd_update`]).
 #[derive(Clone, Copy, Debug)]
 pub struct SgdStep {
+    /// Learning rate `η`.
     pub lr: f32,
     /// Multiplies the gradient first (gradient-norm clipping); 1 otherwise.
     pub grad_scale: f32,
     /// L2 decay `λ` added to the gradient.
     pub weight_decay: f32,
+    /// Momentum `μ` (0: plain SGD).
     pub momentum: f32,
+    /// Dampening `τ`: the buffer update is `b ← μ·b + (1 − τ)·g`.
     pub dampening: f32,
+    /// Nesterov momentum: step along `g + μ·b` instead of `b`.
     pub nesterov: bool,
     /// The first step sets the momentum buffer to the gradient.
     pub first: bool,
@@ -26,14 +30,19 @@ pub struct SgdStep {
 /// Scalars of one Adam/AdamW update (see [`Tensor::adam_update`]).
 #[derive(Clone, Copy, Debug)]
 pub struct AdamStep {
+    /// Learning rate `η`.
     pub lr: f32,
+    /// Multiplies the gradient first (gradient-norm clipping); 1 otherwise.
     pub grad_scale: f32,
     /// Coupled (Adam) L2 decay added to the gradient.
     pub l2_decay: f32,
     /// Decoupled (AdamW) decay: `p ← (1 − lr·λ)·p`.
     pub decoupled_decay: f32,
+    /// Decay `β₁` of the first-moment average.
     pub beta1: f32,
+    /// Decay `β₂` of the second-moment average.
     pub beta2: f32,
+    /// `ε` added to `√v̂` in the denominator.
     pub eps: f32,
     /// 1-based step count, for the bias corrections `1 − βᵗ`.
     pub step: u64,

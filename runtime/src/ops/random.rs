@@ -34,6 +34,7 @@ struct Draw {
 }
 
 impl Rng {
+    /// A generator for `seed`, at the start of its stream.
     pub fn new(seed: u64) -> Rng {
         Rng { seed, offset: 0 }
     }
@@ -43,6 +44,7 @@ impl Rng {
         Rng { seed, offset }
     }
 
+    /// The seed (with [`Rng::offset`], the whole state).
     pub fn seed(&self) -> u64 {
         self.seed
     }

@@ -109,35 +109,43 @@ impl Tensor {
         Tensor::cat(&[&partials, &tail], 0)?.reduce_all(op, kind)
     }
 
+    /// Sum along `axis` (negative counts from the end); `keepdim` keeps it as size 1.
     pub fn sum(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         Ok(self.reduce("Tensor::sum", axis, keepdim, ReduceOp::Sum)?.0)
     }
 
+    /// Sum of every element, as a 0-d tensor (two stages past 4096 elements).
     pub fn sum_all(&self) -> Result<Tensor> {
         self.reduce_all("Tensor::sum_all", ReduceOp::Sum)
     }
 
+    /// Mean along `axis`: the sum times `1/n`.
     pub fn mean(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         let n = self.axis_len("Tensor::mean", axis)?;
         self.sum(axis, keepdim)?.mul_scalar(1.0 / n as f32)
     }
 
+    /// Mean of every element, as a 0-d tensor.
     pub fn mean_all(&self) -> Result<Tensor> {
         self.sum_all()?.mul_scalar(1.0 / self.numel() as f32)
     }
 
+    /// Maximum along `axis`; NaN propagates (an error on an empty axis).
     pub fn max(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         Ok(self.reduce("Tensor::max", axis, keepdim, ReduceOp::Max)?.0)
     }
 
+    /// Maximum of every element (NaN propagates), as a 0-d tensor.
     pub fn max_all(&self) -> Result<Tensor> {
         self.reduce_all("Tensor::max_all", ReduceOp::Max)
     }
 
+    /// Minimum along `axis`; NaN propagates (an error on an empty axis).
     pub fn min(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         Ok(self.reduce("Tensor::min", axis, keepdim, ReduceOp::Min)?.0)
     }
 
+    /// Minimum of every element (NaN propagates), as a 0-d tensor.
     pub fn min_all(&self) -> Result<Tensor> {
         self.reduce_all("Tensor::min_all", ReduceOp::Min)
     }
@@ -161,6 +169,7 @@ impl Tensor {
             .1)
     }
 
+    /// Flat index (i32) of the first minimum.
     pub fn argmin_all(&self) -> Result<Tensor> {
         self.reduce_all("Tensor::argmin_all", ReduceOp::ArgMin)
     }
@@ -175,6 +184,7 @@ impl Tensor {
             .div_scalar(var_denominator(n, unbiased))
     }
 
+    /// Variance of every element (two passes); `unbiased` divides by `n - 1`.
     pub fn var_all(&self, unbiased: bool) -> Result<Tensor> {
         let centered = self.sub(&self.mean_all()?)?;
         centered
@@ -190,6 +200,7 @@ impl Tensor {
         })
     }
 
+    /// p-norm of every element (`p` may be `f32::INFINITY`, `-INFINITY` or 0).
     pub fn norm_all(&self, p: f32) -> Result<Tensor> {
         self.norm_with(p, |t, kind| t.reduce_all("Tensor::norm_all", kind))
     }
