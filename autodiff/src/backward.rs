@@ -1,6 +1,11 @@
 //! Reverse-mode sweep over the tape: topological order from the output, then each rule once, with
 //! gradients accumulated per node. With `create_graph` the rules run with recording on, so the
 //! gradients are themselves `Var`s on a new tape and can be differentiated again.
+//!
+//! Broadcasting is undone here, once for every op: a rule returns the gradient of a broadcast
+//! operand in the shape the op saw it (the output's), and the sweep sums it back to the operand's
+//! shape ([`Var::sum_to`]) under the rule's recording setting, so the sum is on the tape whenever
+//! the rule's ops are.
 
 use crate::var::{with_recording, Var};
 use dynlab_runtime::{Error, Result, Tensor};
@@ -40,6 +45,8 @@ impl Var {
         self.backward_with(GradOptions::default())
     }
 
+    /// [`Var::backward`] with options: `create_graph` records the gradients so they can be
+    /// differentiated again; `retain_graph` keeps the graph for another sweep.
     pub fn backward_with(&self, options: GradOptions) -> Result<Grads> {
         let map = sweep(self, options, |v| v.is_leaf())?;
         Ok(Grads { map })
@@ -133,6 +140,7 @@ fn sweep(
             if !parent.requires_grad() {
                 continue;
             }
+            let pg = sum_back(pg, &parent, options.create_graph)?;
             let total = match grads.remove(&parent.id()) {
                 Some(existing) => with_recording(options.create_graph, || existing.add(&pg))?,
                 None => pg,
@@ -144,6 +152,28 @@ fn sweep(
         }
     }
     Ok(kept)
+}
+
+/// `pg` summed back to `parent`'s shape over the dimensions broadcasting added or stretched
+/// (recorded when `create_graph`); an error when broadcasting cannot explain the difference (a
+/// rule's bug).
+fn sum_back(pg: Var, parent: &Var, create_graph: bool) -> Result<Var> {
+    if pg.shape() == parent.shape() {
+        return Ok(pg);
+    }
+    let summed = with_recording(create_graph, || pg.sum_to(parent.shape()))?;
+    if summed.shape() != parent.shape() {
+        return Err(Error::Shape {
+            op: "autodiff::backward",
+            got: format!(
+                "a gradient of shape {:?} for an operand of shape {:?}",
+                pg.shape(),
+                parent.shape()
+            ),
+            expected: "a gradient whose shape the operand broadcasts to".to_string(),
+        });
+    }
+    Ok(summed)
 }
 
 fn released_error() -> Error {

@@ -79,12 +79,17 @@ fn directional(grads: &[Var], params: &[&Var], v: &[Tensor], retain: bool) -> Re
 /// Hutchinson's estimate of `tr ∇² loss_fn` at `params`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TraceEstimate {
+    /// The estimate: the mean of `vᵀ H v` over the probes.
     pub mean: f64,
     /// Standard error of the mean over the probes.
     pub std_error: f64,
+    /// Number of probes averaged.
     pub samples: usize,
 }
 
+/// `tr H` for `H = ∇² loss_fn` at `params`, estimated as the mean of `vᵀ H v` over `samples`
+/// Rademacher probes `v` drawn from `seed` (one recorded gradient, one double backward per probe),
+/// with its standard error.
 pub fn hutchinson_trace(
     loss_fn: impl Fn(&[Var]) -> Result<Var>,
     params: &[Tensor],

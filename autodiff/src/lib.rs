@@ -14,11 +14,10 @@
 //! # Ok::<(), dynlab_runtime::Error>(())
 //! ```
 
-mod attention;
+#![warn(missing_docs)]
+
 mod backward;
-mod conv;
 mod curvature;
-mod norm;
 mod ops;
 mod var;
 

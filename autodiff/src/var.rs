@@ -124,10 +124,12 @@ impl Var {
         Var::new(value, true, Some(grad_fn))
     }
 
+    /// The tensor this variable holds.
     pub fn value(&self) -> &Tensor {
         &self.0.value
     }
 
+    /// Whether gradients flow to this variable (a parameter, or computed from one while recording).
     pub fn requires_grad(&self) -> bool {
         self.0.requires_grad
     }
@@ -137,6 +139,7 @@ impl Var {
         Var::constant(self.0.value.clone())
     }
 
+    /// The shape of its value.
     pub fn shape(&self) -> &[usize] {
         self.0.value.shape()
     }

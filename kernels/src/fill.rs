@@ -1,7 +1,12 @@
 //! Constructors that write every element: `full`, `arange`, `eye`.
 
+// Every public item here is a `#[cube]` function, and `#[cube]` emits public items beside each one
+// (its expansion or launcher module) that take no doc attributes: the lint is allowed per file.
+#![allow(missing_docs)]
+
 use cubecl::prelude::*;
 
+/// `output[i] = value` for every element.
 #[cube(launch_unchecked)]
 pub fn fill<T: Numeric + CubeElement>(output: &mut Array<T>, value: T) {
     let i = ABSOLUTE_POS;

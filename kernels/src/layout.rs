@@ -4,6 +4,10 @@
 //! dimension). Element `linear` of the view, counted in row-major order over its shape, lives at
 //! `offset + Σ_d coord_d(linear) · stride_d` of the buffer.
 
+// Every public item here is a `#[cube]` function, and `#[cube]` emits public items beside each one
+// (its expansion or launcher module) that take no doc attributes: the lint is allowed per file.
+#![allow(missing_docs)]
+
 use cubecl::prelude::*;
 use cubecl::std::FastDivmod;
 
@@ -22,7 +26,7 @@ pub fn strided_offset<T: CubePrimitive>(view: &Tensor<T>, offset: u32, linear: u
     pos
 }
 
-/// [`strided_offset`] with the view's sizes given as fast dividers (`sizes[d]` divides by
+/// [`strided_offset()`] with the view's sizes given as fast dividers (`sizes[d]` divides by
 /// `shape(d)` with a multiply-high and a shift, Granlund & Montgomery 1994). CPU Vulkan runs an
 /// integer division one lane at a time; on lavapipe this makes strided copies several times faster.
 /// The rank is `sizes.len()`, a compile-time constant, so the loop unrolls.

@@ -1,6 +1,8 @@
 //! dynlab's CubeCL kernels. Each module holds one family of `#[cube]` kernels; the runtime crate owns
 //! validation, allocation and dispatch, and launches these through their generated `launch_unchecked`.
 
+#![warn(missing_docs)]
+
 pub mod attention;
 pub mod conv;
 pub mod copy;

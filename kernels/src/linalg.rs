@@ -5,6 +5,10 @@
 //! `t = sign(τ)/(|τ| + √(1+τ²))`, `c = 1/√(1+t²)`, `s = t·c`), then `jacobi_columns` forms `A J` and
 //! `V J`, and `jacobi_rows` forms `Jᵀ (A J)`. Pairs touching the padding index `n` are identities.
 
+// Every public item here is a `#[cube]` function, and `#[cube]` emits public items beside each one
+// (its expansion or launcher module) that take no doc attributes: the lint is allowed per file.
+#![allow(missing_docs)]
+
 use cubecl::prelude::*;
 
 /// Pair `k` of round `round` among `m` (even) indices: index `m − 1` stays fixed while the others

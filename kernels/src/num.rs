@@ -1,6 +1,10 @@
 //! Numeric helpers. Shader compilers may assume NaN never occurs and fold `x != x` to false, so NaN
 //! is detected on the bits of the f32 value instead.
 
+// Every public item here is a `#[cube]` function, and `#[cube]` emits public items beside each one
+// (its expansion or launcher module) that take no doc attributes: the lint is allowed per file.
+#![allow(missing_docs)]
+
 use cubecl::prelude::*;
 
 /// Whether `x` is NaN: exponent all ones and a non-zero mantissa.

@@ -1,6 +1,10 @@
 //! Fused optimizer updates: one pass reads the parameter, its gradient and the optimizer state,
 //! writes the new parameter and updates the state in place.
 
+// Every public item here is a `#[cube]` function, and `#[cube]` emits public items beside each one
+// (its expansion or launcher module) that take no doc attributes: the lint is allowed per file.
+#![allow(missing_docs)]
+
 use cubecl::prelude::*;
 
 /// SGD with momentum (PyTorch's convention), gradient scaled first (clipping) and L2 decay added:
@@ -72,14 +76,23 @@ pub fn adam_step<F: Float + CubeElement>(
 ) {
     let i = ABSOLUTE_POS;
     if i < out.len() {
-        let p = param[i];
-        let g = grad[i] * grad_scale + l2_decay * p;
-        let m_new = beta1 * m[i] + (F::new(1.0) - beta1) * g;
-        let v_new = beta2 * v[i] + (F::new(1.0) - beta2) * g * g;
-        m[i] = m_new;
-        v[i] = v_new;
-        let update = (m_new / bias_correction1) / (F::sqrt(v_new / bias_correction2) + eps);
-        out[i] = p * (F::new(1.0) - lr * decoupled_decay) - lr * update;
+        adam_element(
+            i,
+            param,
+            grad,
+            m,
+            v,
+            out,
+            lr,
+            grad_scale,
+            l2_decay,
+            decoupled_decay,
+            beta1,
+            beta2,
+            bias_correction1,
+            bias_correction2,
+            eps,
+        );
     }
 }
 
@@ -107,15 +120,55 @@ pub fn adam_step_counted<F: Float + CubeElement>(
     if i < out.len() {
         let t = steps[i] + F::new(1.0);
         steps[i] = t;
-        let p = param[i];
-        let g = grad[i] * grad_scale + l2_decay * p;
-        let m_new = beta1 * m[i] + (F::new(1.0) - beta1) * g;
-        let v_new = beta2 * v[i] + (F::new(1.0) - beta2) * g * g;
-        m[i] = m_new;
-        v[i] = v_new;
         let c1 = F::new(1.0) - beta1.powf(t);
         let c2 = F::new(1.0) - beta2.powf(t);
-        let update = (m_new / c1) / (F::sqrt(v_new / c2) + eps);
-        out[i] = p * (F::new(1.0) - lr * decoupled_decay) - lr * update;
+        adam_element(
+            i,
+            param,
+            grad,
+            m,
+            v,
+            out,
+            lr,
+            grad_scale,
+            l2_decay,
+            decoupled_decay,
+            beta1,
+            beta2,
+            c1,
+            c2,
+            eps,
+        );
     }
+}
+
+/// The Adam update of element `i` with bias corrections `c1`, `c2`: writes `m[i]`, `v[i]` and the
+/// new parameter `out[i]` (see [`adam_step`]).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn adam_element<F: Float + CubeElement>(
+    i: usize,
+    param: &Array<F>,
+    grad: &Array<F>,
+    m: &mut Array<F>,
+    v: &mut Array<F>,
+    out: &mut Array<F>,
+    lr: F,
+    grad_scale: F,
+    l2_decay: F,
+    decoupled_decay: F,
+    beta1: F,
+    beta2: F,
+    c1: F,
+    c2: F,
+    eps: F,
+) {
+    let p = param[i];
+    let g = grad[i] * grad_scale + l2_decay * p;
+    let m_new = beta1 * m[i] + (F::new(1.0) - beta1) * g;
+    let v_new = beta2 * v[i] + (F::new(1.0) - beta2) * g * g;
+    m[i] = m_new;
+    v[i] = v_new;
+    let update = (m_new / c1) / (F::sqrt(v_new / c2) + eps);
+    out[i] = p * (F::new(1.0) - lr * decoupled_decay) - lr * update;
 }

@@ -10,12 +10,18 @@ use crate::layout::strided_offset;
 use crate::num::{infinity, is_nan, neg_infinity};
 use cubecl::prelude::*;
 
+/// The reduction applied to each row.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum ReduceOp {
+    /// Sum of the row.
     Sum,
+    /// Maximum (NaN propagates).
     Max,
+    /// Minimum (NaN propagates).
     Min,
+    /// Index of the first maximum (of the first NaN if any), written to `indices`.
     ArgMax,
+    /// Index of the first minimum (of the first NaN if any), written to `indices`.
     ArgMin,
 }
 
@@ -74,106 +80,115 @@ fn write_result<F: Float>(
     }
 }
 
-/// One unit per row.
-#[cube(launch_unchecked)]
-pub fn reduce_rows_unit<F: Float>(
-    input: &Tensor<F>,
-    values: &mut Array<F>,
-    indices: &mut Array<i32>,
-    in_offset: u32,
-    row_len: u32,
-    #[comptime] op: ReduceOp,
-) {
-    let row = ABSOLUTE_POS;
-    if row < values.len() {
-        let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
-        let step = input.stride(input.rank() - 1);
-        let mut acc = identity::<F>(op);
-        let mut acc_i = NO_INDEX.runtime();
-        for j in 0..row_len {
-            let v = input[base + j as usize * step];
-            let (a, ai) = combine::<F>(acc, acc_i, v, j as i32, op);
-            acc = a;
-            acc_i = ai;
-        }
-        write_result::<F>(values, indices, row, acc, acc_i, op);
-    }
-}
+pub use kernels::*;
 
-/// One cube of `block` units per row (`block` a power of two).
-#[cube(launch_unchecked)]
-pub fn reduce_rows_cube<F: Float>(
-    input: &Tensor<F>,
-    values: &mut Array<F>,
-    indices: &mut Array<i32>,
-    in_offset: u32,
-    row_len: u32,
-    #[comptime] op: ReduceOp,
-    #[comptime] block: u32,
-) {
-    let row = CUBE_POS;
-    if row < values.len() {
-        let mut shared_v = SharedMemory::<F>::new(block as usize);
-        let mut shared_i = SharedMemory::<i32>::new(block as usize);
-        let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
-        let step = input.stride(input.rank() - 1);
-        let mut acc = identity::<F>(op);
-        let mut acc_i = NO_INDEX.runtime();
-        let mut j = UNIT_POS;
-        while j < row_len {
-            let v = input[base + j as usize * step];
-            let (a, ai) = combine::<F>(acc, acc_i, v, j as i32, op);
-            acc = a;
-            acc_i = ai;
-            j += block;
+// `#[cube]` and `#[derive(CubeType)]` emit public items beside each kernel (its launcher module,
+// `…Expand`/`…Launch` types) that take no doc attributes; the lint is allowed on this module only.
+#[allow(missing_docs)]
+mod kernels {
+    use super::*;
+
+    /// One unit per row.
+    #[cube(launch_unchecked)]
+    pub fn reduce_rows_unit<F: Float>(
+        input: &Tensor<F>,
+        values: &mut Array<F>,
+        indices: &mut Array<i32>,
+        in_offset: u32,
+        row_len: u32,
+        #[comptime] op: ReduceOp,
+    ) {
+        let row = ABSOLUTE_POS;
+        if row < values.len() {
+            let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
+            let step = input.stride(input.rank() - 1);
+            let mut acc = identity::<F>(op);
+            let mut acc_i = NO_INDEX.runtime();
+            for j in 0..row_len {
+                let v = input[base + j as usize * step];
+                let (a, ai) = combine::<F>(acc, acc_i, v, j as i32, op);
+                acc = a;
+                acc_i = ai;
+            }
+            write_result::<F>(values, indices, row, acc, acc_i, op);
         }
+    }
+
+    /// One cube of `block` units per row (`block` a power of two).
+    #[cube(launch_unchecked)]
+    pub fn reduce_rows_cube<F: Float>(
+        input: &Tensor<F>,
+        values: &mut Array<F>,
+        indices: &mut Array<i32>,
+        in_offset: u32,
+        row_len: u32,
+        #[comptime] op: ReduceOp,
+        #[comptime] block: u32,
+    ) {
+        let row = CUBE_POS;
+        if row < values.len() {
+            let mut shared_v = SharedMemory::<F>::new(block as usize);
+            let mut shared_i = SharedMemory::<i32>::new(block as usize);
+            let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
+            let step = input.stride(input.rank() - 1);
+            let mut acc = identity::<F>(op);
+            let mut acc_i = NO_INDEX.runtime();
+            let mut j = UNIT_POS;
+            while j < row_len {
+                let v = input[base + j as usize * step];
+                let (a, ai) = combine::<F>(acc, acc_i, v, j as i32, op);
+                acc = a;
+                acc_i = ai;
+                j += block;
+            }
+            let u = UNIT_POS as usize;
+            shared_v[u] = acc;
+            shared_i[u] = acc_i;
+            sync_cube();
+            let mut stride = (block / 2).runtime();
+            while stride > 0 {
+                if UNIT_POS < stride {
+                    let other = u + stride as usize;
+                    let (a, ai) = combine::<F>(
+                        shared_v[u],
+                        shared_i[u],
+                        shared_v[other],
+                        shared_i[other],
+                        op,
+                    );
+                    shared_v[u] = a;
+                    shared_i[u] = ai;
+                }
+                sync_cube();
+                stride /= 2;
+            }
+            if UNIT_POS == 0 {
+                write_result::<F>(values, indices, row, shared_v[0], shared_i[0], op);
+            }
+        }
+    }
+
+    /// The sum of every unit's `partial` over a cube of `block` (a power of two) units, through a
+    /// shared-memory tree; every unit gets it, and `shared` is free again on return.
+    #[cube]
+    pub(crate) fn cube_sum<F: Float>(
+        partial: F,
+        shared: &mut SharedMemory<F>,
+        #[comptime] block: u32,
+    ) -> F {
         let u = UNIT_POS as usize;
-        shared_v[u] = acc;
-        shared_i[u] = acc_i;
+        shared[u] = partial;
         sync_cube();
-        let mut stride = (block / 2).runtime();
-        while stride > 0 {
-            if UNIT_POS < stride {
-                let other = u + stride as usize;
-                let (a, ai) = combine::<F>(
-                    shared_v[u],
-                    shared_i[u],
-                    shared_v[other],
-                    shared_i[other],
-                    op,
-                );
-                shared_v[u] = a;
-                shared_i[u] = ai;
+        let mut s = (block / 2).runtime();
+        while s > 0 {
+            if UNIT_POS < s {
+                shared[u] = shared[u] + shared[u + s as usize];
             }
             sync_cube();
-            stride /= 2;
+            s /= 2;
         }
-        if UNIT_POS == 0 {
-            write_result::<F>(values, indices, row, shared_v[0], shared_i[0], op);
-        }
-    }
-}
-
-/// The sum of every unit's `partial` over a cube of `block` (a power of two) units, through a
-/// shared-memory tree; every unit gets it, and `shared` is free again on return.
-#[cube]
-pub(crate) fn cube_sum<F: Float>(
-    partial: F,
-    shared: &mut SharedMemory<F>,
-    #[comptime] block: u32,
-) -> F {
-    let u = UNIT_POS as usize;
-    shared[u] = partial;
-    sync_cube();
-    let mut s = (block / 2).runtime();
-    while s > 0 {
-        if UNIT_POS < s {
-            shared[u] = shared[u] + shared[u + s as usize];
-        }
+        let total = shared[0];
         sync_cube();
-        s /= 2;
+        total
     }
-    let total = shared[0];
-    sync_cube();
-    total
 }

@@ -12,9 +12,12 @@ use crate::num::{is_finite, is_nan, neg_infinity};
 use crate::reduce::cube_sum;
 use cubecl::prelude::*;
 
+/// What a softmax-family row kernel writes.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum SoftmaxMode {
+    /// `exp(x_j − m) / Σ_k exp(x_k − m)` for every element.
     Softmax,
+    /// `x_j − m − ln Σ_k exp(x_k − m)` for every element.
     LogSoftmax,
     /// Writes one value per row: `m + ln Σ_k exp(x_k − m)`.
     LogSumExp,
@@ -79,87 +82,96 @@ fn write_row<F: Float>(
     }
 }
 
-/// One unit per row: three serial passes (max, sum of exponentials, write).
-#[cube(launch_unchecked)]
-pub fn softmax_rows_unit<F: Float>(
-    input: &Tensor<F>,
-    output: &mut Array<F>,
-    labels: &Array<i32>,
-    in_offset: u32,
-    rows: u32,
-    row_len: u32,
-    #[comptime] mode: SoftmaxMode,
-) {
-    let row = ABSOLUTE_POS;
-    if row < rows as usize {
-        let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
-        let step = input.stride(input.rank() - 1);
-        let mut m = neg_infinity::<F>();
-        for j in 0..row_len {
-            let x = input[base + j as usize * step];
-            m = select(x > m || is_nan::<F>(x), x, m);
-        }
-        let m = safe_shift::<F>(m);
-        let mut sum = F::new(0.0);
-        for j in 0..row_len {
-            sum += (input[base + j as usize * step] - m).exp();
-        }
-        write_row::<F>(
-            input, output, labels, base, step, row, row_len, 0, 1, m, sum, mode,
-        );
-    }
-}
+pub use kernels::*;
 
-/// One cube of `block` units per row, shared-memory trees for the max and the sum.
-#[cube(launch_unchecked)]
-pub fn softmax_rows_cube<F: Float>(
-    input: &Tensor<F>,
-    output: &mut Array<F>,
-    labels: &Array<i32>,
-    in_offset: u32,
-    rows: u32,
-    row_len: u32,
-    #[comptime] mode: SoftmaxMode,
-    #[comptime] block: u32,
-) {
-    let row = CUBE_POS;
-    if row < rows as usize {
-        let mut shared = SharedMemory::<F>::new(block as usize);
-        let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
-        let step = input.stride(input.rank() - 1);
-        let u = UNIT_POS as usize;
+// `#[cube]` and `#[derive(CubeType)]` emit public items beside each kernel (its launcher module,
+// `…Expand`/`…Launch` types) that take no doc attributes; the lint is allowed on this module only.
+#[allow(missing_docs)]
+mod kernels {
+    use super::*;
 
-        let mut m = neg_infinity::<F>();
-        let mut j = UNIT_POS;
-        while j < row_len {
-            let x = input[base + j as usize * step];
-            m = select(x > m || is_nan::<F>(x), x, m);
-            j += block;
-        }
-        shared[u] = m;
-        sync_cube();
-        let mut s = (block / 2).runtime();
-        while s > 0 {
-            if UNIT_POS < s {
-                let a = shared[u];
-                let b = shared[u + s as usize];
-                shared[u] = select(b > a || is_nan::<F>(b), b, a);
+    /// One unit per row: three serial passes (max, sum of exponentials, write).
+    #[cube(launch_unchecked)]
+    pub fn softmax_rows_unit<F: Float>(
+        input: &Tensor<F>,
+        output: &mut Array<F>,
+        labels: &Array<i32>,
+        in_offset: u32,
+        rows: u32,
+        row_len: u32,
+        #[comptime] mode: SoftmaxMode,
+    ) {
+        let row = ABSOLUTE_POS;
+        if row < rows as usize {
+            let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
+            let step = input.stride(input.rank() - 1);
+            let mut m = neg_infinity::<F>();
+            for j in 0..row_len {
+                let x = input[base + j as usize * step];
+                m = select(x > m || is_nan::<F>(x), x, m);
             }
-            sync_cube();
-            s /= 2;
+            let m = safe_shift::<F>(m);
+            let mut sum = F::new(0.0);
+            for j in 0..row_len {
+                sum += (input[base + j as usize * step] - m).exp();
+            }
+            write_row::<F>(
+                input, output, labels, base, step, row, row_len, 0, 1, m, sum, mode,
+            );
         }
-        let m = safe_shift::<F>(shared[0]);
-        sync_cube();
+    }
 
-        let mut sum = F::new(0.0);
-        let mut j = UNIT_POS;
-        while j < row_len {
-            sum += (input[base + j as usize * step] - m).exp();
-            j += block;
+    /// One cube of `block` units per row, shared-memory trees for the max and the sum.
+    #[cube(launch_unchecked)]
+    pub fn softmax_rows_cube<F: Float>(
+        input: &Tensor<F>,
+        output: &mut Array<F>,
+        labels: &Array<i32>,
+        in_offset: u32,
+        rows: u32,
+        row_len: u32,
+        #[comptime] mode: SoftmaxMode,
+        #[comptime] block: u32,
+    ) {
+        let row = CUBE_POS;
+        if row < rows as usize {
+            let mut shared = SharedMemory::<F>::new(block as usize);
+            let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
+            let step = input.stride(input.rank() - 1);
+            let u = UNIT_POS as usize;
+
+            let mut m = neg_infinity::<F>();
+            let mut j = UNIT_POS;
+            while j < row_len {
+                let x = input[base + j as usize * step];
+                m = select(x > m || is_nan::<F>(x), x, m);
+                j += block;
+            }
+            shared[u] = m;
+            sync_cube();
+            let mut s = (block / 2).runtime();
+            while s > 0 {
+                if UNIT_POS < s {
+                    let a = shared[u];
+                    let b = shared[u + s as usize];
+                    shared[u] = select(b > a || is_nan::<F>(b), b, a);
+                }
+                sync_cube();
+                s /= 2;
+            }
+            let m = safe_shift::<F>(shared[0]);
+            sync_cube();
+
+            let mut sum = F::new(0.0);
+            let mut j = UNIT_POS;
+            while j < row_len {
+                sum += (input[base + j as usize * step] - m).exp();
+                j += block;
+            }
+            let sum = cube_sum::<F>(sum, &mut shared, block);
+            write_row::<F>(
+                input, output, labels, base, step, row, row_len, UNIT_POS, block, m, sum, mode,
+            );
         }
-        let sum = cube_sum::<F>(sum, &mut shared, block);
-        write_row::<F>(
-            input, output, labels, base, step, row, row_len, UNIT_POS, block, m, sum, mode,
-        );
     }
 }

@@ -1,7 +1,8 @@
 //! Devices. One `Device` value (cheap to clone) stands for a compute client of one backend; every
 //! tensor op dispatches on it once through [`dispatch!`], so the rest of the runtime is not generic.
 //!
-//! Selection: [`Device::default`] reads `DYNLAB_DEVICE` and otherwise takes the best wgpu adapter.
+//! Selection: [`Device::default`] reads `DYNLAB_DEVICE` ([`crate::settings::device`]) and otherwise
+//! takes the best wgpu adapter.
 //! Names: `wgpu` (best adapter), `wgpu:cpu` (a software adapter such as Mesa lavapipe),
 //! `wgpu:discrete:N`, `wgpu:integrated:N`, `vulkan` and `metal` (wgpu with the SPIR-V or MSL compiler;
 //! need the `vulkan`/`metal` features), `cuda` / `cuda:N` (needs the `cuda` feature).
@@ -79,9 +80,9 @@ impl Device {
     /// The device named by `DYNLAB_DEVICE`, or the best wgpu adapter when it is unset.
     #[allow(clippy::should_implement_trait)]
     pub fn default() -> Result<Device> {
-        match std::env::var("DYNLAB_DEVICE") {
-            Ok(name) if !name.trim().is_empty() => Device::from_name(name.trim()),
-            _ => Device::from_name("wgpu"),
+        match crate::settings::device() {
+            Some(name) => Device::from_name(&name),
+            None => Device::from_name("wgpu"),
         }
     }
 

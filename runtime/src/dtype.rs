@@ -3,11 +3,16 @@
 
 use std::fmt;
 
+/// Element type of a tensor's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit IEEE float, the type every compute kernel works in.
     F32,
+    /// 16-bit IEEE half float (storage only).
     F16,
+    /// bfloat16: f32's exponent with a 7-bit mantissa (storage only).
     BF16,
+    /// 32-bit signed integer, for indices and labels.
     I32,
 }
 
@@ -20,6 +25,7 @@ impl DType {
         }
     }
 
+    /// Whether the type is a floating-point type (every type but `I32`).
     pub fn is_float(self) -> bool {
         !matches!(self, DType::I32)
     }
@@ -39,6 +45,7 @@ impl fmt::Display for DType {
 
 /// Host element types a tensor can be built from and read back into.
 pub trait Element: bytemuck::Pod + Copy + Send + Sync + 'static {
+    /// The tensor element type matching this host type.
     const DTYPE: DType;
 }
 

@@ -6,53 +6,100 @@ use std::fmt;
 /// Result alias used by every fallible dynlab function.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Every failure of a dynlab operation: which operation, what it got and what it expected.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// Shapes that do not fit the operation.
     Shape {
+        /// The operation that failed.
         op: &'static str,
+        /// The shapes it received.
         got: String,
+        /// The shapes it takes.
         expected: String,
     },
     /// An axis outside `-rank..rank`.
     Axis {
+        /// The operation that failed.
         op: &'static str,
+        /// The axis given.
         axis: isize,
+        /// The rank of the tensor it was given for.
         rank: usize,
     },
     /// An element type the operation does not take.
     DType {
+        /// The operation that failed.
         op: &'static str,
+        /// The element types it received.
         got: String,
+        /// The element types it takes.
         expected: String,
     },
     /// An argument value out of its domain (an index, a probability, a range).
     Value {
+        /// The operation that failed.
         op: &'static str,
+        /// The values it received.
         got: String,
+        /// The values it takes.
         expected: String,
     },
     /// Tensors on different devices, or a device that cannot be used.
-    Device { op: &'static str, message: String },
+    Device {
+        /// The operation that failed.
+        op: &'static str,
+        /// What is wrong with the device.
+        message: String,
+    },
     /// A requested device that is not available, with what to install or set.
-    NoDevice { requested: String, help: String },
+    NoDevice {
+        /// The device name asked for.
+        requested: String,
+        /// Why it is unavailable and what to install or set.
+        help: String,
+    },
     /// An error reported by the compute backend.
-    Backend { op: &'static str, message: String },
+    Backend {
+        /// The operation that failed.
+        op: &'static str,
+        /// The backend's message.
+        message: String,
+    },
     /// NaN/Inf or another numerical failure detected at run time.
-    Numerical { op: &'static str, message: String },
+    Numerical {
+        /// The operation that failed.
+        op: &'static str,
+        /// What was detected.
+        message: String,
+    },
     /// A file that could not be read or written.
     Io {
+        /// The operation that failed.
         op: &'static str,
+        /// The file.
         path: String,
+        /// The I/O or format error.
         message: String,
     },
     /// A configuration (file or command-line override) that does not describe a valid run.
-    Config { source: String, message: String },
+    Config {
+        /// Where it came from: a file, a key or a `--set` override.
+        source: String,
+        /// What is invalid.
+        message: String,
+    },
     /// An error raised inside a module of a model, with the module's path (`convnet.fc1`).
-    InModule { path: String, error: Box<Error> },
+    InModule {
+        /// The module's path.
+        path: String,
+        /// The error the module raised.
+        error: Box<Error>,
+    },
 }
 
 impl Error {
+    /// An [`Error::Shape`] for `op`.
     pub fn shape(op: &'static str, got: impl Into<String>, expected: impl Into<String>) -> Self {
         Error::Shape {
             op,
@@ -61,6 +108,7 @@ impl Error {
         }
     }
 
+    /// An [`Error::Value`] for `op`.
     pub fn value(op: &'static str, got: impl Into<String>, expected: impl Into<String>) -> Self {
         Error::Value {
             op,

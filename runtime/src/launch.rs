@@ -4,13 +4,39 @@
 use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::settings;
 use crate::shape::contiguous_strides;
 use crate::tensor::Tensor;
 use crate::Device;
 use cubecl::prelude::*;
 use cubecl::std::FastDivmod;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+
+/// Launches the `#[cube(launch_unchecked)]` kernel `$kernel` on `$device`: its generic arguments
+/// come first (`kernel::<f32>`, `kernel::<E, f32>`, or none), the device's runtime is appended, and
+/// the launch gets the grid `$count`, the cube size `$dim` and the kernel's arguments in order.
+/// This is the runtime's only kernel launch site.
+///
+/// # Safety
+///
+/// The launches skip cubecl's checked bounds, which is sound here because:
+/// - every output buffer comes from [`Tensor::alloc`], whose size is checked ([`check_size`]:
+///   the element count fits 32-bit kernel offsets) and which the op sizes from the shapes it
+///   launches over;
+/// - every kernel guards each read and write with a bound derived from the lengths, shapes and
+///   offsets it is given, so units past the end of the work (the grid is rounded up) do nothing;
+/// - scalar arguments (axes, offsets, window geometry, tilings, indices) are validated by the op
+///   before the launch;
+/// - in the tests every output is poisoned ([`set_poison_outputs`], `DYNLAB_POISON=1`), so an
+///   element a kernel fails to write shows up as NaN instead of passing unnoticed.
+macro_rules! launch {
+    ($device:expr, $kernel:ident $(::<$($generic:ty),+ $(,)?>)?, $count:expr, $dim:expr $(, $arg:expr)* $(,)?) => {
+        $crate::device::dispatch!($device, |client, R| unsafe {
+            $kernel::launch_unchecked::<$($($generic,)+)? R>(client, $count, $dim $(, $arg)*)
+        })
+    };
+}
+pub(crate) use launch;
 
 /// Units per cube for one-unit-per-element kernels.
 pub(crate) const BLOCK: u32 = 256;
@@ -46,17 +72,16 @@ pub(crate) fn rows_grid(rows: usize, len: usize) -> (CubeCount, CubeDim) {
 }
 
 static POISON: AtomicBool = AtomicBool::new(false);
-static POISON_ENV: OnceLock<bool> = OnceLock::new();
 
 /// When on, every output buffer is filled with NaN (i32::MIN for integers) before its kernel runs,
-/// so an element a kernel fails to write shows up as NaN. Also on when `DYNLAB_POISON=1`.
+/// so an element a kernel fails to write shows up as NaN. Also on when `DYNLAB_POISON=1`
+/// ([`crate::settings::poison`]).
 pub fn set_poison_outputs(on: bool) {
     POISON.store(on, Ordering::SeqCst);
 }
 
 fn poison_enabled() -> bool {
-    POISON.load(Ordering::SeqCst)
-        || *POISON_ENV.get_or_init(|| std::env::var("DYNLAB_POISON").is_ok_and(|v| v == "1"))
+    POISON.load(Ordering::SeqCst) || settings::poison()
 }
 
 /// Largest element count a tensor may have: kernels address with 32-bit offsets, and the fast
@@ -113,24 +138,24 @@ impl Tensor {
     fn fill_buffer_poison(&self) {
         use dynlab_kernels::fill::fill;
         let (count, dim) = units_grid(self.buffer_len);
-        let len = self.buffer_len;
-        dispatch!(self.device, |client, R| unsafe {
-            let out = ArrayArg::from_raw_parts(self.handle.clone(), len);
-            match self.dtype {
-                DType::F32 => fill::launch_unchecked::<f32, R>(client, count, dim, out, f32::NAN),
-                DType::F16 => {
-                    fill::launch_unchecked::<half::f16, R>(client, count, dim, out, half::f16::NAN)
-                }
-                DType::BF16 => fill::launch_unchecked::<half::bf16, R>(
-                    client,
+        macro_rules! fill {
+            ($t:ty, $poison:expr) => {
+                launch!(
+                    self.device,
+                    fill::<$t>,
                     count,
                     dim,
-                    out,
-                    half::bf16::NAN,
-                ),
-                DType::I32 => fill::launch_unchecked::<i32, R>(client, count, dim, out, i32::MIN),
-            }
-        })
+                    self.buffer_arg(),
+                    $poison
+                )
+            };
+        }
+        match self.dtype {
+            DType::F32 => fill!(f32, f32::NAN),
+            DType::F16 => fill!(half::f16, half::f16::NAN),
+            DType::BF16 => fill!(half::bf16, half::bf16::NAN),
+            DType::I32 => fill!(i32, i32::MIN),
+        }
     }
 
     /// This view as a kernel's `Tensor<T>` argument (rank 0 passes as shape `[1]`).

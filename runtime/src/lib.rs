@@ -1,6 +1,8 @@
 //! dynlab's runtime: devices, tensors, eager ops on CubeCL kernels and one error type. The f64 host
 //! references that the tests compare every kernel against live in the unpublished `dynlab-test-support`.
 
+#![warn(missing_docs)]
+
 mod atomic_file;
 mod device;
 mod dtype;
@@ -8,6 +10,7 @@ mod error;
 mod launch;
 pub mod linalg;
 mod ops;
+pub mod settings;
 mod shape;
 mod tensor;
 mod tune;

@@ -5,12 +5,14 @@
 use crate::device::dispatch;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::launch::{check_size, units_grid};
+use crate::launch::{check_size, launch, units_grid};
 use crate::shape::{contiguous_strides, numel};
 use crate::Device;
 use cubecl::server::Handle;
 use std::fmt;
 
+/// An n-dimensional array on a [`Device`]: a shared buffer seen through a strided view (shape,
+/// strides in elements, element offset). Cloning shares the buffer.
 #[derive(Clone)]
 pub struct Tensor {
     pub(crate) handle: Handle,
@@ -129,17 +131,17 @@ impl Tensor {
         let n = out.numel();
         if n > 0 {
             let (count, dim) = units_grid(n);
-            dispatch!(device, |client, R| unsafe {
-                fill::launch_unchecked::<f32, R>(client, count, dim, out.buffer_arg(), value)
-            });
+            launch!(device, fill::<f32>, count, dim, out.buffer_arg(), value);
         }
         Ok(out)
     }
 
+    /// An f32 tensor of zeros.
     pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
         Self::full(shape, 0.0, device)
     }
 
+    /// An f32 tensor of ones.
     pub fn ones(shape: &[usize], device: &Device) -> Result<Tensor> {
         Self::full(shape, 1.0, device)
     }
@@ -163,16 +165,15 @@ impl Tensor {
         let out = Tensor::alloc("Tensor::arange", &[n], DType::F32, device)?;
         if n > 0 {
             let (count, dim) = units_grid(n);
-            dispatch!(device, |client, R| unsafe {
-                arange::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    out.buffer_arg(),
-                    start,
-                    step,
-                )
-            });
+            launch!(
+                device,
+                arange::<f32>,
+                count,
+                dim,
+                out.buffer_arg(),
+                start,
+                step
+            );
         }
         Ok(out)
     }
@@ -183,33 +184,37 @@ impl Tensor {
         let out = Tensor::alloc("Tensor::eye", &[n, n], DType::F32, device)?;
         if n > 0 {
             let (count, dim) = units_grid(n * n);
-            dispatch!(device, |client, R| unsafe {
-                eye::launch_unchecked::<f32, R>(client, count, dim, out.buffer_arg(), n as u32)
-            });
+            launch!(device, eye::<f32>, count, dim, out.buffer_arg(), n as u32);
         }
         Ok(out)
     }
 
+    /// Size of each dimension.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// Step in elements between neighbours along each dimension (0 along broadcast dimensions).
     pub fn strides(&self) -> &[usize] {
         &self.strides
     }
 
+    /// Number of dimensions.
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
 
+    /// Number of elements, the product of the shape (1 for a 0-d tensor).
     pub fn numel(&self) -> usize {
         numel(&self.shape)
     }
 
+    /// Element type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
 
+    /// The device holding the buffer.
     pub fn device(&self) -> &Device {
         &self.device
     }

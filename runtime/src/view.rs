@@ -2,10 +2,9 @@
 //! `slice`, `expand`, `unsqueeze`, `squeeze`) and the copies that make new buffers (`contiguous`,
 //! `cat`, `stack`, `to_dtype`).
 
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::units_grid;
+use crate::launch::{launch, units_grid};
 use crate::shape::{contiguous_strides, normalize_axis, normalize_insert_axis, numel};
 use crate::tensor::Tensor;
 use dynlab_kernels::copy::{cast_strided, copy_strided};
@@ -299,29 +298,33 @@ impl Tensor {
     fn cast_into(&self, out: &Tensor) {
         let (count, dim) = units_grid(self.numel());
         let off = self.offset_u32();
-        dispatch!(self.device, |client, R| unsafe {
-            let (input, output, sizes) = (self.view_arg(), out.buffer_arg(), self.sizes_arg());
-            macro_rules! cast {
-                ($from:ty, $to:ty) => {
-                    cast_strided::launch_unchecked::<$from, $to, R>(
-                        client, count, dim, input, output, sizes, off,
-                    )
-                };
-            }
-            match (self.dtype, out.dtype) {
-                (DType::F32, DType::F32) => cast!(f32, f32),
-                (DType::F16, DType::F16) => cast!(half::f16, half::f16),
-                (DType::BF16, DType::BF16) => cast!(half::bf16, half::bf16),
-                (DType::I32, DType::I32) => cast!(i32, i32),
-                (DType::F32, DType::F16) => cast!(f32, half::f16),
-                (DType::F32, DType::BF16) => cast!(f32, half::bf16),
-                (DType::F32, DType::I32) => cast!(f32, i32),
-                (DType::F16, DType::F32) => cast!(half::f16, f32),
-                (DType::BF16, DType::F32) => cast!(half::bf16, f32),
-                (DType::I32, DType::F32) => cast!(i32, f32),
-                (from, to) => unreachable!("to_dtype casts {from:?} to {to:?} through f32"),
-            }
-        });
+        macro_rules! cast {
+            ($from:ty, $to:ty) => {
+                launch!(
+                    self.device,
+                    cast_strided::<$from, $to>,
+                    count,
+                    dim,
+                    self.view_arg(),
+                    out.buffer_arg(),
+                    self.sizes_arg(),
+                    off,
+                )
+            };
+        }
+        match (self.dtype, out.dtype) {
+            (DType::F32, DType::F32) => cast!(f32, f32),
+            (DType::F16, DType::F16) => cast!(half::f16, half::f16),
+            (DType::BF16, DType::BF16) => cast!(half::bf16, half::bf16),
+            (DType::I32, DType::I32) => cast!(i32, i32),
+            (DType::F32, DType::F16) => cast!(f32, half::f16),
+            (DType::F32, DType::BF16) => cast!(f32, half::bf16),
+            (DType::F32, DType::I32) => cast!(f32, i32),
+            (DType::F16, DType::F32) => cast!(half::f16, f32),
+            (DType::BF16, DType::F32) => cast!(half::bf16, f32),
+            (DType::I32, DType::F32) => cast!(i32, f32),
+            (from, to) => unreachable!("to_dtype casts {from:?} to {to:?} through f32"),
+        }
     }
 }
 
@@ -333,21 +336,27 @@ pub(crate) fn copy_into(src: &Tensor, dst: &Tensor) {
     }
     let (count, dim) = units_grid(n);
     let (src_off, dst_off, n32) = (src.offset_u32(), dst.offset_u32(), n as u32);
-    dispatch!(src.device, |client, R| unsafe {
-        let (input, output, sizes) = (src.view_arg::<R>(), dst.view_arg::<R>(), src.sizes_arg());
-        match src.dtype {
-            DType::F32 => copy_strided::launch_unchecked::<f32, R>(
-                client, count, dim, input, output, sizes, src_off, dst_off, n32,
-            ),
-            DType::F16 => copy_strided::launch_unchecked::<half::f16, R>(
-                client, count, dim, input, output, sizes, src_off, dst_off, n32,
-            ),
-            DType::BF16 => copy_strided::launch_unchecked::<half::bf16, R>(
-                client, count, dim, input, output, sizes, src_off, dst_off, n32,
-            ),
-            DType::I32 => copy_strided::launch_unchecked::<i32, R>(
-                client, count, dim, input, output, sizes, src_off, dst_off, n32,
-            ),
-        }
-    });
+    let device = &src.device;
+    macro_rules! copy {
+        ($t:ty) => {
+            launch!(
+                device,
+                copy_strided::<$t>,
+                count,
+                dim,
+                src.view_arg(),
+                dst.view_arg(),
+                src.sizes_arg(),
+                src_off,
+                dst_off,
+                n32,
+            )
+        };
+    }
+    match src.dtype {
+        DType::F32 => copy!(f32),
+        DType::F16 => copy!(half::f16),
+        DType::BF16 => copy!(half::bf16),
+        DType::I32 => copy!(i32),
+    }
 }

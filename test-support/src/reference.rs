@@ -4,7 +4,9 @@
 /// A row-major f64 array with a shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostTensor {
+    /// Size of each dimension.
     pub shape: Vec<usize>,
+    /// The elements in row-major order.
     pub data: Vec<f64>,
 }
 
@@ -34,6 +36,7 @@ fn linear_of(coords: &[usize], shape: &[usize]) -> usize {
 }
 
 impl HostTensor {
+    /// A tensor of `shape` holding `data` (panics unless `data` fills the shape exactly).
     pub fn new(shape: &[usize], data: Vec<f64>) -> HostTensor {
         assert_eq!(
             shape.iter().product::<usize>(),
@@ -46,14 +49,17 @@ impl HostTensor {
         }
     }
 
+    /// A tensor of `shape` from f32 data, widened to f64.
     pub fn from_f32(shape: &[usize], data: &[f32]) -> HostTensor {
         HostTensor::new(shape, data.iter().map(|&x| x as f64).collect())
     }
 
+    /// Number of elements.
     pub fn numel(&self) -> usize {
         self.data.len()
     }
 
+    /// The element at `coords` (one index per dimension).
     pub fn at(&self, coords: &[usize]) -> f64 {
         self.data[linear_of(coords, &self.shape)]
     }
@@ -161,15 +167,18 @@ pub fn erf(x: f64) -> f64 {
     r.copysign(x)
 }
 
+/// GELU, erf form: `½ x (1 + erf(x / √2))`.
 pub fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
 }
 
+/// GELU, tanh approximation: `½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
 pub fn gelu_tanh(x: f64) -> f64 {
     let k = (2.0 / std::f64::consts::PI).sqrt();
     0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
 }
 
+/// The logistic function `1 / (1 + e^{−x})`.
 pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -205,6 +214,7 @@ pub fn minimum(a: f64, b: f64) -> f64 {
     }
 }
 
+/// 1 when `c`, else 0.
 pub fn mask(c: bool) -> f64 {
     if c {
         1.0
@@ -238,10 +248,12 @@ pub fn reduce(x: &HostTensor, axis: usize, keepdim: bool, f: impl Fn(&[f64]) -> 
     HostTensor::new(&out_shape, data)
 }
 
+/// Sum, in order.
 pub fn sum(v: &[f64]) -> f64 {
     v.iter().sum()
 }
 
+/// Arithmetic mean (NaN for no values).
 pub fn mean(v: &[f64]) -> f64 {
     sum(v) / v.len() as f64
 }
@@ -251,6 +263,7 @@ pub fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::NEG_INFINITY, maximum)
 }
 
+/// Min propagating NaN.
 pub fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, minimum)
 }
@@ -264,6 +277,7 @@ pub fn argmax(v: &[f64]) -> f64 {
     v.iter().position(|&x| x == m).unwrap_or(0) as f64
 }
 
+/// First index of the minimum; the first NaN wins.
 pub fn argmin(v: &[f64]) -> f64 {
     if let Some(i) = v.iter().position(|x| x.is_nan()) {
         return i as f64;
@@ -272,12 +286,14 @@ pub fn argmin(v: &[f64]) -> f64 {
     v.iter().position(|&x| x == m).unwrap_or(0) as f64
 }
 
+/// Two-pass variance `Σ (x − x̄)² / (n − δ)`, `δ = 1` when `unbiased`.
 pub fn var(v: &[f64], unbiased: bool) -> f64 {
     let m = mean(v);
     let ss: f64 = v.iter().map(|x| (x - m) * (x - m)).sum();
     ss / (v.len() as f64 - if unbiased { 1.0 } else { 0.0 })
 }
 
+/// p-norm `(Σ |x|^p)^{1/p}`; `p = ∞`: max `|x|`, `p = −∞`: min `|x|`, `p = 0`: count of non-zeros.
 pub fn norm(v: &[f64], p: f64) -> f64 {
     let abs = v.iter().map(|x| x.abs());
     if p == f64::INFINITY {
@@ -291,6 +307,7 @@ pub fn norm(v: &[f64], p: f64) -> f64 {
     }
 }
 
+/// `ln Σ eˣ`, shifted by the maximum for stability.
 pub fn logsumexp(v: &[f64]) -> f64 {
     let m = max(v);
     if !m.is_finite() {
@@ -325,11 +342,13 @@ pub fn along(x: &HostTensor, axis: usize, f: impl Fn(&[f64]) -> Vec<f64>) -> Hos
     out
 }
 
+/// `eˣ / Σ eˣ` over the values.
 pub fn softmax(v: &[f64]) -> Vec<f64> {
     let l = logsumexp(v);
     v.iter().map(|x| (x - l).exp()).collect()
 }
 
+/// `x − ln Σ eˣ` over the values.
 pub fn log_softmax(v: &[f64]) -> Vec<f64> {
     let l = logsumexp(v);
     v.iter().map(|x| x - l).collect()
@@ -408,6 +427,7 @@ pub fn slice(x: &HostTensor, axis: usize, start: usize, end: usize, step: usize)
     HostTensor::new(&shape, data)
 }
 
+/// Concatenation along `axis` (the other dimensions must match).
 pub fn cat(xs: &[&HostTensor], axis: usize) -> HostTensor {
     let mut shape = xs[0].shape.clone();
     shape[axis] = xs.iter().map(|x| x.shape[axis]).sum();
@@ -560,8 +580,11 @@ pub fn adam_step_counted(
 /// per spatial dimension.
 #[derive(Clone, Copy, Debug)]
 pub struct Window2d {
+    /// Step between window positions (rows, columns).
     pub stride: [usize; 2],
+    /// Zeros on both sides of each spatial dimension.
     pub padding: [usize; 2],
+    /// Spacing between kernel taps.
     pub dilation: [usize; 2],
 }
 

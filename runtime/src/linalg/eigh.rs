@@ -10,14 +10,16 @@
 //! the input is an error, not a fallback: no path returns NaN.
 
 use super::host::eigh_f64;
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::units_grid;
+use crate::launch::{launch, units_grid};
+use crate::settings;
 use crate::tensor::Tensor;
 use dynlab_kernels::linalg::{jacobi_columns, jacobi_rotations, jacobi_rows};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Options of [`Tensor::eigh`]: preprocessing, the Jacobi stopping rule, and when to use the f64
+/// host solver instead.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EighOptions {
     /// Use `(A + Aᵀ)/2`; without it an input that is not symmetric (to `1e-4·‖A‖_F`) is an error.
@@ -26,6 +28,7 @@ pub struct EighOptions {
     pub ridge: f32,
     /// Convergence: `off(A) ≤ tol·‖A‖_F` (0: `n · 2⁻²³`).
     pub tol: f32,
+    /// Sweeps before the device path gives up and falls back to the host (`NotConverged`).
     pub max_sweeps: usize,
     /// Host fallback above this estimated condition number (`f64::INFINITY`: never).
     pub cond_threshold: f64,
@@ -55,14 +58,22 @@ impl Default for EighOptions {
 pub enum FallbackReason {
     /// `DYNLAB_FORCE_HOST_EIGH=1`.
     Forced,
+    /// The Jacobi sweeps did not reach the tolerance within `max_sweeps` (or the off-diagonal norm
+    /// became non-finite).
     NotConverged {
+        /// Sweeps run before giving up.
         sweeps: usize,
+        /// The worst `off(A) / ‖A‖_F` over the batch when it stopped.
         off_ratio: f64,
     },
+    /// The estimated condition number exceeded `cond_threshold`.
     IllConditioned {
+        /// The estimate `max|λ| / min|λ|` (for the SVD, of the Gram matrix).
         condition: f64,
     },
+    /// The matrices are larger than `max_device_n`.
     TooLarge {
+        /// Their size.
         n: usize,
     },
     /// The device is a CPU (`EighOptions::host_on_cpu_device`): a choice, not a failure.
@@ -72,16 +83,23 @@ pub enum FallbackReason {
 /// Which solver produced the result.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EighPath {
-    Device { sweeps: usize },
+    /// The Jacobi kernels on the device.
+    Device {
+        /// Sweeps until convergence.
+        sweeps: usize,
+    },
+    /// The f64 host solver, and why it ran.
     Host(FallbackReason),
 }
 
+/// The eigendecomposition `A = V Λ Vᵀ` returned by [`Tensor::eigh`].
 #[derive(Clone, Debug)]
 pub struct Eigh {
     /// `[..., n]`, ascending.
     pub values: Tensor,
     /// `[..., n, n]`, eigenvector `k` in column `k`.
     pub vectors: Tensor,
+    /// Which solver produced it.
     pub path: EighPath,
 }
 
@@ -95,10 +113,6 @@ pub fn host_fallbacks() -> usize {
 
 pub(super) fn count_fallback() {
     FALLBACKS.fetch_add(1, Ordering::Relaxed);
-}
-
-pub(super) fn force_host() -> bool {
-    std::env::var("DYNLAB_FORCE_HOST_EIGH").is_ok_and(|v| v == "1")
 }
 
 /// Frobenius norm of each `n × n` matrix of `a [b, n, n]`, and of its off-diagonal part.
@@ -186,7 +200,7 @@ impl Tensor {
             }
         }
         let out_shape = |extra: &[usize]| out_shape_of(&batch_shape, extra);
-        let (values, vectors, path) = if force_host() {
+        let (values, vectors, path) = if settings::force_host_eigh() {
             host_eigh(&a, FallbackReason::Forced)?
         } else if options.host_on_cpu_device && self.device().is_cpu() {
             host_eigh(&a, FallbackReason::CpuDevice)?
@@ -329,37 +343,39 @@ fn device_eigh(
 fn jacobi_round(a: &Tensor, v: &Tensor, rot: &Tensor, n: u32, m: u32, round: u32, pairs: usize) {
     let (count, dim) = units_grid(pairs);
     let (count_n, dim_n) = units_grid(pairs * n as usize);
-    dispatch!(a.device(), |client, R| unsafe {
-        jacobi_rotations::launch_unchecked::<f32, R>(
-            client,
-            count,
-            dim,
-            a.buffer_arg(),
-            rot.buffer_arg(),
-            n,
-            m,
-            round,
-        );
-        jacobi_columns::launch_unchecked::<f32, R>(
-            client,
-            count_n.clone(),
-            dim_n,
-            a.buffer_arg(),
-            v.buffer_arg(),
-            rot.buffer_arg(),
-            n,
-            m,
-            round,
-        );
-        jacobi_rows::launch_unchecked::<f32, R>(
-            client,
-            count_n,
-            dim_n,
-            a.buffer_arg(),
-            rot.buffer_arg(),
-            n,
-            m,
-            round,
-        );
-    });
+    let device = a.device();
+    launch!(
+        device,
+        jacobi_rotations::<f32>,
+        count,
+        dim,
+        a.buffer_arg(),
+        rot.buffer_arg(),
+        n,
+        m,
+        round
+    );
+    launch!(
+        device,
+        jacobi_columns::<f32>,
+        count_n.clone(),
+        dim_n,
+        a.buffer_arg(),
+        v.buffer_arg(),
+        rot.buffer_arg(),
+        n,
+        m,
+        round,
+    );
+    launch!(
+        device,
+        jacobi_rows::<f32>,
+        count_n,
+        dim_n,
+        a.buffer_arg(),
+        rot.buffer_arg(),
+        n,
+        m,
+        round
+    );
 }

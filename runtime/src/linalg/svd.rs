@@ -8,15 +8,17 @@
 //! [`SVD_GRAM_COND`] = 1e4), when `min(m, n) > max_device_n`, or
 //! when `DYNLAB_FORCE_HOST_EIGH=1`, the SVD of `A` itself is computed on the host in f64 (faer).
 
-use super::eigh::{count_fallback, force_host, EighOptions, EighPath, FallbackReason};
+use super::eigh::{count_fallback, EighOptions, EighPath, FallbackReason};
 use super::host::{singular_values_f64, svd_f64};
 use crate::error::{Error, Result};
+use crate::settings;
 use crate::tensor::Tensor;
 
 /// Largest Gram condition number `(σ_max/σ_min)²` for which [`Tensor::svd`] stays on the device:
 /// the other factor `A v / σ` is orthonormal to about `ε·(σ_max/σ_min)²` ≈ 1e-3 here.
 pub const SVD_GRAM_COND: f64 = 1e4;
 
+/// The thin singular value decomposition `A = U diag(s) Vᵀ` returned by [`Tensor::svd`].
 #[derive(Clone, Debug)]
 pub struct Svd {
     /// `[m, k]`, orthonormal columns (`k = min(m, n)`).
@@ -25,6 +27,8 @@ pub struct Svd {
     pub s: Tensor,
     /// `[n, k]`, orthonormal columns.
     pub v: Tensor,
+    /// Which solver produced it (the device path goes through the eigendecomposition of the Gram
+    /// matrix).
     pub path: EighPath,
 }
 
@@ -49,7 +53,7 @@ fn gram_eigh(
 ) -> Result<std::result::Result<(Tensor, Tensor, usize), FallbackReason>> {
     let (m, n) = (a.shape()[0], a.shape()[1]);
     let k = m.min(n);
-    if force_host() {
+    if settings::force_host_eigh() {
         return Ok(Err(FallbackReason::Forced));
     }
     if options.host_on_cpu_device && a.device().is_cpu() {

@@ -1,9 +1,9 @@
 //! Fused scaled dot-product attention, forward and backward (equations and layout in
 //! `dynlab_kernels::attention`): `softmax(Q Kᵀ / √d [hidden → −1e30]) V` without storing the scores.
 
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::launch::launch;
 use crate::ops::elementwise::vector_width;
 use crate::tensor::Tensor;
 use cubecl::prelude::*;
@@ -40,8 +40,11 @@ pub struct FlashAttention {
 /// Gradients from [`Tensor::flash_attention_backward`].
 #[derive(Clone, Debug)]
 pub struct FlashAttentionGrads {
+    /// Gradient with respect to the queries, shaped like them.
     pub dq: Tensor,
+    /// Gradient with respect to the keys, shaped like them.
     pub dk: Tensor,
+    /// Gradient with respect to the values, shaped like them.
     pub dv: Tensor,
 }
 
@@ -182,26 +185,25 @@ impl Tensor {
         if g.n * g.t > 0 {
             let (count, dim) = g.grid(g.t.div_ceil(rows(g.dims)));
             let vec = vector_width(&[g.dims.d as usize, g.dims.e as usize]);
-            dispatch!(q.device, |client, R| unsafe {
-                flash_attention_forward::launch_unchecked::<R>(
-                    client,
-                    count,
-                    dim,
-                    vec,
-                    q.buffer_arg(),
-                    k.buffer_arg(),
-                    v.buffer_arg(),
-                    mask.view_arg(),
-                    out.buffer_arg(),
-                    stats.buffer_arg(),
-                    g.t as u32,
-                    g.s as u32,
-                    g.scale(),
-                    mask.offset_u32(),
-                    g.dims,
-                    rows(g.dims),
-                )
-            });
+            launch!(
+                q.device,
+                flash_attention_forward,
+                count,
+                dim,
+                vec,
+                q.buffer_arg(),
+                k.buffer_arg(),
+                v.buffer_arg(),
+                mask.view_arg(),
+                out.buffer_arg(),
+                stats.buffer_arg(),
+                g.t as u32,
+                g.s as u32,
+                g.scale(),
+                mask.offset_u32(),
+                g.dims,
+                rows(g.dims)
+            );
         }
         Ok(FlashAttention { out, stats })
     }
@@ -251,55 +253,53 @@ impl Tensor {
         let vec = vector_width(&[g.dims.d as usize, g.dims.e as usize]);
         if g.n * g.t > 0 {
             let (count, dim) = g.grid(g.t.div_ceil(rows(g.dims)));
-            dispatch!(q.device, |client, R| unsafe {
-                flash_attention_backward_query::launch_unchecked::<R>(
-                    client,
-                    count,
-                    dim,
-                    vec,
-                    q.buffer_arg(),
-                    k.buffer_arg(),
-                    v.buffer_arg(),
-                    mask.view_arg(),
-                    out.buffer_arg(),
-                    d_out.buffer_arg(),
-                    stats.buffer_arg(),
-                    dq.buffer_arg(),
-                    delta.buffer_arg(),
-                    g.t as u32,
-                    g.s as u32,
-                    g.scale(),
-                    mask.offset_u32(),
-                    g.dims,
-                    rows(g.dims),
-                )
-            });
+            launch!(
+                q.device,
+                flash_attention_backward_query,
+                count,
+                dim,
+                vec,
+                q.buffer_arg(),
+                k.buffer_arg(),
+                v.buffer_arg(),
+                mask.view_arg(),
+                out.buffer_arg(),
+                d_out.buffer_arg(),
+                stats.buffer_arg(),
+                dq.buffer_arg(),
+                delta.buffer_arg(),
+                g.t as u32,
+                g.s as u32,
+                g.scale(),
+                mask.offset_u32(),
+                g.dims,
+                rows(g.dims)
+            );
         }
         if g.n * g.s > 0 {
             let (count, dim) = g.grid(g.s.div_ceil(rows(g.dims)));
-            dispatch!(q.device, |client, R| unsafe {
-                flash_attention_backward_key::launch_unchecked::<R>(
-                    client,
-                    count,
-                    dim,
-                    vec,
-                    q.buffer_arg(),
-                    k.buffer_arg(),
-                    v.buffer_arg(),
-                    mask.view_arg(),
-                    d_out.buffer_arg(),
-                    stats.buffer_arg(),
-                    delta.buffer_arg(),
-                    dk.buffer_arg(),
-                    dv.buffer_arg(),
-                    g.t as u32,
-                    g.s as u32,
-                    g.scale(),
-                    mask.offset_u32(),
-                    g.dims,
-                    rows(g.dims),
-                )
-            });
+            launch!(
+                q.device,
+                flash_attention_backward_key,
+                count,
+                dim,
+                vec,
+                q.buffer_arg(),
+                k.buffer_arg(),
+                v.buffer_arg(),
+                mask.view_arg(),
+                d_out.buffer_arg(),
+                stats.buffer_arg(),
+                delta.buffer_arg(),
+                dk.buffer_arg(),
+                dv.buffer_arg(),
+                g.t as u32,
+                g.s as u32,
+                g.scale(),
+                mask.offset_u32(),
+                g.dims,
+                rows(g.dims)
+            );
         }
         Ok(FlashAttentionGrads { dq, dk, dv })
     }

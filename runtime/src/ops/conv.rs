@@ -5,24 +5,27 @@
 //! are separate public ops so that the autodiff can write convolution and pooling gradients as ops
 //! too (higher-order derivatives come free).
 
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::{rows_grid, units_grid};
+use crate::launch::{launch, rows_grid, units_grid};
 use crate::ops::conv_algorithm::conv2d_product;
 use crate::ops::elementwise::vector_width;
 use crate::tensor::Tensor;
 use dynlab_kernels::conv::{
     add_channel_bias, avg_pool2d, avg_pool2d_backward, col2im, im2col, max_pool2d,
-    max_pool2d_backward,
+    max_pool2d_backward, Geometry,
 };
 
 /// Stride, padding, dilation (rows, columns) and groups of a convolution or pooling window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2dOptions {
+    /// Step between window positions (rows, columns).
     pub stride: [usize; 2],
+    /// Zeros added on both sides of each spatial dimension (rows, columns).
     pub padding: [usize; 2],
+    /// Spacing between kernel taps (rows, columns); 1 is a dense kernel.
     pub dilation: [usize; 2],
+    /// Channel groups: input and output channels split into `groups` independent convolutions.
     pub groups: usize,
 }
 
@@ -40,13 +43,20 @@ impl Default for Conv2dOptions {
 /// A window of `kernel` over an `[N, C, H, W]` input: every size the kernels need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// Input shape `[N, C, H, W]`.
     pub input: [usize; 4],
+    /// Kernel size `[KH, KW]`.
     pub kernel: [usize; 2],
+    /// Stride, padding, dilation and groups.
     pub options: Conv2dOptions,
+    /// Output size `[Ho, Wo]`, `Ho = ⌊(H + 2·PH − DH·(KH − 1) − 1) / SH⌋ + 1` (same for W).
     pub out_hw: [usize; 2],
 }
 
 impl Window {
+    /// Validates a window (positive sizes, strides, dilations and groups; channels divisible by
+    /// groups; the dilated kernel fits the padded input) and computes its output size; `op` names
+    /// the caller in errors.
     pub fn new(
         op: &'static str,
         input: &[usize],
@@ -113,30 +123,28 @@ impl Window {
         [self.input[0], self.input[1], self.out_hw[0], self.out_hw[1]]
     }
 
-    /// The sizes as a small buffer (stored as i32, read by the kernels as u32: all are non-negative).
-    pub(crate) fn geometry(&self, device: &crate::Device) -> Result<Tensor> {
+    /// The sizes as the kernels' [`Geometry`] launch argument. Tensor sizes fit in u32 (tensors
+    /// hold fewer than 2³¹ elements); strides, paddings and dilations are narrowed unchecked, as
+    /// the i32 geometry buffer this replaces did.
+    pub(crate) fn geometry(&self) -> Geometry {
         let (i, k, o) = (self.input, self.kernel, &self.options);
-        let g: Vec<i32> = [
-            i[0],
-            i[1],
-            i[2],
-            i[3],
-            self.out_hw[0],
-            self.out_hw[1],
-            k[0],
-            k[1],
-            o.stride[0],
-            o.stride[1],
-            o.padding[0],
-            o.padding[1],
-            o.dilation[0],
-            o.dilation[1],
-            o.groups,
-        ]
-        .iter()
-        .map(|&v| v as i32)
-        .collect();
-        Tensor::from_vec(g, &[15], device)
+        Geometry {
+            n: i[0] as u32,
+            c: i[1] as u32,
+            h: i[2] as u32,
+            w: i[3] as u32,
+            ho: self.out_hw[0] as u32,
+            wo: self.out_hw[1] as u32,
+            kh: k[0] as u32,
+            kw: k[1] as u32,
+            sh: o.stride[0] as u32,
+            sw: o.stride[1] as u32,
+            ph: o.padding[0] as u32,
+            pw: o.padding[1] as u32,
+            dh: o.dilation[0] as u32,
+            dw: o.dilation[1] as u32,
+            groups: o.groups as u32,
+        }
     }
 }
 
@@ -145,19 +153,34 @@ fn checked_input(op: &'static str, x: &Tensor) -> Result<Tensor> {
     x.contiguous_from_zero()
 }
 
-/// Launches `kernel` over `units` output elements (nothing when there are none), one unit each, or
-/// on the grid given after `grid =`.
+/// Launches `kernel(input, geometry, output)` for `window` over `units` output elements (nothing
+/// when there are none), one unit each, or on the grid given after `grid =`.
 macro_rules! launch_window {
-    ($kernel:ident, $device:expr, $units:expr, grid = $grid:expr, $($arg:expr),*) => {{
+    ($kernel:ident, $device:expr, $units:expr, grid = $grid:expr, $input:expr, $window:expr, $output:expr) => {{
         if $units > 0 {
             let (count, dim) = $grid;
-            dispatch!($device, |client, R| unsafe {
-                $kernel::launch_unchecked::<f32, R>(client, count, dim, $($arg.buffer_arg()),*)
-            });
+            let geometry = $window.geometry();
+            launch!(
+                $device,
+                $kernel::<f32>,
+                count,
+                dim,
+                $input.buffer_arg(),
+                geometry.arg(),
+                $output.buffer_arg()
+            );
         }
     }};
-    ($kernel:ident, $device:expr, $units:expr, $($arg:expr),*) => {
-        launch_window!($kernel, $device, $units, grid = units_grid($units), $($arg),*)
+    ($kernel:ident, $device:expr, $units:expr, $input:expr, $window:expr, $output:expr) => {
+        launch_window!(
+            $kernel,
+            $device,
+            $units,
+            grid = units_grid($units),
+            $input,
+            $window,
+            $output
+        )
     };
 }
 
@@ -168,7 +191,6 @@ impl Tensor {
         let x = checked_input(op, self)?;
         check_input_shape(op, self, window)?;
         let out = Tensor::alloc(op, &window.cols_shape(), DType::F32, self.device())?;
-        let geometry = window.geometry(self.device())?;
         let [n, g, k, p] = window.cols_shape();
         let grid = rows_grid(n * g * k, p);
         launch_window!(
@@ -177,7 +199,7 @@ impl Tensor {
             out.numel(),
             grid = grid,
             x,
-            geometry,
+            window,
             out
         );
         Ok(out)
@@ -195,8 +217,7 @@ impl Tensor {
             ));
         }
         let out = Tensor::alloc(op, &window.input, DType::F32, self.device())?;
-        let geometry = window.geometry(self.device())?;
-        launch_window!(col2im, self.device(), out.numel(), cols, geometry, out);
+        launch_window!(col2im, self.device(), out.numel(), cols, window, out);
         Ok(out)
     }
 
@@ -238,19 +259,18 @@ impl Tensor {
         let vec = vector_width(&[plane]);
         if out.numel() > 0 {
             let (count, dim) = rows_grid(self.shape()[0] * channels, plane / vec);
-            dispatch!(self.device(), |client, R| unsafe {
-                add_channel_bias::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    vec,
-                    x.buffer_arg(),
-                    bias.buffer_arg(),
-                    out.buffer_arg(),
-                    (plane / vec) as u32,
-                    channels as u32,
-                )
-            });
+            launch!(
+                self.device(),
+                add_channel_bias::<f32>,
+                count,
+                dim,
+                vec,
+                x.buffer_arg(),
+                bias.buffer_arg(),
+                out.buffer_arg(),
+                (plane / vec) as u32,
+                channels as u32
+            );
         }
         Ok(out)
     }
@@ -267,21 +287,19 @@ impl Tensor {
         let x = checked_input(op, self)?;
         let out = Tensor::alloc(op, &window.pooled_shape(), DType::F32, self.device())?;
         let index = Tensor::alloc(op, &window.pooled_shape(), DType::I32, self.device())?;
-        let geometry = window.geometry(self.device())?;
         let units = out.numel();
         if units > 0 {
             let (count, dim) = units_grid(units);
-            dispatch!(self.device(), |client, R| unsafe {
-                max_pool2d::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    x.buffer_arg(),
-                    geometry.buffer_arg(),
-                    out.buffer_arg(),
-                    index.buffer_arg(),
-                )
-            });
+            launch!(
+                self.device(),
+                max_pool2d::<f32>,
+                count,
+                dim,
+                x.buffer_arg(),
+                window.geometry().arg(),
+                out.buffer_arg(),
+                index.buffer_arg()
+            );
         }
         Ok((out, index))
     }
@@ -308,21 +326,19 @@ impl Tensor {
         }
         let index = index.contiguous_from_zero()?;
         let out = Tensor::alloc(op, &window.input, DType::F32, self.device())?;
-        let geometry = window.geometry(self.device())?;
         let units = out.numel();
         if units > 0 {
             let (count, dim) = units_grid(units);
-            dispatch!(self.device(), |client, R| unsafe {
-                max_pool2d_backward::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    dy.buffer_arg(),
-                    index.buffer_arg(),
-                    geometry.buffer_arg(),
-                    out.buffer_arg(),
-                )
-            });
+            launch!(
+                self.device(),
+                max_pool2d_backward::<f32>,
+                count,
+                dim,
+                dy.buffer_arg(),
+                index.buffer_arg(),
+                window.geometry().arg(),
+                out.buffer_arg()
+            );
         }
         Ok(out)
     }
@@ -333,8 +349,7 @@ impl Tensor {
         let window = pool_window(op, self, kernel, options)?;
         let x = checked_input(op, self)?;
         let out = Tensor::alloc(op, &window.pooled_shape(), DType::F32, self.device())?;
-        let geometry = window.geometry(self.device())?;
-        launch_window!(avg_pool2d, self.device(), out.numel(), x, geometry, out);
+        launch_window!(avg_pool2d, self.device(), out.numel(), x, window, out);
         Ok(out)
     }
 
@@ -350,13 +365,12 @@ impl Tensor {
             ));
         }
         let out = Tensor::alloc(op, &window.input, DType::F32, self.device())?;
-        let geometry = window.geometry(self.device())?;
         launch_window!(
             avg_pool2d_backward,
             self.device(),
             out.numel(),
             dy,
-            geometry,
+            window,
             out
         );
         Ok(out)

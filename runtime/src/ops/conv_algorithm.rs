@@ -10,10 +10,11 @@
 //! guaranteed to round alike), take `im2col`. On the tape (`Var::conv2d`) the columns are kept for
 //! the weight gradient anyway, so it always uses `im2col`.
 
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::launch::launch;
 use crate::ops::conv::{conv_output_shape, Conv2dOptions, Window};
+use crate::settings;
 use crate::tensor::Tensor;
 use crate::tune::{fastest, with_forced, TuneCache};
 use cubecl::prelude::*;
@@ -67,10 +68,6 @@ pub(crate) fn tuned_choices() -> Vec<String> {
         .collect()
 }
 
-fn tuning_enabled() -> bool {
-    std::env::var("DYNLAB_CONV_TUNE").map_or(true, |v| v != "0")
-}
-
 /// `y [N, O, Ho, Wo]` without bias, by the forced, cached or measured algorithm.
 pub(crate) fn conv2d_product(x: &Tensor, weight: &Tensor, window: &Window) -> Result<Tensor> {
     let algorithm = choose(x, weight, window)?;
@@ -86,7 +83,7 @@ fn choose(x: &Tensor, weight: &Tensor, window: &Window) -> Result<ConvAlgorithm>
         return Ok(forced);
     }
     let out_channels = weight.shape()[0];
-    if n * out_channels * k * p < TUNE_MIN_WORK || !tuning_enabled() {
+    if n * out_channels * k * p < TUNE_MIN_WORK || !settings::conv_tune() {
         return Ok(ConvAlgorithm::Im2col);
     }
     let key = ShapeKey {
@@ -154,19 +151,18 @@ fn implicit(x: &Tensor, weight: &Tensor, window: &Window) -> Result<Tensor> {
         og.div_ceil(tm as usize) as u32,
         (n * g) as u32,
     );
-    let geometry = window.geometry(x.device())?;
-    dispatch!(x.device(), |client, R| unsafe {
-        conv2d_implicit::launch_unchecked::<f32, R>(
-            client,
-            count,
-            CubeDim::new_1d(lanes),
-            x.buffer_arg(),
-            weight.buffer_arg(),
-            geometry.buffer_arg(),
-            out.buffer_arg(),
-            out_channels as u32,
-            tiling,
-        )
-    });
+    let geometry = window.geometry();
+    launch!(
+        x.device(),
+        conv2d_implicit::<f32>,
+        count,
+        CubeDim::new_1d(lanes),
+        x.buffer_arg(),
+        weight.buffer_arg(),
+        geometry.arg(),
+        out.buffer_arg(),
+        out_channels as u32,
+        tiling
+    );
     Ok(out)
 }

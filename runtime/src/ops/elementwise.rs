@@ -1,10 +1,9 @@
 //! Elementwise ops: unary (with scalar parameters), binary with NumPy broadcasting, comparisons as
 //! 0/1 masks, `where_` and `masked_fill`. Contiguous operands take the vectorised kernels.
 
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::launch::units_grid;
+use crate::launch::{launch, units_grid};
 use crate::shape::broadcast_shapes;
 use crate::tensor::Tensor;
 use dynlab_kernels::elementwise::{
@@ -71,36 +70,34 @@ impl Tensor {
             let vec = vector_width(&[n, self.offset]);
             let (count, dim) = units_grid(n / vec);
             let off = (self.offset / vec) as u32;
-            dispatch!(self.device, |client, R| unsafe {
-                unary_contiguous::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    vec,
-                    self.buffer_arg(),
-                    out.buffer_arg(),
-                    off,
-                    p0,
-                    p1,
-                    kind,
-                )
-            });
+            launch!(
+                self.device,
+                unary_contiguous::<f32>,
+                count,
+                dim,
+                vec,
+                self.buffer_arg(),
+                out.buffer_arg(),
+                off,
+                p0,
+                p1,
+                kind
+            );
         } else {
             let (count, dim) = units_grid(n);
-            dispatch!(self.device, |client, R| unsafe {
-                unary_strided::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    self.view_arg(),
-                    out.buffer_arg(),
-                    self.sizes_arg(),
-                    self.offset_u32(),
-                    p0,
-                    p1,
-                    kind,
-                )
-            });
+            launch!(
+                self.device,
+                unary_strided::<f32>,
+                count,
+                dim,
+                self.view_arg(),
+                out.buffer_arg(),
+                self.sizes_arg(),
+                self.offset_u32(),
+                p0,
+                p1,
+                kind
+            );
         }
         Ok(out)
     }
@@ -125,37 +122,35 @@ impl Tensor {
             let vec = vector_width(&[n, self.offset, other.offset]);
             let (count, dim) = units_grid(n / vec);
             let (a_off, b_off) = ((self.offset / vec) as u32, (other.offset / vec) as u32);
-            dispatch!(self.device, |client, R| unsafe {
-                binary_contiguous::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    vec,
-                    self.buffer_arg(),
-                    other.buffer_arg(),
-                    out.buffer_arg(),
-                    a_off,
-                    b_off,
-                    kind,
-                )
-            });
+            launch!(
+                self.device,
+                binary_contiguous::<f32>,
+                count,
+                dim,
+                vec,
+                self.buffer_arg(),
+                other.buffer_arg(),
+                out.buffer_arg(),
+                a_off,
+                b_off,
+                kind
+            );
         } else {
             let (a, b) = (self.expand(&shape)?, other.expand(&shape)?);
             let (count, dim) = units_grid(n);
-            dispatch!(self.device, |client, R| unsafe {
-                binary_strided::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    a.view_arg(),
-                    b.view_arg(),
-                    out.buffer_arg(),
-                    out.sizes_arg(),
-                    a.offset_u32(),
-                    b.offset_u32(),
-                    kind,
-                )
-            });
+            launch!(
+                self.device,
+                binary_strided::<f32>,
+                count,
+                dim,
+                a.view_arg(),
+                b.view_arg(),
+                out.buffer_arg(),
+                out.sizes_arg(),
+                a.offset_u32(),
+                b.offset_u32(),
+                kind
+            );
         }
         Ok(out)
     }
@@ -175,21 +170,20 @@ impl Tensor {
         }
         let (c, a, b) = (cond.expand(&shape)?, a.expand(&shape)?, b.expand(&shape)?);
         let (count, dim) = units_grid(n);
-        dispatch!(cond.device, |client, R| unsafe {
-            where_strided::launch_unchecked::<f32, R>(
-                client,
-                count,
-                dim,
-                c.view_arg(),
-                a.view_arg(),
-                b.view_arg(),
-                out.buffer_arg(),
-                out.sizes_arg(),
-                c.offset_u32(),
-                a.offset_u32(),
-                b.offset_u32(),
-            )
-        });
+        launch!(
+            cond.device,
+            where_strided::<f32>,
+            count,
+            dim,
+            c.view_arg(),
+            a.view_arg(),
+            b.view_arg(),
+            out.buffer_arg(),
+            out.sizes_arg(),
+            c.offset_u32(),
+            a.offset_u32(),
+            b.offset_u32()
+        );
         Ok(out)
     }
 
@@ -200,19 +194,25 @@ impl Tensor {
     }
 
     unary_methods! {
+        /// `−x`.
         neg => UnaryOp::Neg;
+        /// `|x|`.
         abs => UnaryOp::Abs;
+        /// `eˣ`.
         exp => UnaryOp::Exp;
         /// Natural logarithm.
         log => UnaryOp::Log;
         /// `ln(1 + x)`, accurate near 0.
         log1p => UnaryOp::Log1p;
+        /// `√x`.
         sqrt => UnaryOp::Sqrt;
         /// `1 / sqrt(x)`.
         rsqrt => UnaryOp::Rsqrt;
         /// `1 / x`.
         recip => UnaryOp::Recip;
+        /// `x²`.
         square => UnaryOp::Square;
+        /// `max(x, 0)` (NaN stays NaN).
         relu => UnaryOp::Relu;
         /// The error function.
         erf => UnaryOp::Erf;
@@ -220,9 +220,13 @@ impl Tensor {
         gelu => UnaryOp::GeluErf;
         /// GELU with the tanh approximation.
         gelu_tanh => UnaryOp::GeluTanh;
+        /// The logistic function `1 / (1 + e^{−x})`.
         sigmoid => UnaryOp::Sigmoid;
+        /// Hyperbolic tangent.
         tanh => UnaryOp::Tanh;
+        /// Sine (radians).
         sin => UnaryOp::Sin;
+        /// Cosine (radians).
         cos => UnaryOp::Cos;
         /// -1, 0 or 1 (NaN stays NaN).
         sign => UnaryOp::Sign;
@@ -233,8 +237,11 @@ impl Tensor {
         leaky_relu => UnaryOp::LeakyRelu;
         /// `x ^ p`.
         powf => UnaryOp::Powf;
+        /// `x + s`.
         add_scalar => UnaryOp::AddScalar;
+        /// `x · s`.
         mul_scalar => UnaryOp::MulScalar;
+        /// `x / s`.
         div_scalar => UnaryOp::DivScalar;
         /// `s - x`.
         rsub_scalar => UnaryOp::RSubScalar;
@@ -242,13 +249,21 @@ impl Tensor {
         rdiv_scalar => UnaryOp::RDivScalar;
         /// `s ^ x`.
         scalar_pow => UnaryOp::ScalarPow;
+        /// `maximum(x, s)` (NaN propagates).
         maximum_scalar => UnaryOp::MaxScalar;
+        /// `minimum(x, s)` (NaN propagates).
         minimum_scalar => UnaryOp::MinScalar;
+        /// `x == s` as f32 0/1.
         eq_scalar => UnaryOp::CmpScalar(CmpOp::Eq);
+        /// `x != s` as f32 0/1.
         ne_scalar => UnaryOp::CmpScalar(CmpOp::Ne);
+        /// `x < s` as f32 0/1.
         lt_scalar => UnaryOp::CmpScalar(CmpOp::Lt);
+        /// `x <= s` as f32 0/1.
         le_scalar => UnaryOp::CmpScalar(CmpOp::Le);
+        /// `x > s` as f32 0/1.
         gt_scalar => UnaryOp::CmpScalar(CmpOp::Gt);
+        /// `x >= s` as f32 0/1.
         ge_scalar => UnaryOp::CmpScalar(CmpOp::Ge);
     }
 
@@ -276,20 +291,31 @@ impl Tensor {
     }
 
     binary_methods! {
+        /// `self + other`, broadcasting.
         add => BinaryOp::Add;
+        /// `self − other`, broadcasting.
         sub => BinaryOp::Sub;
+        /// `self · other` elementwise, broadcasting.
         mul => BinaryOp::Mul;
+        /// `self / other`, broadcasting.
         div => BinaryOp::Div;
+        /// `self ^ other` elementwise, broadcasting.
         pow => BinaryOp::Pow;
         /// Elementwise maximum (NaN propagates).
         maximum => BinaryOp::Maximum;
         /// Elementwise minimum (NaN propagates).
         minimum => BinaryOp::Minimum;
+        /// `self == other` as f32 0/1, broadcasting.
         eq => BinaryOp::Cmp(CmpOp::Eq);
+        /// `self != other` as f32 0/1, broadcasting.
         ne => BinaryOp::Cmp(CmpOp::Ne);
+        /// `self < other` as f32 0/1, broadcasting.
         lt => BinaryOp::Cmp(CmpOp::Lt);
+        /// `self <= other` as f32 0/1, broadcasting.
         le => BinaryOp::Cmp(CmpOp::Le);
+        /// `self > other` as f32 0/1, broadcasting.
         gt => BinaryOp::Cmp(CmpOp::Gt);
+        /// `self >= other` as f32 0/1, broadcasting.
         ge => BinaryOp::Cmp(CmpOp::Ge);
     }
 }

@@ -2,10 +2,9 @@
 //! their values are checked on the host (one read-back) so an out-of-range index is an error, never
 //! an out-of-bounds access.
 
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::units_grid;
+use crate::launch::{launch, units_grid};
 use crate::shape::normalize_axis;
 use crate::tensor::Tensor;
 use dynlab_kernels::index::{gather, scatter_add};
@@ -59,27 +58,28 @@ impl Tensor {
         }
         let (count, cube) = units_grid(n);
         let (in_off, idx_off, d32) = (self.offset_u32(), index.offset_u32(), d as u32);
-        dispatch!(self.device, |client, R| unsafe {
-            let (input, idx, output) = (
-                self.view_arg::<R>(),
-                index.view_arg::<R>(),
-                out.buffer_arg::<R>(),
-            );
-            match self.dtype() {
-                DType::F32 => gather::launch_unchecked::<f32, R>(
-                    client, count, cube, input, idx, output, in_off, idx_off, d32,
-                ),
-                DType::F16 => gather::launch_unchecked::<half::f16, R>(
-                    client, count, cube, input, idx, output, in_off, idx_off, d32,
-                ),
-                DType::BF16 => gather::launch_unchecked::<half::bf16, R>(
-                    client, count, cube, input, idx, output, in_off, idx_off, d32,
-                ),
-                DType::I32 => gather::launch_unchecked::<i32, R>(
-                    client, count, cube, input, idx, output, in_off, idx_off, d32,
-                ),
-            }
-        });
+        macro_rules! gather {
+            ($t:ty) => {
+                launch!(
+                    self.device,
+                    gather::<$t>,
+                    count,
+                    cube,
+                    self.view_arg(),
+                    index.view_arg(),
+                    out.buffer_arg(),
+                    in_off,
+                    idx_off,
+                    d32,
+                )
+            };
+        }
+        match self.dtype() {
+            DType::F32 => gather!(f32),
+            DType::F16 => gather!(half::f16),
+            DType::BF16 => gather!(half::bf16),
+            DType::I32 => gather!(i32),
+        }
         Ok(out)
     }
 
@@ -139,21 +139,20 @@ impl Tensor {
             return Ok(out);
         }
         let (count, cube) = units_grid(n);
-        dispatch!(self.device, |client, R| unsafe {
-            scatter_add::launch_unchecked::<f32, R>(
-                client,
-                count,
-                cube,
-                self.view_arg(),
-                index.view_arg(),
-                src.view_arg(),
-                out.buffer_arg(),
-                self.offset_u32(),
-                index.offset_u32(),
-                src.offset_u32(),
-                d as u32,
-            )
-        });
+        launch!(
+            self.device,
+            scatter_add::<f32>,
+            count,
+            cube,
+            self.view_arg(),
+            index.view_arg(),
+            src.view_arg(),
+            out.buffer_arg(),
+            self.offset_u32(),
+            index.offset_u32(),
+            src.offset_u32(),
+            d as u32
+        );
         Ok(out)
     }
 

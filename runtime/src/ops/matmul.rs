@@ -7,10 +7,10 @@
 //! device; small products use a fixed rule instead of paying for timing. `DYNLAB_MATMUL_TUNE=0`
 //! turns timing off (the rule is then used for every shape).
 
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::units_grid;
+use crate::launch::{launch, units_grid};
+use crate::settings;
 use crate::shape::broadcast_shapes;
 use crate::tensor::Tensor;
 use crate::tune::{fastest, with_forced, TuneCache};
@@ -96,6 +96,7 @@ fn runnable(kernel: MatmulKernel, p: &Plan, epilogue: Epilogue) -> MatmulKernel 
 /// Options of [`Tensor::matmul_with`].
 #[derive(Clone, Copy, Debug)]
 pub struct MatmulOptions<'a> {
+    /// Scale of the product: the result is `alpha · A B + beta · C (+ bias)`.
     pub alpha: f32,
     /// Weight of `accumulate` (ignored without it).
     pub beta: f32,
@@ -226,10 +227,6 @@ fn rule_of_thumb(p: &Plan) -> MatmulKernel {
     }
 }
 
-fn tuning_enabled() -> bool {
-    std::env::var("DYNLAB_MATMUL_TUNE").map_or(true, |v| v != "0")
-}
-
 impl Tensor {
     /// `self [..., M, K] · other [..., K, N]`; batch dimensions broadcast.
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
@@ -357,49 +354,48 @@ impl LaunchArgs<'_> {
         let (p, out, c, bias) = (self.p, self.out, self.c, self.bias);
         let (alpha, beta, epilogue) = (self.alpha, self.beta, self.epilogue);
         let (a_off, b_off, c_off) = (p.a.offset_u32(), p.b.offset_u32(), c.offset_u32());
+        let device = &p.a.device;
         // Every kernel takes the same operands; the tiled ones add their tiling before the epilogue.
-        macro_rules! launch {
-            ($kernel:ident, $R:ty, $client:expr, $grid:expr $(, $tiling:expr)?) => {{
+        macro_rules! launch_matmul {
+            ($kernel:ident, $grid:expr $(, $tiling:expr)?) => {{
                 let (count, dim) = $grid;
-                $kernel::launch_unchecked::<E, f32, $R>(
-                    $client, count, dim, p.a.view_arg(), p.b.view_arg(), out.buffer_arg(), c.view_arg(),
-                    bias.buffer_arg(), alpha, beta, a_off, b_off, c_off, $($tiling,)? epilogue,
+                launch!(
+                    device, $kernel::<E, f32>, count, dim, p.a.view_arg(), p.b.view_arg(),
+                    out.buffer_arg(), c.view_arg(), bias.buffer_arg(), alpha, beta, a_off, b_off, c_off,
+                    $($tiling,)? epilogue,
                 )
             }};
         }
-        dispatch!(p.a.device, |client, R| unsafe {
-            match kernel {
-                MatmulKernel::Dot => launch!(matmul_dot, R, client, units_grid(out.numel())),
-                MatmulKernel::Tiled(t) => {
-                    launch!(matmul_tiled, R, client, tile_grid(p, &t, false), t)
-                }
-                MatmulKernel::Register(t) => {
-                    launch!(matmul_register, R, client, tile_grid(p, &t, false), t)
-                }
-                MatmulKernel::RegisterVec(t) => {
-                    let (count, dim) = tile_grid(p, &t, true);
-                    matmul_register_vec::launch_unchecked::<E, f32, R>(
-                        client,
-                        count,
-                        dim,
-                        B_VECTOR,
-                        p.a.view_arg(),
-                        p.b.view_arg(),
-                        p.b.buffer_arg(),
-                        out.buffer_arg(),
-                        c.view_arg(),
-                        bias.buffer_arg(),
-                        alpha,
-                        beta,
-                        a_off,
-                        b_off,
-                        c_off,
-                        t,
-                        epilogue,
-                    )
-                }
+        match kernel {
+            MatmulKernel::Dot => launch_matmul!(matmul_dot, units_grid(out.numel())),
+            MatmulKernel::Tiled(t) => launch_matmul!(matmul_tiled, tile_grid(p, &t, false), t),
+            MatmulKernel::Register(t) => {
+                launch_matmul!(matmul_register, tile_grid(p, &t, false), t)
             }
-        });
+            MatmulKernel::RegisterVec(t) => {
+                let (count, dim) = tile_grid(p, &t, true);
+                launch!(
+                    device,
+                    matmul_register_vec::<E, f32>,
+                    count,
+                    dim,
+                    B_VECTOR,
+                    p.a.view_arg(),
+                    p.b.view_arg(),
+                    p.b.buffer_arg(),
+                    out.buffer_arg(),
+                    c.view_arg(),
+                    bias.buffer_arg(),
+                    alpha,
+                    beta,
+                    a_off,
+                    b_off,
+                    c_off,
+                    t,
+                    epilogue,
+                )
+            }
+        }
     }
 }
 
@@ -425,7 +421,7 @@ fn choose_kernel(args: &LaunchArgs) -> Result<MatmulKernel> {
         return Ok(kernel);
     }
     let p = args.p;
-    if p.batches * p.m * p.n * p.k < TUNE_MIN_WORK || !tuning_enabled() {
+    if p.batches * p.m * p.n * p.k < TUNE_MIN_WORK || !settings::matmul_tune() {
         return Ok(rule_of_thumb(p));
     }
     let unit = |t: &Tensor| t.strides()[t.rank() - 1] == 1;

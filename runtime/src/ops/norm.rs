@@ -2,10 +2,9 @@
 //! `dynlab_kernels::norm`). The forward returns `(μ, 1/√(σ² + ε))` per row for the backward.
 
 use super::rows::Rows;
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::{grid, units_grid};
+use crate::launch::{grid, launch, units_grid};
 use crate::tensor::Tensor;
 use cubecl::prelude::*;
 use dynlab_kernels::norm::{layer_norm_backward, layer_norm_forward, layer_norm_param_grads};
@@ -22,9 +21,11 @@ pub struct LayerNormOutput {
 /// What [`Tensor::layer_norm_backward`] returns.
 #[derive(Clone, Debug)]
 pub struct LayerNormGrads {
+    /// Gradient with respect to the input, shaped like it.
     pub dx: Tensor,
     /// `[D]` each; `None` without an affine map.
     pub dgamma: Option<Tensor>,
+    /// `[D]`; `None` without an affine map.
     pub dbeta: Option<Tensor>,
 }
 
@@ -105,23 +106,22 @@ impl Tensor {
         let stats = Tensor::alloc(op, &[g.rows, 2], DType::F32, &self.device)?;
         if g.rows > 0 {
             let (count, dim) = g.launch_shape();
-            dispatch!(self.device, |client, R| unsafe {
-                layer_norm_forward::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    x.buffer_arg(),
-                    gamma.buffer_arg(),
-                    beta.buffer_arg(),
-                    y.buffer_arg(),
-                    stats.buffer_arg(),
-                    g.rows as u32,
-                    g.dim as u32,
-                    eps,
-                    affine.is_some(),
-                    g.block,
-                )
-            });
+            launch!(
+                self.device,
+                layer_norm_forward::<f32>,
+                count,
+                dim,
+                x.buffer_arg(),
+                gamma.buffer_arg(),
+                beta.buffer_arg(),
+                y.buffer_arg(),
+                stats.buffer_arg(),
+                g.rows as u32,
+                g.dim as u32,
+                eps,
+                affine.is_some(),
+                g.block
+            );
         }
         Ok(LayerNormOutput { y, stats })
     }
@@ -160,22 +160,21 @@ impl Tensor {
         let dx = Tensor::alloc(op, x.shape(), DType::F32, &x.device)?;
         if g.rows > 0 {
             let (count, dim) = g.launch_shape();
-            dispatch!(x.device, |client, R| unsafe {
-                layer_norm_backward::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    dy.buffer_arg(),
-                    x.buffer_arg(),
-                    gamma.buffer_arg(),
-                    stats.buffer_arg(),
-                    dx.buffer_arg(),
-                    g.rows as u32,
-                    g.dim as u32,
-                    affine.is_some(),
-                    g.block,
-                )
-            });
+            launch!(
+                x.device,
+                layer_norm_backward::<f32>,
+                count,
+                dim,
+                dy.buffer_arg(),
+                x.buffer_arg(),
+                gamma.buffer_arg(),
+                stats.buffer_arg(),
+                dx.buffer_arg(),
+                g.rows as u32,
+                g.dim as u32,
+                affine.is_some(),
+                g.block
+            );
         }
         let (dgamma, dbeta) = match affine {
             Some(_) => {
@@ -199,19 +198,18 @@ fn layer_norm_param_grads_of(
     let dgamma = Tensor::alloc(op, &[g.dim], DType::F32, &x.device)?;
     let dbeta = Tensor::alloc(op, &[g.dim], DType::F32, &x.device)?;
     let (count, dim) = units_grid(g.dim);
-    dispatch!(x.device, |client, R| unsafe {
-        layer_norm_param_grads::launch_unchecked::<f32, R>(
-            client,
-            count,
-            dim,
-            dy.buffer_arg(),
-            x.buffer_arg(),
-            stats.buffer_arg(),
-            dgamma.buffer_arg(),
-            dbeta.buffer_arg(),
-            g.rows as u32,
-            g.dim as u32,
-        )
-    });
+    launch!(
+        x.device,
+        layer_norm_param_grads::<f32>,
+        count,
+        dim,
+        dy.buffer_arg(),
+        x.buffer_arg(),
+        stats.buffer_arg(),
+        dgamma.buffer_arg(),
+        dbeta.buffer_arg(),
+        g.rows as u32,
+        g.dim as u32
+    );
     Ok((dgamma, dbeta))
 }

@@ -2,23 +2,26 @@
 //! parameter in a fresh buffer (the old value may still be referenced by a retained graph) and updates
 //! the optimizer state in place (copying it first if its buffer is shared or a view).
 
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::units_grid;
+use crate::launch::{launch, units_grid};
 use crate::tensor::Tensor;
 use dynlab_kernels::optim::{adam_step, adam_step_counted, sgd_momentum_step, sgd_step};
 
 /// Scalars of one SGD update (see [`Tensor::sgd_update`]).
 #[derive(Clone, Copy, Debug)]
 pub struct SgdStep {
+    /// Learning rate `η`.
     pub lr: f32,
     /// Multiplies the gradient first (gradient-norm clipping); 1 otherwise.
     pub grad_scale: f32,
     /// L2 decay `λ` added to the gradient.
     pub weight_decay: f32,
+    /// Momentum `μ` (0: plain SGD).
     pub momentum: f32,
+    /// Dampening `τ`: the buffer update is `b ← μ·b + (1 − τ)·g`.
     pub dampening: f32,
+    /// Nesterov momentum: step along `g + μ·b` instead of `b`.
     pub nesterov: bool,
     /// The first step sets the momentum buffer to the gradient.
     pub first: bool,
@@ -27,14 +30,19 @@ pub struct SgdStep {
 /// Scalars of one Adam/AdamW update (see [`Tensor::adam_update`]).
 #[derive(Clone, Copy, Debug)]
 pub struct AdamStep {
+    /// Learning rate `η`.
     pub lr: f32,
+    /// Multiplies the gradient first (gradient-norm clipping); 1 otherwise.
     pub grad_scale: f32,
     /// Coupled (Adam) L2 decay added to the gradient.
     pub l2_decay: f32,
     /// Decoupled (AdamW) decay: `p ← (1 − lr·λ)·p`.
     pub decoupled_decay: f32,
+    /// Decay `β₁` of the first-moment average.
     pub beta1: f32,
+    /// Decay `β₂` of the second-moment average.
     pub beta2: f32,
+    /// `ε` added to `√v̂` in the denominator.
     pub eps: f32,
     /// 1-based step count, for the bias corrections `1 − βᵗ`.
     pub step: u64,
@@ -63,39 +71,37 @@ impl Tensor {
                     (s.momentum, 1.0 - s.dampening)
                 };
                 if n > 0 {
-                    dispatch!(self.device(), |client, R| unsafe {
-                        sgd_momentum_step::launch_unchecked::<f32, R>(
-                            client,
-                            count,
-                            dim,
-                            param.buffer_arg(),
-                            grad.buffer_arg(),
-                            buf.buffer_arg(),
-                            out.buffer_arg(),
-                            s.lr,
-                            s.grad_scale,
-                            s.weight_decay,
-                            momentum_now,
-                            grad_coef,
-                            s.momentum,
-                            s.nesterov,
-                        )
-                    });
+                    launch!(
+                        self.device(),
+                        sgd_momentum_step::<f32>,
+                        count,
+                        dim,
+                        param.buffer_arg(),
+                        grad.buffer_arg(),
+                        buf.buffer_arg(),
+                        out.buffer_arg(),
+                        s.lr,
+                        s.grad_scale,
+                        s.weight_decay,
+                        momentum_now,
+                        grad_coef,
+                        s.momentum,
+                        s.nesterov
+                    );
                 }
             }
-            _ if n > 0 => dispatch!(self.device(), |client, R| unsafe {
-                sgd_step::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    param.buffer_arg(),
-                    grad.buffer_arg(),
-                    out.buffer_arg(),
-                    s.lr,
-                    s.grad_scale,
-                    s.weight_decay,
-                )
-            }),
+            _ if n > 0 => launch!(
+                self.device(),
+                sgd_step::<f32>,
+                count,
+                dim,
+                param.buffer_arg(),
+                grad.buffer_arg(),
+                out.buffer_arg(),
+                s.lr,
+                s.grad_scale,
+                s.weight_decay
+            ),
             _ => {}
         }
         Ok(out)
@@ -111,40 +117,10 @@ impl Tensor {
         s: &AdamStep,
     ) -> Result<Tensor> {
         let op = "Tensor::adam_update";
-        let (param, grad) = self.update_operands(op, grad)?;
         if s.step == 0 {
             return Err(Error::value(op, "step 0", "a 1-based step count"));
         }
-        let m = owned_state(op, m, self)?;
-        let v = owned_state(op, v, self)?;
-        let out = Tensor::alloc(op, self.shape(), DType::F32, self.device())?;
-        let n = out.numel();
-        if n > 0 {
-            let t = s.step.min(i32::MAX as u64) as i32;
-            let (count, dim) = units_grid(n);
-            dispatch!(self.device(), |client, R| unsafe {
-                adam_step::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    param.buffer_arg(),
-                    grad.buffer_arg(),
-                    m.buffer_arg(),
-                    v.buffer_arg(),
-                    out.buffer_arg(),
-                    s.lr,
-                    s.grad_scale,
-                    s.l2_decay,
-                    s.decoupled_decay,
-                    s.beta1,
-                    s.beta2,
-                    1.0 - s.beta1.powi(t),
-                    1.0 - s.beta2.powi(t),
-                    s.eps,
-                )
-            });
-        }
-        Ok(out)
+        self.adam(op, grad, m, v, None, s)
     }
 
     /// [`Tensor::adam_update`] with a step count per element in `steps` (f32, same shape, counts
@@ -158,35 +134,73 @@ impl Tensor {
         steps: &mut Tensor,
         s: &AdamStep,
     ) -> Result<Tensor> {
-        let op = "Tensor::adam_update_counted";
+        self.adam("Tensor::adam_update_counted", grad, m, v, Some(steps), s)
+    }
+
+    /// The Adam launch: bias corrections from `s.step`, or per element from `steps`.
+    fn adam(
+        &self,
+        op: &'static str,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        steps: Option<&mut Tensor>,
+        s: &AdamStep,
+    ) -> Result<Tensor> {
         let (param, grad) = self.update_operands(op, grad)?;
         let m = owned_state(op, m, self)?;
         let v = owned_state(op, v, self)?;
-        let steps = owned_state(op, steps, self)?;
+        let steps = steps.map(|t| owned_state(op, t, self)).transpose()?;
         let out = Tensor::alloc(op, self.shape(), DType::F32, self.device())?;
         let n = out.numel();
-        if n > 0 {
-            let (count, dim) = units_grid(n);
-            dispatch!(self.device(), |client, R| unsafe {
-                adam_step_counted::launch_unchecked::<f32, R>(
-                    client,
+        if n == 0 {
+            return Ok(out);
+        }
+        let (count, dim) = units_grid(n);
+        let (p, g, m, v, o) = (&param, &grad, &m, &v, &out);
+        match steps {
+            Some(steps) => launch!(
+                self.device(),
+                adam_step_counted::<f32>,
+                count,
+                dim,
+                p.buffer_arg(),
+                g.buffer_arg(),
+                m.buffer_arg(),
+                v.buffer_arg(),
+                steps.buffer_arg(),
+                o.buffer_arg(),
+                s.lr,
+                s.grad_scale,
+                s.l2_decay,
+                s.decoupled_decay,
+                s.beta1,
+                s.beta2,
+                s.eps
+            ),
+            None => {
+                let t = s.step.min(i32::MAX as u64) as i32;
+                launch!(
+                    self.device(),
+                    adam_step::<f32>,
                     count,
                     dim,
-                    param.buffer_arg(),
-                    grad.buffer_arg(),
+                    p.buffer_arg(),
+                    g.buffer_arg(),
                     m.buffer_arg(),
                     v.buffer_arg(),
-                    steps.buffer_arg(),
-                    out.buffer_arg(),
+                    o.buffer_arg(),
                     s.lr,
                     s.grad_scale,
                     s.l2_decay,
                     s.decoupled_decay,
                     s.beta1,
                     s.beta2,
-                    s.eps,
+                    1.0 - s.beta1.powi(t),
+                    1.0 - s.beta2.powi(t),
+                    s.eps
                 )
-            });
+            }
         }
         Ok(out)
     }

@@ -3,10 +3,9 @@
 //! counter blocks it uses, so successive calls give fresh numbers and the pair (seed, offset) is the
 //! whole state to checkpoint.
 
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::{check_size, units_grid};
+use crate::launch::{check_size, launch, units_grid};
 use crate::tensor::Tensor;
 use crate::Device;
 use cubecl::prelude::{CubeCount, CubeDim};
@@ -35,6 +34,7 @@ struct Draw {
 }
 
 impl Rng {
+    /// A generator for `seed`, at the start of its stream.
     pub fn new(seed: u64) -> Rng {
         Rng { seed, offset: 0 }
     }
@@ -44,6 +44,7 @@ impl Rng {
         Rng { seed, offset }
     }
 
+    /// The seed (with [`Rng::offset`], the whole state).
     pub fn seed(&self) -> u64 {
         self.seed
     }
@@ -97,20 +98,19 @@ impl Tensor {
         }
         let out = Tensor::alloc(op, shape, DType::F32, device)?;
         if let Some(Draw { s, count, dim }) = rng.draw(out.numel()) {
-            dispatch!(device, |client, R| unsafe {
-                uniform::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    out.buffer_arg(),
-                    s.k0,
-                    s.k1,
-                    s.lo,
-                    s.hi,
-                    low,
-                    high,
-                )
-            });
+            launch!(
+                device,
+                uniform::<f32>,
+                count,
+                dim,
+                out.buffer_arg(),
+                s.k0,
+                s.k1,
+                s.lo,
+                s.hi,
+                low,
+                high
+            );
         }
         Ok(out)
     }
@@ -133,20 +133,19 @@ impl Tensor {
         }
         let out = Tensor::alloc(op, shape, DType::F32, device)?;
         if let Some(Draw { s, count, dim }) = rng.draw(out.numel()) {
-            dispatch!(device, |client, R| unsafe {
-                normal::launch_unchecked::<f32, R>(
-                    client,
-                    count,
-                    dim,
-                    out.buffer_arg(),
-                    s.k0,
-                    s.k1,
-                    s.lo,
-                    s.hi,
-                    mean,
-                    std,
-                )
-            });
+            launch!(
+                device,
+                normal::<f32>,
+                count,
+                dim,
+                out.buffer_arg(),
+                s.k0,
+                s.k1,
+                s.lo,
+                s.hi,
+                mean,
+                std
+            );
         }
         Ok(out)
     }
@@ -171,20 +170,19 @@ impl Tensor {
         let Some(Draw { s, count, dim }) = rng.draw(n) else {
             return Ok(out);
         };
-        dispatch!(self.device, |client, R| unsafe {
-            bernoulli::launch_unchecked::<f32, R>(
-                client,
-                count,
-                dim,
-                self.view_arg(),
-                out.buffer_arg(),
-                self.offset_u32(),
-                s.k0,
-                s.k1,
-                s.lo,
-                s.hi,
-            )
-        });
+        launch!(
+            self.device,
+            bernoulli::<f32>,
+            count,
+            dim,
+            self.view_arg(),
+            out.buffer_arg(),
+            self.offset_u32(),
+            s.k0,
+            s.k1,
+            s.lo,
+            s.hi
+        );
         Ok(out)
     }
 
@@ -217,20 +215,19 @@ impl Tensor {
         let span = (high as i64 - low as i64) as u32;
         let out = Tensor::alloc(op, shape, DType::I32, device)?;
         if let Some(Draw { s, count, dim }) = rng.draw(out.numel()) {
-            dispatch!(device, |client, R| unsafe {
-                randint::launch_unchecked::<R>(
-                    client,
-                    count,
-                    dim,
-                    out.buffer_arg(),
-                    s.k0,
-                    s.k1,
-                    s.lo,
-                    s.hi,
-                    low,
-                    span,
-                )
-            });
+            launch!(
+                device,
+                randint,
+                count,
+                dim,
+                out.buffer_arg(),
+                s.k0,
+                s.k1,
+                s.lo,
+                s.hi,
+                low,
+                span
+            );
         }
         Ok(out)
     }
@@ -251,37 +248,37 @@ impl Tensor {
         let values = Tensor::alloc(op, &[padded], DType::I32, device)?;
         let s = rng.take(padded);
         let (count, dim) = units_grid(padded);
-        dispatch!(device, |client, R| unsafe {
-            permutation_keys::launch_unchecked::<R>(
-                client,
-                count.clone(),
-                dim,
-                keys.buffer_arg(),
-                values.buffer_arg(),
-                n as u32,
-                s.k0,
-                s.k1,
-                s.lo,
-                s.hi,
-            );
-            let mut k = 2u32;
-            while k as usize <= padded {
-                let mut j = k / 2;
-                while j > 0 {
-                    bitonic_step::launch_unchecked::<R>(
-                        client,
-                        count.clone(),
-                        dim,
-                        keys.buffer_arg(),
-                        values.buffer_arg(),
-                        k,
-                        j,
-                    );
-                    j /= 2;
-                }
-                k *= 2;
+        launch!(
+            device,
+            permutation_keys,
+            count.clone(),
+            dim,
+            keys.buffer_arg(),
+            values.buffer_arg(),
+            n as u32,
+            s.k0,
+            s.k1,
+            s.lo,
+            s.hi,
+        );
+        let mut k = 2u32;
+        while k as usize <= padded {
+            let mut j = k / 2;
+            while j > 0 {
+                launch!(
+                    device,
+                    bitonic_step,
+                    count.clone(),
+                    dim,
+                    keys.buffer_arg(),
+                    values.buffer_arg(),
+                    k,
+                    j,
+                );
+                j /= 2;
             }
-        });
+            k *= 2;
+        }
         // The sorted slot positions are below 2^31, so their u32 bits read as the same i32 values.
         values.narrow(0, 0, n)
     }

@@ -5,10 +5,9 @@
 //! `‖x‖_p = (Σ |x_i|^p)^{1/p}`, `‖x‖_∞ = max |x_i|`, `‖x‖_{-∞} = min |x_i|`, `‖x‖_0 = #{x_i ≠ 0}`.
 
 use super::rows::Rows;
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::{grid, units_grid};
+use crate::launch::{grid, launch, units_grid};
 use crate::tensor::Tensor;
 use cubecl::prelude::*;
 use dynlab_kernels::reduce::{reduce_rows_cube, reduce_rows_unit, ReduceOp};
@@ -50,35 +49,33 @@ impl Tensor {
         if rows.rows > 0 {
             let (view, off, len) = (&rows.view, rows.view.offset_u32(), rows.row_len as u32);
             match rows.cube_block() {
-                Some(block) => dispatch!(self.device, |client, R| unsafe {
-                    reduce_rows_cube::launch_unchecked::<f32, R>(
-                        client,
-                        grid(rows.rows),
-                        CubeDim::new_1d(block),
+                Some(block) => launch!(
+                    self.device,
+                    reduce_rows_cube::<f32>,
+                    grid(rows.rows),
+                    CubeDim::new_1d(block),
+                    view.view_arg(),
+                    values.buffer_arg(),
+                    indices.buffer_arg(),
+                    off,
+                    len,
+                    kind,
+                    block
+                ),
+                None => {
+                    let (count, dim) = units_grid(rows.rows);
+                    launch!(
+                        self.device,
+                        reduce_rows_unit::<f32>,
+                        count,
+                        dim,
                         view.view_arg(),
                         values.buffer_arg(),
                         indices.buffer_arg(),
                         off,
                         len,
-                        kind,
-                        block,
+                        kind
                     )
-                }),
-                None => {
-                    let (count, dim) = units_grid(rows.rows);
-                    dispatch!(self.device, |client, R| unsafe {
-                        reduce_rows_unit::launch_unchecked::<f32, R>(
-                            client,
-                            count,
-                            dim,
-                            view.view_arg(),
-                            values.buffer_arg(),
-                            indices.buffer_arg(),
-                            off,
-                            len,
-                            kind,
-                        )
-                    })
                 }
             }
         }
@@ -112,35 +109,43 @@ impl Tensor {
         Tensor::cat(&[&partials, &tail], 0)?.reduce_all(op, kind)
     }
 
+    /// Sum along `axis` (negative counts from the end); `keepdim` keeps it as size 1.
     pub fn sum(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         Ok(self.reduce("Tensor::sum", axis, keepdim, ReduceOp::Sum)?.0)
     }
 
+    /// Sum of every element, as a 0-d tensor (two stages past 4096 elements).
     pub fn sum_all(&self) -> Result<Tensor> {
         self.reduce_all("Tensor::sum_all", ReduceOp::Sum)
     }
 
+    /// Mean along `axis`: the sum times `1/n`.
     pub fn mean(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         let n = self.axis_len("Tensor::mean", axis)?;
         self.sum(axis, keepdim)?.mul_scalar(1.0 / n as f32)
     }
 
+    /// Mean of every element, as a 0-d tensor.
     pub fn mean_all(&self) -> Result<Tensor> {
         self.sum_all()?.mul_scalar(1.0 / self.numel() as f32)
     }
 
+    /// Maximum along `axis`; NaN propagates (an error on an empty axis).
     pub fn max(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         Ok(self.reduce("Tensor::max", axis, keepdim, ReduceOp::Max)?.0)
     }
 
+    /// Maximum of every element (NaN propagates), as a 0-d tensor.
     pub fn max_all(&self) -> Result<Tensor> {
         self.reduce_all("Tensor::max_all", ReduceOp::Max)
     }
 
+    /// Minimum along `axis`; NaN propagates (an error on an empty axis).
     pub fn min(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         Ok(self.reduce("Tensor::min", axis, keepdim, ReduceOp::Min)?.0)
     }
 
+    /// Minimum of every element (NaN propagates), as a 0-d tensor.
     pub fn min_all(&self) -> Result<Tensor> {
         self.reduce_all("Tensor::min_all", ReduceOp::Min)
     }
@@ -164,6 +169,7 @@ impl Tensor {
             .1)
     }
 
+    /// Flat index (i32) of the first minimum.
     pub fn argmin_all(&self) -> Result<Tensor> {
         self.reduce_all("Tensor::argmin_all", ReduceOp::ArgMin)
     }
@@ -178,6 +184,7 @@ impl Tensor {
             .div_scalar(var_denominator(n, unbiased))
     }
 
+    /// Variance of every element (two passes); `unbiased` divides by `n - 1`.
     pub fn var_all(&self, unbiased: bool) -> Result<Tensor> {
         let centered = self.sub(&self.mean_all()?)?;
         centered
@@ -193,6 +200,7 @@ impl Tensor {
         })
     }
 
+    /// p-norm of every element (`p` may be `f32::INFINITY`, `-INFINITY` or 0).
     pub fn norm_all(&self, p: f32) -> Result<Tensor> {
         self.norm_with(p, |t, kind| t.reduce_all("Tensor::norm_all", kind))
     }

@@ -2,10 +2,9 @@
 //! integer labels (see `dynlab_kernels::softmax` for the equations).
 
 use super::rows::Rows;
-use crate::device::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::{grid, units_grid};
+use crate::launch::{grid, launch, units_grid};
 use crate::tensor::Tensor;
 use cubecl::prelude::*;
 use dynlab_kernels::softmax::{softmax_rows_cube, softmax_rows_unit, SoftmaxMode};
@@ -41,37 +40,35 @@ impl Tensor {
             let (view, off) = (&rows.view, rows.view.offset_u32());
             let (n_rows, len) = (rows.rows as u32, rows.row_len as u32);
             match rows.cube_block() {
-                Some(block) => dispatch!(self.device, |client, R| unsafe {
-                    softmax_rows_cube::launch_unchecked::<f32, R>(
-                        client,
-                        grid(rows.rows),
-                        CubeDim::new_1d(block),
+                Some(block) => launch!(
+                    self.device,
+                    softmax_rows_cube::<f32>,
+                    grid(rows.rows),
+                    CubeDim::new_1d(block),
+                    view.view_arg(),
+                    out.buffer_arg(),
+                    labels.buffer_arg(),
+                    off,
+                    n_rows,
+                    len,
+                    mode,
+                    block
+                ),
+                None => {
+                    let (count, dim) = units_grid(rows.rows);
+                    launch!(
+                        self.device,
+                        softmax_rows_unit::<f32>,
+                        count,
+                        dim,
                         view.view_arg(),
                         out.buffer_arg(),
                         labels.buffer_arg(),
                         off,
                         n_rows,
                         len,
-                        mode,
-                        block,
+                        mode
                     )
-                }),
-                None => {
-                    let (count, dim) = units_grid(rows.rows);
-                    dispatch!(self.device, |client, R| unsafe {
-                        softmax_rows_unit::launch_unchecked::<f32, R>(
-                            client,
-                            count,
-                            dim,
-                            view.view_arg(),
-                            out.buffer_arg(),
-                            labels.buffer_arg(),
-                            off,
-                            n_rows,
-                            len,
-                            mode,
-                        )
-                    })
                 }
             }
         }

@@ -53,9 +53,9 @@ fn layer_norm_rule_on_tape(
             .sub(&x_hat.mul(&g_hat.mul(&x_hat)?.mean(-1, true)?)?)?,
     )?;
     let mut out = vec![Some(dx)];
-    if let Some(g) = gamma {
-        out.push(Some(dy.mul(&x_hat)?.sum_to(g.shape())?));
-        out.push(Some(dy.sum_to(g.shape())?));
+    if gamma.is_some() {
+        out.push(Some(dy.mul(&x_hat)?));
+        out.push(Some(dy.clone()));
     }
     Ok(out)
 }
