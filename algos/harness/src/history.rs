@@ -258,6 +258,11 @@ impl History {
         Some(column.values.iter().map(Value::as_f64).collect())
     }
 
+    /// The cell of column `name` in row `row`.
+    pub fn cell(&self, name: &str, row: usize) -> Option<&Value> {
+        self.column(name)?.values.get(row)
+    }
+
     /// The cell of column `name` in the last row, as f64.
     pub fn last(&self, name: &str) -> Option<f64> {
         self.column(name)?.values.last()?.as_f64()
@@ -265,8 +270,10 @@ impl History {
 
     /// The first row whose cell in column `name` is at least `threshold`.
     pub fn first_row_reaching(&self, name: &str, threshold: f64) -> Option<usize> {
-        let cells = self.numbers(name)?;
-        cells.iter().position(|v| v.is_some_and(|v| v >= threshold))
+        let values = &self.column(name)?.values;
+        values
+            .iter()
+            .position(|v| v.as_f64().is_some_and(|v| v >= threshold))
     }
 
     /// Keeps the first `rows` rows.

@@ -2,6 +2,7 @@
 //! the git revision of the library, the device, the kernels the tuners chose, the seeds, the wall
 //! time and the rate.
 
+use crate::history::Value as HistoryValue;
 use crate::run::RunDir;
 use dynlab_runtime::{tuned_choices, Device, Error, Result};
 use std::process::Command;
@@ -17,6 +18,19 @@ impl Summary {
     /// Sets `key` to `value` (a number, string, bool or array of them).
     pub fn set(&mut self, key: &str, value: impl Into<Value>) {
         self.table.insert(key.to_string(), value.into());
+    }
+
+    /// Sets `key` to a history cell: single-precision floats are written in their shortest decimal
+    /// form (`0.9874213`, not the f64 expansion of the f32); null is left out.
+    pub fn set_cell(&mut self, key: &str, cell: &HistoryValue) {
+        let value = match cell {
+            HistoryValue::U64(v) => Value::Integer(*v as i64),
+            HistoryValue::F32(v) => Value::Float(v.to_string().parse().unwrap_or(f64::NAN)),
+            HistoryValue::F64(v) => Value::Float(*v),
+            HistoryValue::Text(t) => Value::String(t.clone()),
+            HistoryValue::Null => return,
+        };
+        self.set(key, value);
     }
 
     /// Sets `key` to `value`, or to the string `not reached` when there is none.

@@ -14,7 +14,7 @@ pub use config::{DataConfig, GrokkingConfig, GrokkingPlan, ModelConfig, TrainCon
 use data::ModularData;
 use dynlab_harness::{
     history_row, plot_history, run_experiment, Experiment, Figure, History, Panel, RunDir,
-    RunOptions, Summary,
+    RunOptions, Summary, Value,
 };
 use dynlab_models::{BaselineMlp, Record, Stateful};
 use dynlab_runtime::{Device, Result, Rng};
@@ -136,7 +136,7 @@ impl Grokking {
     /// The first epoch whose `column` reaches `threshold`.
     fn first_epoch(history: &History, column: &str, threshold: f32) -> Option<u64> {
         let row = history.first_row_reaching(column, threshold as f64)?;
-        history.numbers("epoch")?[row].map(|e| e as u64)
+        history.cell("epoch", row)?.as_f64().map(|e| e as u64)
     }
 
     fn phases(&self, history: &History) -> (Option<u64>, Option<u64>) {
@@ -242,12 +242,13 @@ impl Experiment for Grokking {
         plot_history(run.file("curves.png"), history, &figure)?;
         summary.set_or_not_reached("memorised_epoch", memorised.map(|e| e as i64));
         summary.set_or_not_reached("grokked_epoch", grokked.map(|e| e as i64));
+        let last = history.rows().saturating_sub(1);
         for (key, column) in [
             ("final_train_acc", "train_acc"),
             ("final_test_acc", "test_acc"),
             ("final_test_loss", "test_loss"),
         ] {
-            summary.set(key, history.last(column).unwrap_or(f64::NAN));
+            summary.set_cell(key, history.cell(column, last).unwrap_or(&Value::Null));
         }
         Ok(())
     }
