@@ -16,10 +16,15 @@ pub fn hvp(
     v: &[Tensor],
 ) -> Result<Vec<Tensor>> {
     if params.len() != v.len() || params.iter().zip(v).any(|(p, u)| p.shape() != u.shape()) {
+        let shapes = |ts: &[Tensor]| ts.iter().map(|t| t.shape().to_vec()).collect::<Vec<_>>();
         return Err(Error::Shape {
             op: "autodiff::hvp",
-            got: format!("{} parameters and {} directions", params.len(), v.len()),
-            expected: "one direction per parameter, of the same shape".to_string(),
+            got: format!(
+                "parameters of shapes {:?} and directions of shapes {:?}",
+                shapes(params),
+                shapes(v)
+            ),
+            expected: "one direction per parameter, of the parameter's shape".to_string(),
         });
     }
     let (vars, grads) = recorded_gradient(loss_fn, params)?;

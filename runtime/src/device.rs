@@ -51,6 +51,32 @@ pub struct Device {
     name: String,
     /// A CPU implementation of the API (e.g. Mesa lavapipe): kernels pick CPU-friendly launch shapes.
     cpu: bool,
+    limits: DeviceLimits,
+}
+
+/// What one device can hold and launch, read from the backend when the device opens. Every
+/// allocation and launch is checked against them ([`Error::DeviceLimit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceLimits {
+    /// Largest single buffer in bytes (wgpu: the adapter's largest storage-buffer binding, 128 MiB
+    /// on Mesa lavapipe; CUDA: a quarter of the device memory, cubecl's page size).
+    pub max_buffer_bytes: u64,
+    /// Most cubes per launch along x, y and z.
+    pub max_cube_count: [u32; 3],
+    /// Most units in one cube.
+    pub max_units_per_cube: u32,
+}
+
+impl DeviceLimits {
+    fn of<R: Runtime>(client: &ComputeClient<R>) -> DeviceLimits {
+        let props = client.properties();
+        let (x, y, z) = props.hardware.max_cube_count;
+        DeviceLimits {
+            max_buffer_bytes: props.memory.max_page_size,
+            max_cube_count: [x, y, z],
+            max_units_per_cube: props.hardware.max_units_per_cube,
+        }
+    }
 }
 
 impl fmt::Debug for Device {
@@ -144,6 +170,7 @@ impl Device {
             let client =
                 catch_backend_panic(&requested, || CudaRuntime::client(&CudaDevice::new(index)))?;
             Ok(Device {
+                limits: DeviceLimits::of(&client),
                 backend: Backend::Cuda(client),
                 name: requested,
                 cpu: false,
@@ -157,21 +184,39 @@ impl Device {
 
     #[cfg(feature = "wgpu")]
     fn open_wgpu(requested: &str, choice: WgpuChoice) -> Result<Device> {
-        use cubecl::wgpu::{AutoGraphicsApi, GraphicsApi, WgpuDevice, WgpuRuntime};
-        let adapters = catch_backend_panic(requested, || {
-            <WgpuRuntime as Runtime>::enumerate_all_devices(&AutoGraphicsApi::backend())
-        })?;
-        if adapters.is_empty() {
+        use crate::adapters::{self, Kind};
+        use cubecl::wgpu::{WgpuDevice, WgpuRuntime};
+        let listed = catch_backend_panic(requested, adapters::list)?;
+        if listed.is_empty() {
             return Err(Error::NoDevice {
                 requested: requested.to_string(),
                 help: NO_ADAPTER_HELP.to_string(),
             });
         }
-        // wgpu reports CPU adapters with type id 3; the default pick is a CPU one when nothing else exists.
-        const CPU_TYPE: u16 = 3;
+        let count = |kind: Kind| listed.iter().filter(|a| a.kind == kind).count();
+        // cubecl falls back to an adapter of unknown type when none of the asked type exists.
+        let (kind, index) = match choice {
+            WgpuChoice::Best => (None, 0),
+            WgpuChoice::Cpu => (Some(Kind::Cpu), 0),
+            WgpuChoice::Discrete(i) => (Some(Kind::Discrete), i),
+            WgpuChoice::Integrated(i) => (Some(Kind::Integrated), i),
+        };
+        if let Some(kind) = kind {
+            if index >= count(kind) && index >= count(Kind::Other) {
+                return Err(Error::NoDevice {
+                    requested: requested.to_string(),
+                    help: format!(
+                        "this machine has {} such adapter(s); its adapters are {}; set \
+                         DYNLAB_DEVICE to one of those names (or leave it unset for the best one)",
+                        count(kind),
+                        adapters::describe(&listed)
+                    ),
+                });
+            }
+        }
         let cpu = match choice {
             WgpuChoice::Cpu => true,
-            WgpuChoice::Best => adapters.iter().all(|id| id.type_id == CPU_TYPE),
+            WgpuChoice::Best => listed.iter().all(|a| a.kind == Kind::Cpu),
             _ => false,
         };
         let device = match choice {
@@ -183,6 +228,7 @@ impl Device {
         let client = catch_backend_panic(requested, || WgpuRuntime::client(&device))?;
         let name = format!("{requested} ({} {device:?})", WgpuRuntime::name(&client));
         Ok(Device {
+            limits: DeviceLimits::of(&client),
             backend: Backend::Wgpu(client),
             name,
             cpu,
@@ -196,6 +242,55 @@ impl Device {
 
     pub(crate) fn backend(&self) -> &Backend {
         &self.backend
+    }
+
+    /// What the device can hold and launch.
+    pub fn limits(&self) -> DeviceLimits {
+        self.limits
+    }
+
+    /// The byte size of a buffer of `elements` values of `dtype`, after checking that the device
+    /// stores `dtype` and that the buffer fits its limit; `op` names the caller in errors.
+    pub(crate) fn check_buffer(
+        &self,
+        op: &'static str,
+        elements: usize,
+        dtype: DType,
+    ) -> Result<usize> {
+        if !self.supports(dtype) {
+            return Err(Error::Device {
+                op,
+                message: format!("{} cannot store {dtype} tensors", self.name()),
+            });
+        }
+        let bytes = elements.max(1) * dtype.size();
+        if bytes as u64 > self.limits.max_buffer_bytes {
+            return Err(Error::DeviceLimit {
+                op,
+                requested: format!("a buffer of {elements} {dtype} values ({bytes} bytes)"),
+                limit: format!("{} bytes per buffer", self.limits.max_buffer_bytes),
+                device: self.name.clone(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Checks that a launch of `count` cubes of `units` units fits the device.
+    pub(crate) fn check_launch(&self, op: &'static str, count: [u32; 3], units: u32) -> Result<()> {
+        let max = self.limits.max_cube_count;
+        let fits = (0..3).all(|d| count[d] <= max[d]) && units <= self.limits.max_units_per_cube;
+        if fits {
+            return Ok(());
+        }
+        Err(Error::DeviceLimit {
+            op,
+            requested: format!("a launch of {count:?} cubes of {units} units"),
+            limit: format!(
+                "at most {max:?} cubes of {} units",
+                self.limits.max_units_per_cube
+            ),
+            device: self.name.clone(),
+        })
     }
 
     /// Whether the device is a CPU implementation of the graphics API (software Vulkan).

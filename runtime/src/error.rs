@@ -59,6 +59,17 @@ pub enum Error {
         /// Why it is unavailable and what to install or set.
         help: String,
     },
+    /// A buffer or launch larger than the device allows.
+    DeviceLimit {
+        /// The operation that asked for it.
+        op: &'static str,
+        /// What was asked for.
+        requested: String,
+        /// The device's limit.
+        limit: String,
+        /// The device.
+        device: String,
+    },
     /// An error reported by the compute backend.
     Backend {
         /// The operation that failed.
@@ -192,6 +203,15 @@ impl fmt::Display for Error {
             Error::NoDevice { requested, help } => {
                 write!(f, "device `{requested}` is not available: {help}")
             }
+            Error::DeviceLimit {
+                op,
+                requested,
+                limit,
+                device,
+            } => write!(
+                f,
+                "{op}: device limit: {requested} exceeds {limit} on {device}; use smaller batches or shapes, or a device with larger limits"
+            ),
             Error::Backend { op, message } => write!(f, "{op}: backend error: {message}"),
             Error::Numerical { op, message } => write!(f, "{op}: numerical error: {message}"),
             Error::Io { op, path, message } => write!(f, "{op}: {path}: {message}"),

@@ -3,9 +3,9 @@
 
 use crate::device::dispatch;
 use crate::dtype::DType;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::settings;
-use crate::shape::contiguous_strides;
+use crate::shape::{check_shape, contiguous_strides};
 use crate::tensor::Tensor;
 use crate::Device;
 use cubecl::prelude::*;
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// # Safety
 ///
 /// The launches skip cubecl's checked bounds, which is sound here because:
-/// - every output buffer comes from [`Tensor::alloc`], whose size is checked ([`check_size`]:
+/// - every output buffer comes from [`Tensor::alloc`], whose size is checked ([`check_shape`](crate::shape::check_shape):
 ///   the element count fits 32-bit kernel offsets) and which the op sizes from the shapes it
 ///   launches over;
 /// - every kernel guards each read and write with a bound derived from the lengths, shapes and
@@ -30,13 +30,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// - in the tests every output is poisoned ([`set_poison_outputs`], `DYNLAB_POISON=1`), so an
 ///   element a kernel fails to write shows up as NaN instead of passing unnoticed.
 macro_rules! launch {
-    ($device:expr, $kernel:ident $(::<$($generic:ty),+ $(,)?>)?, $count:expr, $dim:expr $(, $arg:expr)* $(,)?) => {
+    ($device:expr, $kernel:ident $(::<$($generic:ty),+ $(,)?>)?, $count:expr, $dim:expr $(, $arg:expr)* $(,)?) => {{
+        let (count, dim) = ($count, $dim);
+        $crate::launch::check_launch(&$device, stringify!($kernel), &count, &dim)?;
         $crate::device::dispatch!($device, |client, R| unsafe {
-            $kernel::launch_unchecked::<$($($generic,)+)? R>(client, $count, $dim $(, $arg)*)
+            $kernel::launch_unchecked::<$($($generic,)+)? R>(client, count, dim $(, $arg)*)
         })
-    };
+    }};
 }
 pub(crate) use launch;
+
+/// Checks a launch's grid and cube size against the device's limits (the `launch!` macro calls it
+/// before every launch); `kernel` names the kernel in the error.
+pub(crate) fn check_launch(
+    device: &Device,
+    kernel: &'static str,
+    count: &CubeCount,
+    dim: &CubeDim,
+) -> Result<()> {
+    let count = match count {
+        CubeCount::Static(x, y, z) => [*x, *y, *z],
+        CubeCount::Dynamic(_) => return Ok(()),
+    };
+    device.check_launch(kernel, count, dim.num_elems())
+}
 
 /// Units per cube for one-unit-per-element kernels.
 pub(crate) const BLOCK: u32 = 256;
@@ -84,25 +101,6 @@ fn poison_enabled() -> bool {
     POISON.load(Ordering::SeqCst) || settings::poison()
 }
 
-/// Largest element count a tensor may have: kernels address with 32-bit offsets, and the fast
-/// division of `strided_offset_fast` is exact for dividends below 2³¹.
-const MAX_ELEMENTS: usize = i32::MAX as usize;
-
-pub(crate) fn check_size(op: &'static str, shape: &[usize]) -> Result<usize> {
-    let n = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| n <= MAX_ELEMENTS)
-        .ok_or_else(|| {
-            Error::value(
-                op,
-                format!("shape {shape:?}"),
-                format!("at most {MAX_ELEMENTS} elements"),
-            )
-        })?;
-    Ok(n)
-}
-
 impl Tensor {
     /// A fresh contiguous tensor whose contents are unspecified (NaN when poisoning is on).
     pub(crate) fn alloc(
@@ -111,14 +109,8 @@ impl Tensor {
         dtype: DType,
         device: &Device,
     ) -> Result<Tensor> {
-        let n = check_size(op, shape)?;
-        if !device.supports(dtype) {
-            return Err(Error::Device {
-                op,
-                message: format!("{} cannot store {dtype} tensors", device.name()),
-            });
-        }
-        let bytes = n.max(1) * dtype.size();
+        let n = check_shape(op, shape)?;
+        let bytes = device.check_buffer(op, n, dtype)?;
         let handle = dispatch!(device, |client, R| client.empty(bytes));
         let t = Tensor {
             handle,
@@ -130,12 +122,12 @@ impl Tensor {
             device: device.clone(),
         };
         if poison_enabled() && n > 0 {
-            t.fill_buffer_poison();
+            t.fill_buffer_poison()?;
         }
         Ok(t)
     }
 
-    fn fill_buffer_poison(&self) {
+    fn fill_buffer_poison(&self) -> Result<()> {
         use dynlab_kernels::fill::fill;
         let (count, dim) = units_grid(self.buffer_len);
         macro_rules! fill {
@@ -156,6 +148,7 @@ impl Tensor {
             DType::BF16 => fill!(half::bf16, half::bf16::NAN),
             DType::I32 => fill!(i32, i32::MIN),
         }
+        Ok(())
     }
 
     /// This view as a kernel's `Tensor<T>` argument (rank 0 passes as shape `[1]`).

@@ -3,6 +3,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "wgpu")]
+mod adapters;
 mod atomic_file;
 mod device;
 mod dtype;
@@ -17,7 +19,7 @@ mod tune;
 mod view;
 
 pub use atomic_file::write_atomic;
-pub use device::Device;
+pub use device::{Device, DeviceLimits};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use half::{bf16, f16};

@@ -1,10 +1,57 @@
-//! Shape arithmetic shared by the ops: element counts, row-major strides, axis normalisation and
-//! NumPy broadcasting.
+//! Shape arithmetic shared by the ops: the size limit every tensor obeys, checked sums and
+//! products of user-supplied sizes, element counts, row-major strides, axis normalisation and NumPy
+//! broadcasting.
+//!
+//! **The limit.** Kernels address elements with 32-bit offsets, and the fast division of strided
+//! kernels is exact for dividends below 2³¹, so every tensor — a buffer or a view of one — has an
+//! *extent* (the product of its sizes, with a size 0 counted as 1) of at most [`MAX_ELEMENTS`]. The
+//! extent bounds every partial product of sizes an op forms (batch counts, rows, planes), so those
+//! cannot overflow, and every length, stride and offset passed to a kernel fits in a `u32`.
 
 use crate::error::{Error, Result};
 
+/// Largest extent (and so element count) of a tensor: 2³¹ − 1.
+pub const MAX_ELEMENTS: usize = i32::MAX as usize;
+
+/// Element count of a shape that obeys the limit.
 pub(crate) fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
+}
+
+/// The element count of `shape` after checking its extent against [`MAX_ELEMENTS`]; an error
+/// naming `op` and the shape otherwise.
+pub(crate) fn check_shape(op: &'static str, shape: &[usize]) -> Result<usize> {
+    let extent = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))
+        .filter(|&n| n <= MAX_ELEMENTS);
+    match extent {
+        Some(_) => Ok(numel(shape)),
+        None => Err(Error::value(
+            op,
+            format!("shape {shape:?}"),
+            format!(
+                "at most {MAX_ELEMENTS} elements, and sizes whose product (a size 0 counted as 1) \
+                 is at most {MAX_ELEMENTS}"
+            ),
+        )),
+    }
+}
+
+/// `a + b` for user-supplied sizes, or an error naming `op` and `what` overflowed.
+pub(crate) fn checked_add(op: &'static str, what: &str, a: usize, b: usize) -> Result<usize> {
+    a.checked_add(b)
+        .ok_or_else(|| overflow(op, format!("{what} = {a} + {b}")))
+}
+
+/// `a · b` for user-supplied sizes, or an error naming `op` and `what` overflowed.
+pub(crate) fn checked_mul(op: &'static str, what: &str, a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b)
+        .ok_or_else(|| overflow(op, format!("{what} = {a} · {b}")))
+}
+
+fn overflow(op: &'static str, got: String) -> Error {
+    Error::value(op, got, "sizes whose arithmetic fits in usize")
 }
 
 /// Row-major strides of a contiguous tensor.

@@ -5,7 +5,8 @@
 use crate::device::dispatch;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::launch::{check_size, launch, units_grid};
+use crate::launch::{launch, units_grid};
+use crate::shape::check_shape;
 use crate::shape::{contiguous_strides, numel};
 use crate::Device;
 use cubecl::server::Handle;
@@ -42,7 +43,8 @@ impl fmt::Debug for Tensor {
 impl Tensor {
     /// A tensor holding `data` (row-major) with `shape`.
     pub fn from_slice<E: Element>(data: &[E], shape: &[usize], device: &Device) -> Result<Tensor> {
-        let n = check_size("Tensor::from_slice", shape)?;
+        let op = "Tensor::from_slice";
+        let n = check_shape(op, shape)?;
         if n != data.len() {
             return Err(Error::shape(
                 "Tensor::from_slice",
@@ -50,16 +52,7 @@ impl Tensor {
                 format!("{n} values (the product of the shape)"),
             ));
         }
-        if !device.supports(E::DTYPE) {
-            return Err(Error::Device {
-                op: "Tensor::from_slice",
-                message: format!(
-                    "{} cannot store {} tensors; use f32 (and cast where supported)",
-                    device.name(),
-                    E::DTYPE
-                ),
-            });
-        }
+        device.check_buffer(op, n, E::DTYPE)?;
         let mut bytes: Vec<u8> = bytemuck::cast_slice(data).to_vec();
         if bytes.is_empty() {
             bytes = vec![0; E::DTYPE.size()];

@@ -5,18 +5,29 @@
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::launch::{launch, units_grid};
-use crate::shape::{contiguous_strides, normalize_axis, normalize_insert_axis, numel};
+use crate::shape::{
+    check_shape, checked_add, contiguous_strides, normalize_axis, normalize_insert_axis, numel,
+};
 use crate::tensor::Tensor;
 use dynlab_kernels::copy::{cast_strided, copy_strided};
 
 impl Tensor {
-    fn with_view(&self, shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Tensor {
-        Tensor {
+    /// A view of this tensor's buffer; its shape obeys the size limit ([`check_shape`]), so a view
+    /// (an `expand`, say) is never longer than what a kernel can index.
+    fn with_view(
+        &self,
+        op: &'static str,
+        shape: Vec<usize>,
+        strides: Vec<usize>,
+        offset: usize,
+    ) -> Result<Tensor> {
+        check_shape(op, &shape)?;
+        Ok(Tensor {
             shape,
             strides,
             offset,
             ..self.clone()
-        }
+        })
     }
 
     /// Same elements, new shape; one entry may be -1 (inferred). Copies only when the view is not
@@ -37,12 +48,12 @@ impl Tensor {
                 "non-negative sizes with at most one -1",
             ));
         }
-        let known: usize = shape
-            .iter()
-            .filter(|&&d| d >= 0)
-            .map(|&d| d as usize)
-            .product();
         let mut new_shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        check_shape(op, &new_shape)?;
+        let known: usize = (new_shape.iter().zip(shape))
+            .filter(|(_, &d)| d >= 0)
+            .map(|(&n, _)| n)
+            .product();
         if let Some(&i) = inferred.first() {
             if known == 0 || !n.is_multiple_of(known) {
                 return Err(Error::shape(
@@ -66,7 +77,7 @@ impl Tensor {
         }
         let base = self.contiguous()?;
         let strides = contiguous_strides(&new_shape);
-        Ok(base.with_view(new_shape, strides, base.offset))
+        base.with_view(op, new_shape, strides, base.offset)
     }
 
     /// Reorders dimensions: output dimension `i` is input dimension `dims[i]`.
@@ -86,7 +97,7 @@ impl Tensor {
         }
         let shape = dims.iter().map(|&d| self.shape[d]).collect();
         let strides = dims.iter().map(|&d| self.strides[d]).collect();
-        Ok(self.with_view(shape, strides, self.offset))
+        self.with_view("Tensor::permute", shape, strides, self.offset)
     }
 
     /// Swaps two dimensions.
@@ -100,7 +111,8 @@ impl Tensor {
 
     /// Elements `start..start + len` along `dim`.
     pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
-        self.slice(dim, start, start + len, 1)
+        let end = checked_add("Tensor::narrow", "start + len", start, len)?;
+        self.slice(dim, start, end, 1)
     }
 
     /// Elements `start..end` with `step` along `dim` (Python's `x[start:end:step]`).
@@ -118,13 +130,18 @@ impl Tensor {
         let mut shape = self.shape.clone();
         let mut strides = self.strides.clone();
         shape[d] = (end - start).div_ceil(step);
-        strides[d] *= step;
+        // With two or more elements the stride stays inside the buffer; with one it is never used.
+        strides[d] = if shape[d] > 1 {
+            strides[d] * step
+        } else {
+            strides[d]
+        };
         let offset = if shape[d] == 0 {
             self.offset
         } else {
             self.offset + start * self.strides[d]
         };
-        Ok(self.with_view(shape, strides, offset))
+        self.with_view(op, shape, strides, offset)
     }
 
     /// Broadcasts to `shape` without copying: size-1 (or missing leading) dimensions get stride 0.
@@ -150,7 +167,7 @@ impl Tensor {
                 _ => return Err(bad()),
             };
         }
-        Ok(self.with_view(shape.to_vec(), strides, self.offset))
+        self.with_view(op, shape.to_vec(), strides, self.offset)
     }
 
     /// Alias of [`Tensor::expand`].
@@ -170,7 +187,7 @@ impl Tensor {
         };
         shape.insert(d, 1);
         strides.insert(d, stride);
-        Ok(self.with_view(shape, strides, self.offset))
+        self.with_view("Tensor::unsqueeze", shape, strides, self.offset)
     }
 
     /// Removes dimension `dim`, which must have size 1.
@@ -187,7 +204,7 @@ impl Tensor {
         let mut strides = self.strides.clone();
         shape.remove(d);
         strides.remove(d);
-        Ok(self.with_view(shape, strides, self.offset))
+        self.with_view("Tensor::squeeze", shape, strides, self.offset)
     }
 
     /// A row-major copy (or this tensor when it already is row-major).
@@ -234,13 +251,13 @@ impl Tensor {
                     format!("{} like the first tensor", first.dtype),
                 ));
             }
-            shape[d] += t.shape[d];
+            shape[d] = checked_add(op, "the concatenated size", shape[d], t.shape[d])?;
         }
         let out = Tensor::alloc(op, &shape, first.dtype, &first.device)?;
         let mut start = 0;
         for t in tensors {
             let len = t.shape[d];
-            copy_into(t, &out.narrow(d as isize, start, len)?);
+            copy_into(t, &out.narrow(d as isize, start, len)?)?;
             start += len;
         }
         Ok(out)
@@ -279,7 +296,7 @@ impl Tensor {
         if self.dtype != DType::F32 && dtype != DType::F32 {
             return self.to_dtype(DType::F32)?.to_dtype(dtype);
         }
-        self.cast_into(&out);
+        self.cast_into(&out)?;
         Ok(out)
     }
 
@@ -288,14 +305,14 @@ impl Tensor {
     fn row_major_copy(&self) -> Result<Tensor> {
         let out = Tensor::alloc("Tensor::contiguous", &self.shape, self.dtype, &self.device)?;
         if out.numel() > 0 {
-            self.cast_into(&out);
+            self.cast_into(&out)?;
         }
         Ok(out)
     }
 
     /// Writes this (non-empty) view, converted to `out`'s element type, into the row-major `out` of
     /// the same shape. The types are equal or one of them is f32 (`to_dtype` routes through f32).
-    fn cast_into(&self, out: &Tensor) {
+    fn cast_into(&self, out: &Tensor) -> Result<()> {
         let (count, dim) = units_grid(self.numel());
         let off = self.offset_u32();
         macro_rules! cast {
@@ -325,14 +342,15 @@ impl Tensor {
             (DType::I32, DType::F32) => cast!(i32, f32),
             (from, to) => unreachable!("to_dtype casts {from:?} to {to:?} through f32"),
         }
+        Ok(())
     }
 }
 
 /// Copies `src` into the same-shaped view `dst` (of a buffer this op owns).
-pub(crate) fn copy_into(src: &Tensor, dst: &Tensor) {
+pub(crate) fn copy_into(src: &Tensor, dst: &Tensor) -> Result<()> {
     let n = src.numel();
     if n == 0 {
-        return;
+        return Ok(());
     }
     let (count, dim) = units_grid(n);
     let (src_off, dst_off, n32) = (src.offset_u32(), dst.offset_u32(), n as u32);
@@ -359,4 +377,5 @@ pub(crate) fn copy_into(src: &Tensor, dst: &Tensor) {
         DType::BF16 => copy!(half::bf16),
         DType::I32 => copy!(i32),
     }
+    Ok(())
 }

@@ -170,16 +170,8 @@ impl Tensor {
             .rsub_scalar(1.0)?
             .narrow(0, 0, n)?
             .narrow(1, 0, n)?;
+        let (a, scales) = scaled(op, &a, self.shape())?;
         let (fro, _) = norms(&a, &off_mask)?;
-        if let Some(k) = fro.iter().position(|x| !x.is_finite()) {
-            return Err(Error::Numerical {
-                op,
-                message: format!(
-                    "matrix {k} of {:?} holds NaN or Inf (or overflows f32)",
-                    self.shape()
-                ),
-            });
-        }
         if !options.symmetrize && b * n > 0 {
             let asym = a
                 .sub(&a.transpose(1, 2)?)?
@@ -215,12 +207,55 @@ impl Tensor {
         if matches!(&path, EighPath::Host(r) if *r != FallbackReason::CpuDevice) {
             count_fallback();
         }
+        let values = match scales {
+            Some(s) => values.div(&s.reshape(&[b as isize, 1])?)?,
+            None => values,
+        };
         Ok(Eigh {
             values: values.reshape(&dims(&out_shape(&[n])))?,
             vectors: vectors.reshape(&dims(&out_shape(&[n, n])))?,
             path,
         })
     }
+}
+
+/// Matrices whose largest entry lies outside `[2⁻⁶⁰, 2⁶⁰/n]` are scaled by a power of two near its
+/// inverse (exactly), so that
+/// `‖A‖_F²` (and the rotations' products) neither overflow nor underflow f32; eigenvalues are
+/// scaled back, eigenvectors do not change. Returns the matrices and, when any was scaled, the
+/// factor each was multiplied by (`[b]`). NaN or Inf entries are an error.
+fn scaled(op: &'static str, a: &Tensor, shape: &[usize]) -> Result<(Tensor, Option<Tensor>)> {
+    let (b, n) = (a.shape()[0], a.shape()[1]);
+    let max_abs = a.abs()?.reshape(&[b as isize, -1])?.max(1, false)?;
+    let host = max_abs.to_vec::<f32>()?;
+    if let Some(k) = host.iter().position(|x| !x.is_finite()) {
+        return Err(Error::Numerical {
+            op,
+            message: format!("matrix {k} of {shape:?} holds NaN or Inf"),
+        });
+    }
+    let (low, high) = (2f32.powi(-60), 2f32.powi(60) / n as f32);
+    let factors: Vec<f32> = host
+        .iter()
+        .map(|&m| {
+            if m == 0.0 || (low..=high).contains(&m) {
+                return 1.0;
+            }
+            // A power of two near 1/m, so the scaling is exact (m is finite and positive).
+            let factor = 2f32.powi(-(m.log2().floor() as i32));
+            if factor.is_finite() {
+                factor
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    if factors.iter().all(|&f| f == 1.0) {
+        return Ok((a.clone(), None));
+    }
+    let factors = Tensor::from_vec(factors, &[b], a.device())?;
+    let scaled = a.mul(&factors.reshape(&[b as isize, 1, 1])?)?.copy()?;
+    Ok((scaled, Some(factors)))
 }
 
 fn out_shape_of(batch: &[usize], extra: &[usize]) -> Vec<usize> {
@@ -302,7 +337,7 @@ fn device_eigh(
                 }));
             }
             for round in 0..(m - 1) as u32 {
-                jacobi_round(a, &v, &rot, n as u32, m as u32, round, b * half);
+                jacobi_round(a, &v, &rot, n as u32, m as u32, round, b * half)?;
             }
             sweeps += 1;
         }
@@ -340,7 +375,15 @@ fn device_eigh(
 }
 
 /// One round of `m/2` parallel rotations in every matrix: angles, then `A J`, `V J`, then `Jᵀ A`.
-fn jacobi_round(a: &Tensor, v: &Tensor, rot: &Tensor, n: u32, m: u32, round: u32, pairs: usize) {
+fn jacobi_round(
+    a: &Tensor,
+    v: &Tensor,
+    rot: &Tensor,
+    n: u32,
+    m: u32,
+    round: u32,
+    pairs: usize,
+) -> Result<()> {
     let (count, dim) = units_grid(pairs);
     let (count_n, dim_n) = units_grid(pairs * n as usize);
     let device = a.device();
@@ -378,4 +421,5 @@ fn jacobi_round(a: &Tensor, v: &Tensor, rot: &Tensor, n: u32, m: u32, round: u32
         m,
         round
     );
+    Ok(())
 }

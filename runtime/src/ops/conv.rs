@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::launch::{launch, rows_grid, units_grid};
 use crate::ops::conv_algorithm::conv2d_product;
 use crate::ops::elementwise::vector_width;
+use crate::shape::{checked_add, checked_mul};
 use crate::tensor::Tensor;
 use dynlab_kernels::conv::{
     add_channel_bias, avg_pool2d, avg_pool2d_backward, col2im, im2col, max_pool2d,
@@ -39,6 +40,10 @@ impl Default for Conv2dOptions {
         }
     }
 }
+
+/// Largest size, stride or extent of a window: the kernels locate taps with 32-bit signed
+/// arithmetic.
+const MAX_GEOMETRY: usize = i32::MAX as usize;
 
 /// A window of `kernel` over an `[N, C, H, W]` input: every size the kernels need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,8 +93,23 @@ impl Window {
         }
         let mut out_hw = [0; 2];
         for d in 0..2 {
-            let span = o.dilation[d] * (kernel[d] - 1) + 1;
-            let padded = input[2 + d] + 2 * o.padding[d];
+            let span = checked_mul(op, "dilation · (kernel − 1)", o.dilation[d], kernel[d] - 1)?;
+            let span = checked_add(op, "the dilated kernel extent", span, 1)?;
+            let pad = checked_mul(op, "2 · padding", 2, o.padding[d])?;
+            let padded = checked_add(op, "the padded input size", input[2 + d], pad)?;
+            // The kernels compute window positions in 32-bit signed arithmetic.
+            let area = kernel[0].saturating_mul(kernel[1]);
+            let widest = [padded, span, o.stride[d], o.dilation[d], area];
+            if widest.iter().any(|&v| v > MAX_GEOMETRY) {
+                return Err(Error::value(
+                    op,
+                    format!("input {input:?}, kernel {kernel:?}, {o:?}"),
+                    format!(
+                        "padded sizes, dilated kernel extents, strides and kernel areas of at \
+                         most {MAX_GEOMETRY}"
+                    ),
+                ));
+            }
             if padded < span {
                 return Err(Error::shape(
                     op,
@@ -123,9 +143,8 @@ impl Window {
         [self.input[0], self.input[1], self.out_hw[0], self.out_hw[1]]
     }
 
-    /// The sizes as the kernels' [`Geometry`] launch argument. Tensor sizes fit in u32 (tensors
-    /// hold fewer than 2³¹ elements); strides, paddings and dilations are narrowed unchecked, as
-    /// the i32 geometry buffer this replaces did.
+    /// The sizes as the kernels' [`Geometry`] launch argument: every value fits in 31 bits
+    /// (tensor sizes by the size limit, the rest checked by [`Window::new`]).
     pub(crate) fn geometry(&self) -> Geometry {
         let (i, k, o) = (self.input, self.kernel, &self.options);
         Geometry {

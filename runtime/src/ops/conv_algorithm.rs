@@ -83,7 +83,10 @@ fn choose(x: &Tensor, weight: &Tensor, window: &Window) -> Result<ConvAlgorithm>
         return Ok(forced);
     }
     let out_channels = weight.shape()[0];
-    if n * out_channels * k * p < TUNE_MIN_WORK || !settings::conv_tune() {
+    let work = [n, out_channels, k, p]
+        .iter()
+        .fold(1usize, |acc, &d| acc.saturating_mul(d));
+    if work < TUNE_MIN_WORK || !settings::conv_tune() {
         return Ok(ConvAlgorithm::Im2col);
     }
     let key = ShapeKey {

@@ -159,8 +159,18 @@ fn plan(op: &'static str, a: &Tensor, b: &Tensor) -> Result<Plan> {
             format!("inner dimensions equal ({k} vs {k2})"),
         ));
     }
-    let batch = broadcast_shapes(op, &a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
-    let batches: usize = batch.iter().product();
+    let batch = broadcast_shapes(op, &a.shape()[..ra - 2], &b.shape()[..rb - 2]).map_err(|_| {
+        Error::shape(
+            op,
+            format!("{:?} and {:?}", a.shape(), b.shape()),
+            format!(
+                "batch dimensions that broadcast ({:?} and {:?} do not)",
+                &a.shape()[..ra - 2],
+                &b.shape()[..rb - 2]
+            ),
+        )
+    })?;
+    let batches = batch.iter().fold(1usize, |acc, &d| acc.saturating_mul(d));
     if batches > 65_535 {
         return Err(Error::value(
             op,
@@ -178,6 +188,15 @@ fn plan(op: &'static str, a: &Tensor, b: &Tensor) -> Result<Plan> {
         n,
         k,
     })
+}
+
+impl Plan {
+    /// Multiply-adds of the product (saturating: only compared with thresholds).
+    fn work(&self) -> usize {
+        [self.batches, self.m, self.n, self.k]
+            .iter()
+            .fold(1usize, |acc, &d| acc.saturating_mul(d))
+    }
 }
 
 thread_local! {
@@ -327,8 +346,7 @@ fn launch_product(op: &'static str, p: &Plan, out: &Tensor, options: MatmulOptio
         epilogue,
     };
     let kernel = runnable(choose_kernel(&args)?, p, epilogue);
-    args.run(kernel);
-    Ok(())
+    args.run(kernel)
 }
 
 struct LaunchArgs<'a> {
@@ -342,7 +360,7 @@ struct LaunchArgs<'a> {
 }
 
 impl LaunchArgs<'_> {
-    fn run(&self, kernel: MatmulKernel) {
+    fn run(&self, kernel: MatmulKernel) -> Result<()> {
         match self.p.a.dtype() {
             DType::F16 => self.run_typed::<half::f16>(kernel),
             DType::BF16 => self.run_typed::<half::bf16>(kernel),
@@ -350,7 +368,7 @@ impl LaunchArgs<'_> {
         }
     }
 
-    fn run_typed<E: Float + CubeElement>(&self, kernel: MatmulKernel) {
+    fn run_typed<E: Float + CubeElement>(&self, kernel: MatmulKernel) -> Result<()> {
         let (p, out, c, bias) = (self.p, self.out, self.c, self.bias);
         let (alpha, beta, epilogue) = (self.alpha, self.beta, self.epilogue);
         let (a_off, b_off, c_off) = (p.a.offset_u32(), p.b.offset_u32(), c.offset_u32());
@@ -396,6 +414,7 @@ impl LaunchArgs<'_> {
                 )
             }
         }
+        Ok(())
     }
 }
 
@@ -421,7 +440,7 @@ fn choose_kernel(args: &LaunchArgs) -> Result<MatmulKernel> {
         return Ok(kernel);
     }
     let p = args.p;
-    if p.batches * p.m * p.n * p.k < TUNE_MIN_WORK || !settings::matmul_tune() {
+    if p.work() < TUNE_MIN_WORK || !settings::matmul_tune() {
         return Ok(rule_of_thumb(p));
     }
     let unit = |t: &Tensor| t.strides()[t.rank() - 1] == 1;
@@ -447,7 +466,7 @@ fn choose_kernel(args: &LaunchArgs) -> Result<MatmulKernel> {
 fn measure(args: &LaunchArgs, device: &Device) -> Result<MatmulKernel> {
     let skinny = args.p.m.min(args.p.n) <= 64;
     let cpu = device.is_cpu();
-    let work = args.p.batches * args.p.m * args.p.n * args.p.k;
+    let work = args.p.work();
     let candidates = CANDIDATES
         .into_iter()
         .filter(|&k| skinny || k != MatmulKernel::Dot)
@@ -455,7 +474,6 @@ fn measure(args: &LaunchArgs, device: &Device) -> Result<MatmulKernel> {
         .filter(|&k| work >= SLOW_TO_COMPILE_MIN_WORK || !slow_to_compile(k))
         .filter(|&k| runnable(k, args.p, args.epilogue) == k);
     fastest(device, candidates, rule_of_thumb(args.p), |kernel| {
-        args.run(kernel);
-        Ok(())
+        args.run(kernel)
     })
 }

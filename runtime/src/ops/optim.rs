@@ -235,7 +235,7 @@ fn owned_state(op: &'static str, state: &mut Tensor, param: &Tensor) -> Result<T
     }
     if !(state.is_contiguous() && state.offset == 0 && state.handle.can_mut()) {
         let copy = Tensor::alloc(op, state.shape(), DType::F32, state.device())?;
-        crate::view::copy_into(state, &copy);
+        crate::view::copy_into(state, &copy)?;
         *state = copy;
     }
     Ok(state.clone())

@@ -5,7 +5,8 @@
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::{check_size, launch, units_grid};
+use crate::launch::{launch, units_grid};
+use crate::shape::check_shape;
 use crate::tensor::Tensor;
 use crate::Device;
 use cubecl::prelude::{CubeCount, CubeDim};
@@ -242,7 +243,7 @@ impl Tensor {
                 format!("n <= {}", i32::MAX),
             ));
         }
-        check_size(op, &[n])?;
+        check_shape(op, &[n])?;
         let padded = n.max(1).next_power_of_two();
         let keys = Tensor::alloc(op, &[padded], DType::I32, device)?;
         let values = Tensor::alloc(op, &[padded], DType::I32, device)?;
