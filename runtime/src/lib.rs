@@ -32,5 +32,6 @@ pub use ops::norm::{LayerNormGrads, LayerNormOutput};
 pub use ops::optim::{AdamStep, SgdStep};
 pub use ops::random::Rng;
 pub use ops::rows::with_row_kernel;
+pub use shape::MAX_ELEMENTS;
 pub use tensor::Tensor;
 pub use tune::tuned_choices;

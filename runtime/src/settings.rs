@@ -9,8 +9,10 @@
 //! | `DYNLAB_POISON` | `1` fills every fresh output buffer with NaN (`i32::MIN` for integers) before its kernel runs, as [`set_poison_outputs`](crate::set_poison_outputs)`(true)` does | off | once per process, then cached |
 //!
 //! For the switches, any value other than the one named (or one that is not Unicode) leaves the
-//! default in place. The benchmarks' own knob, `DYNLAB_BENCH_DEVICE_LIMIT`, is read by
-//! `benches/linalg.rs` and is not a runtime setting.
+//! default in place. Knobs of the benches and tests are not runtime settings and are read where
+//! they are used: `DYNLAB_BENCH_DEVICE_LIMIT` by `benches/linalg.rs`, `DYNLAB_PROPERTY_CALLS` and
+//! `DYNLAB_PROPERTY_SEED` (how many calls the bad-input property suite makes, and its seed) by
+//! `tests/runtime/properties.rs`.
 
 use std::sync::OnceLock;
 

@@ -119,24 +119,29 @@ impl Tensor {
 
     /// An f32 tensor filled with `value`.
     pub fn full(shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
+        Self::filled("Tensor::full", shape, value, device)
+    }
+
+    /// An f32 tensor of zeros.
+    pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
+        Self::filled("Tensor::zeros", shape, 0.0, device)
+    }
+
+    /// An f32 tensor of ones.
+    pub fn ones(shape: &[usize], device: &Device) -> Result<Tensor> {
+        Self::filled("Tensor::ones", shape, 1.0, device)
+    }
+
+    /// [`Tensor::full`] reporting errors as `op`.
+    fn filled(op: &'static str, shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
         use dynlab_kernels::fill::fill;
-        let out = Tensor::alloc("Tensor::full", shape, DType::F32, device)?;
+        let out = Tensor::alloc(op, shape, DType::F32, device)?;
         let n = out.numel();
         if n > 0 {
             let (count, dim) = units_grid(n);
             launch!(device, fill::<f32>, count, dim, out.buffer_arg(), value);
         }
         Ok(out)
-    }
-
-    /// An f32 tensor of zeros.
-    pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
-        Self::full(shape, 0.0, device)
-    }
-
-    /// An f32 tensor of ones.
-    pub fn ones(shape: &[usize], device: &Device) -> Result<Tensor> {
-        Self::full(shape, 1.0, device)
     }
 
     /// f32 zeros with this tensor's shape and device.

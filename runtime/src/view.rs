@@ -111,13 +111,25 @@ impl Tensor {
 
     /// Elements `start..start + len` along `dim`.
     pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
-        let end = checked_add("Tensor::narrow", "start + len", start, len)?;
-        self.slice(dim, start, end, 1)
+        let op = "Tensor::narrow";
+        let end = checked_add(op, "start + len", start, len)?;
+        self.sliced(op, dim, start, end, 1)
     }
 
     /// Elements `start..end` with `step` along `dim` (Python's `x[start:end:step]`).
     pub fn slice(&self, dim: isize, start: usize, end: usize, step: usize) -> Result<Tensor> {
-        let op = "Tensor::slice";
+        self.sliced("Tensor::slice", dim, start, end, step)
+    }
+
+    /// [`Tensor::slice`] reporting errors as `op`.
+    fn sliced(
+        &self,
+        op: &'static str,
+        dim: isize,
+        start: usize,
+        end: usize,
+        step: usize,
+    ) -> Result<Tensor> {
         let d = normalize_axis(op, dim, self.rank())?;
         let size = self.shape[d];
         if step == 0 || start > end || end > size {

@@ -38,7 +38,7 @@ fn wrong_shapes_are_named() {
     let msg = Tensor::cat(&[&a, &b], 0).unwrap_err().to_string();
     assert!(msg.contains("cat"), "{msg}");
     let msg = a.narrow(1, 2, 2).unwrap_err().to_string();
-    assert!(msg.contains("slice") && msg.contains("size 3"), "{msg}");
+    assert!(msg.contains("narrow") && msg.contains("size 3"), "{msg}");
     let msg = a.item().unwrap_err().to_string();
     assert!(
         msg.contains("item") && msg.contains("exactly one element"),

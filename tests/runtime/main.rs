@@ -3,8 +3,10 @@
 
 mod elementwise;
 mod errors;
+mod hardening;
 mod index;
 mod matmul;
+mod properties;
 mod random;
 mod reduce;
 mod views;

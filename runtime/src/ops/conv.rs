@@ -463,7 +463,7 @@ pub fn conv_window(
     }
     let window = Window::new(op, x.shape(), [ws[2], ws[3]], options)?;
     let g = options.groups;
-    if ws[1] * g != x.shape()[1] || !ws[0].is_multiple_of(g) {
+    if ws[1].checked_mul(g) != Some(x.shape()[1]) || !ws[0].is_multiple_of(g) {
         return Err(Error::shape(
             op,
             format!("input {:?}, weight {ws:?}, groups {g}", x.shape()),

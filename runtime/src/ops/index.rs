@@ -5,7 +5,7 @@
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::launch::{launch, units_grid};
-use crate::shape::normalize_axis;
+use crate::shape::{check_shape, normalize_axis};
 use crate::tensor::Tensor;
 use dynlab_kernels::index::{gather, scatter_add};
 
@@ -157,8 +157,20 @@ impl Tensor {
     }
 
     /// f32 one-hot encoding of i32 class indices in `0..classes`: shape `self.shape + [classes]`.
+    /// Classes are compared as f32, exact up to 2²⁴ (more is an error).
     pub fn one_hot(&self, classes: usize) -> Result<Tensor> {
         let op = "Tensor::one_hot";
+        const EXACT: usize = 1 << 24;
+        if classes > EXACT {
+            return Err(Error::value(
+                op,
+                format!("{classes} classes"),
+                format!("at most {EXACT} (class indices are compared as f32)"),
+            ));
+        }
+        let mut out_shape = self.shape().to_vec();
+        out_shape.push(classes);
+        check_shape(op, &out_shape)?;
         check_indices(op, self, classes)?;
         let classes_row = Tensor::arange(0.0, classes as f32, 1.0, &self.device)?;
         self.to_dtype(DType::F32)?.unsqueeze(-1)?.eq(&classes_row)

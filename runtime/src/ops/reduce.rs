@@ -121,12 +121,14 @@ impl Tensor {
 
     /// Mean along `axis`: the sum times `1/n`.
     pub fn mean(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        self.expect_f32("Tensor::mean")?;
         let n = self.axis_len("Tensor::mean", axis)?;
         self.sum(axis, keepdim)?.mul_scalar(1.0 / n as f32)
     }
 
     /// Mean of every element, as a 0-d tensor.
     pub fn mean_all(&self) -> Result<Tensor> {
+        self.expect_f32("Tensor::mean_all")?;
         self.sum_all()?.mul_scalar(1.0 / self.numel() as f32)
     }
 
@@ -176,6 +178,7 @@ impl Tensor {
 
     /// Variance along `axis`; `unbiased` divides by `n - 1` (NaN when `n - 1 = 0`).
     pub fn var(&self, axis: isize, unbiased: bool, keepdim: bool) -> Result<Tensor> {
+        self.expect_f32("Tensor::var")?;
         let n = self.axis_len("Tensor::var", axis)?;
         let centered = self.sub(&self.mean(axis, true)?)?;
         centered
@@ -186,6 +189,7 @@ impl Tensor {
 
     /// Variance of every element (two passes); `unbiased` divides by `n - 1`.
     pub fn var_all(&self, unbiased: bool) -> Result<Tensor> {
+        self.expect_f32("Tensor::var_all")?;
         let centered = self.sub(&self.mean_all()?)?;
         centered
             .square()?
