@@ -12,6 +12,7 @@ pub mod index;
 pub mod layout;
 pub mod linalg;
 pub mod matmul;
+pub mod multi;
 pub mod norm;
 pub mod num;
 pub mod optim;

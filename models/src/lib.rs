@@ -34,4 +34,4 @@ pub use module::{
 };
 pub use record::{Record, Stateful};
 pub use state::{load_safetensors, save_safetensors, TensorFile};
-pub use zoo::{BaselineMlp, ConvNet, ConvNetShape, Mlp, PairEncoding};
+pub use zoo::{BaselineMlp, ConvNet, ConvNetShape, Mlp, PairEncoding, Tms};

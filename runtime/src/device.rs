@@ -10,7 +10,10 @@
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use cubecl::prelude::*;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
 compile_error!("dynlab-runtime needs at least one backend feature: `wgpu` (default) or `cuda`");
@@ -52,6 +55,56 @@ pub struct Device {
     /// A CPU implementation of the API (e.g. Mesa lavapipe): kernels pick CPU-friendly launch shapes.
     cpu: bool,
     limits: DeviceLimits,
+    counters: Arc<Counters>,
+}
+
+/// What a device has done since it opened or since [`Device::reset_stats`]: the work that bounds
+/// small models' steps (each launch costs ~64 µs on Mesa lavapipe, each read-back a full sync).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceStats {
+    /// Kernel launches.
+    pub launches: u64,
+    /// Host synchronisations: read-backs of tensors and explicit [`Device::sync`] calls.
+    pub syncs: u64,
+    /// Buffers allocated (outputs and uploads).
+    pub allocations: u64,
+    /// Bytes of those buffers.
+    pub bytes_allocated: u64,
+    /// Host-to-device uploads ([`crate::Tensor::from_slice`]).
+    pub uploads: u64,
+    /// Launches per kernel name.
+    pub kernels: BTreeMap<&'static str, u64>,
+}
+
+impl DeviceStats {
+    /// What happened between `earlier` and this snapshot.
+    pub fn since(&self, earlier: &DeviceStats) -> DeviceStats {
+        let kernels = self
+            .kernels
+            .iter()
+            .map(|(k, &n)| (*k, n - earlier.kernels.get(k).copied().unwrap_or(0)))
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        DeviceStats {
+            launches: self.launches - earlier.launches,
+            syncs: self.syncs - earlier.syncs,
+            allocations: self.allocations - earlier.allocations,
+            bytes_allocated: self.bytes_allocated - earlier.bytes_allocated,
+            uploads: self.uploads - earlier.uploads,
+            kernels,
+        }
+    }
+}
+
+/// The counters behind [`DeviceStats`], shared by every clone of a device.
+#[derive(Default)]
+struct Counters {
+    launches: AtomicU64,
+    syncs: AtomicU64,
+    allocations: AtomicU64,
+    bytes_allocated: AtomicU64,
+    uploads: AtomicU64,
+    kernels: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// What one device can hold and launch, read from the backend when the device opens. Every
@@ -65,6 +118,8 @@ pub struct DeviceLimits {
     pub max_cube_count: [u32; 3],
     /// Most units in one cube.
     pub max_units_per_cube: u32,
+    /// Most buffers one kernel may bind (wgpu: the storage buffers per shader stage, less one).
+    pub max_bindings: u32,
 }
 
 impl DeviceLimits {
@@ -75,6 +130,7 @@ impl DeviceLimits {
             max_buffer_bytes: props.memory.max_page_size,
             max_cube_count: [x, y, z],
             max_units_per_cube: props.hardware.max_units_per_cube,
+            max_bindings: props.hardware.max_bindings,
         }
     }
 }
@@ -171,6 +227,7 @@ impl Device {
                 catch_backend_panic(&requested, || CudaRuntime::client(&CudaDevice::new(index)))?;
             Ok(Device {
                 limits: DeviceLimits::of(&client),
+                counters: Arc::default(),
                 backend: Backend::Cuda(client),
                 name: requested,
                 cpu: false,
@@ -229,6 +286,7 @@ impl Device {
         let name = format!("{requested} ({} {device:?})", WgpuRuntime::name(&client));
         Ok(Device {
             limits: DeviceLimits::of(&client),
+            counters: Arc::default(),
             backend: Backend::Wgpu(client),
             name,
             cpu,
@@ -247,6 +305,60 @@ impl Device {
     /// What the device can hold and launch.
     pub fn limits(&self) -> DeviceLimits {
         self.limits
+    }
+
+    /// What the device has done since it opened or since the last [`Device::reset_stats`].
+    pub fn stats(&self) -> DeviceStats {
+        let c = &self.counters;
+        DeviceStats {
+            launches: c.launches.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            allocations: c.allocations.load(Ordering::Relaxed),
+            bytes_allocated: c.bytes_allocated.load(Ordering::Relaxed),
+            uploads: c.uploads.load(Ordering::Relaxed),
+            kernels: c.kernels.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+
+    /// Sets every counter of [`Device::stats`] back to zero.
+    pub fn reset_stats(&self) {
+        let c = &self.counters;
+        for counter in [
+            &c.launches,
+            &c.syncs,
+            &c.allocations,
+            &c.bytes_allocated,
+            &c.uploads,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        c.kernels.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Counts a launch of `kernel`.
+    pub(crate) fn count_launch(&self, kernel: &'static str) {
+        self.counters.launches.fetch_add(1, Ordering::Relaxed);
+        let mut kernels = self
+            .counters
+            .kernels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *kernels.entry(kernel).or_insert(0) += 1;
+    }
+
+    /// Counts a host synchronisation.
+    pub(crate) fn count_sync(&self) {
+        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a buffer of `bytes` (an upload when `upload`).
+    pub(crate) fn count_buffer(&self, bytes: usize, upload: bool) {
+        let c = &self.counters;
+        c.allocations.fetch_add(1, Ordering::Relaxed);
+        c.bytes_allocated.fetch_add(bytes as u64, Ordering::Relaxed);
+        if upload {
+            c.uploads.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The byte size of a buffer of `elements` values of `dtype`, after checking that the device
@@ -305,6 +417,7 @@ impl Device {
 
     /// Blocks until every operation submitted to the device has finished.
     pub fn sync(&self) -> Result<()> {
+        self.count_sync();
         dispatch!(self, |client, R| {
             cubecl::future::block_on(client.sync()).map_err(|e| Error::Backend {
                 op: "Device::sync",

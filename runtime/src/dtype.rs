@@ -47,6 +47,11 @@ impl fmt::Display for DType {
 pub trait Element: bytemuck::Pod + Copy + Send + Sync + 'static {
     /// The tensor element type matching this host type.
     const DTYPE: DType;
+
+    /// The values as i32, for the integer element type (index tensors); `None` otherwise.
+    fn as_i32(_values: &[Self]) -> Option<&[i32]> {
+        None
+    }
 }
 
 impl Element for f32 {
@@ -60,4 +65,8 @@ impl Element for half::bf16 {
 }
 impl Element for i32 {
     const DTYPE: DType = DType::I32;
+
+    fn as_i32(values: &[Self]) -> Option<&[i32]> {
+        Some(values)
+    }
 }

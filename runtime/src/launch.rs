@@ -33,6 +33,7 @@ macro_rules! launch {
     ($device:expr, $kernel:ident $(::<$($generic:ty),+ $(,)?>)?, $count:expr, $dim:expr $(, $arg:expr)* $(,)?) => {{
         let (count, dim) = ($count, $dim);
         $crate::launch::check_launch(&$device, stringify!($kernel), &count, &dim)?;
+        $device.count_launch(stringify!($kernel));
         $crate::device::dispatch!($device, |client, R| unsafe {
             $kernel::launch_unchecked::<$($($generic,)+)? R>(client, count, dim $(, $arg)*)
         })
@@ -111,6 +112,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         let n = check_shape(op, shape)?;
         let bytes = device.check_buffer(op, n, dtype)?;
+        device.count_buffer(bytes, false);
         let handle = dispatch!(device, |client, R| client.empty(bytes));
         let t = Tensor {
             handle,
@@ -120,6 +122,7 @@ impl Tensor {
             offset: 0,
             dtype,
             device: device.clone(),
+            range: Default::default(),
         };
         if poison_enabled() && n > 0 {
             t.fill_buffer_poison()?;

@@ -19,7 +19,7 @@ mod tune;
 mod view;
 
 pub use atomic_file::write_atomic;
-pub use device::{Device, DeviceLimits};
+pub use device::{Device, DeviceLimits, DeviceStats};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use half::{bf16, f16};
@@ -28,6 +28,7 @@ pub use ops::attention::{FlashAttention, FlashAttentionGrads, MAX_HEAD_DIM};
 pub use ops::conv::{conv_output_shape, conv_window, Conv2dOptions, Window};
 pub use ops::conv_algorithm::{with_conv_algorithm, ConvAlgorithm};
 pub use ops::matmul::{with_matmul_kernel, MatmulKernel, MatmulOptions, Tiling, CANDIDATES};
+pub use ops::multi::{AdamTensor, GradScale, SgdTensor};
 pub use ops::norm::{LayerNormGrads, LayerNormOutput};
 pub use ops::optim::{AdamStep, SgdStep};
 pub use ops::random::Rng;

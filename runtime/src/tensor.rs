@@ -11,6 +11,7 @@ use crate::shape::{contiguous_strides, numel};
 use crate::Device;
 use cubecl::server::Handle;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 /// An n-dimensional array on a [`Device`]: a shared buffer seen through a strided view (shape,
 /// strides in elements, element offset). Cloning shares the buffer.
@@ -24,6 +25,11 @@ pub struct Tensor {
     pub(crate) offset: usize,
     pub(crate) dtype: DType,
     pub(crate) device: Device,
+    /// Bounds on the values this view of an i32 tensor can see, once known (set at upload, by ops
+    /// whose outputs are bounded, inherited by views and copies, or found by the first index check):
+    /// index checks read nothing back when it settles them. Buffers are not rewritten after they
+    /// are filled, so it stays true; clones share it, views start from a copy.
+    pub(crate) range: Arc<OnceLock<(i32, i32)>>,
 }
 
 impl fmt::Debug for Tensor {
@@ -52,13 +58,14 @@ impl Tensor {
                 format!("{n} values (the product of the shape)"),
             ));
         }
-        device.check_buffer(op, n, E::DTYPE)?;
+        let size = device.check_buffer(op, n, E::DTYPE)?;
+        device.count_buffer(size, true);
         let mut bytes: Vec<u8> = bytemuck::cast_slice(data).to_vec();
         if bytes.is_empty() {
             bytes = vec![0; E::DTYPE.size()];
         }
         let handle = dispatch!(device, |client, R| client.create_from_slice(&bytes));
-        Ok(Tensor {
+        let t = Tensor {
             handle,
             buffer_len: n.max(1),
             shape: shape.to_vec(),
@@ -66,7 +73,12 @@ impl Tensor {
             offset: 0,
             dtype: E::DTYPE,
             device: device.clone(),
-        })
+            range: Arc::default(),
+        };
+        if let Some(values) = E::as_i32(data) {
+            t.set_range(values.iter().copied().fold(None, crate::ops::index::widen));
+        }
+        Ok(t)
     }
 
     /// Same as [`Tensor::from_slice`], taking the data by value.
@@ -93,6 +105,7 @@ impl Tensor {
             return Ok(Vec::new());
         }
         let t = self.contiguous()?;
+        t.device.count_sync();
         let bytes =
             dispatch!(t.device, |client, R| client.read_one(t.handle.clone())).map_err(|e| {
                 Error::Backend {
@@ -103,6 +116,18 @@ impl Tensor {
         let start = t.offset * E::DTYPE.size();
         let end = start + n * E::DTYPE.size();
         Ok(bytemuck::pod_collect_to_vec(&bytes[start..end]))
+    }
+
+    /// The known smallest and largest value of an i32 tensor's buffer.
+    pub(crate) fn known_range(&self) -> Option<(i32, i32)> {
+        self.range.get().copied()
+    }
+
+    /// Records bounds on this view's values (`None`: no values, nothing to record).
+    pub(crate) fn set_range(&self, range: Option<(i32, i32)>) {
+        if let Some(r) = range {
+            let _ = self.range.set(r);
+        }
     }
 
     /// The single value of a one-element f32 tensor.

@@ -10,6 +10,7 @@ use crate::shape::{
 };
 use crate::tensor::Tensor;
 use dynlab_kernels::copy::{cast_strided, copy_strided};
+use std::sync::Arc;
 
 impl Tensor {
     /// A view of this tensor's buffer; its shape obeys the size limit ([`check_shape`]), so a view
@@ -26,6 +27,7 @@ impl Tensor {
             shape,
             strides,
             offset,
+            range: Arc::new(self.range.as_ref().clone()),
             ..self.clone()
         })
     }
@@ -316,6 +318,7 @@ impl Tensor {
     /// element.
     fn row_major_copy(&self) -> Result<Tensor> {
         let out = Tensor::alloc("Tensor::contiguous", &self.shape, self.dtype, &self.device)?;
+        out.set_range(self.known_range());
         if out.numel() > 0 {
             self.cast_into(&out)?;
         }

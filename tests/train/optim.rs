@@ -2,7 +2,7 @@
 //! on sizes that are empty, 1, odd and past one cube; schedules; clipping.
 
 use dynlab::optim::{clip_scale, global_grad_norm, LrSchedule, ScheduleKind};
-use dynlab::runtime::{AdamStep, SgdStep};
+use dynlab::runtime::{AdamStep, AdamTensor, GradScale, SgdStep, SgdTensor};
 use dynlab::Tensor;
 use dynlab_test_support::reference;
 use dynlab_test_support::{device, device_test, host_f64 as host, HostRng};
@@ -223,4 +223,215 @@ fn global_norm_and_clip_scale() {
     assert_eq!(clip_scale(0.5, 1.0).unwrap(), 1.0);
     assert!((clip_scale(4.0, 1.0).unwrap() - 0.25).abs() < 1e-6);
     assert!(clip_scale(f32::NAN, 1.0).is_err());
+}
+
+/// Tensors of assorted sizes (empty, 1, odd, past one cube) and one non-contiguous view.
+fn assorted(rng: &mut HostRng, count: usize) -> Vec<(Tensor, Vec<f64>)> {
+    let sizes = [0usize, 1, 7, 300, 5, 1];
+    (0..count)
+        .map(|k| {
+            let n = sizes[k % sizes.len()];
+            let v = rng.vec(n, -1.0, 1.0);
+            let t = Tensor::from_slice(&v, &[n], &device()).unwrap();
+            (t, v.iter().map(|&x| x as f64).collect())
+        })
+        .collect()
+}
+
+#[device_test]
+fn multi_tensor_norms_match_reference() {
+    let mut rng = HostRng::new(21);
+    for count in [1usize, 4, 17, 35] {
+        let items = assorted(&mut rng, count);
+        let refs: Vec<&Tensor> = items.iter().map(|(t, _)| t).collect();
+        let want: f64 = items.iter().flat_map(|(_, v)| v).map(|x| x * x).sum();
+        let got = Tensor::sum_squares(&refs).unwrap().item().unwrap() as f64;
+        assert!(
+            (got - want).abs() <= 1e-5 * want.max(1.0),
+            "{count}: {got} vs {want}"
+        );
+        let norm = Tensor::global_norm(&refs).unwrap();
+        assert_eq!(norm.shape(), &[] as &[usize]);
+        assert!((norm.item().unwrap() as f64 - want.sqrt()).abs() <= 1e-5 * want.sqrt().max(1.0));
+    }
+    // A transposed view is read in its logical order.
+    let m = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3], &device()).unwrap();
+    let got = Tensor::sum_squares(&[&m.transpose(0, 1).unwrap()])
+        .unwrap()
+        .item()
+        .unwrap();
+    assert_eq!(got, 91.0);
+    assert!(Tensor::sum_squares(&[]).is_err());
+}
+
+#[device_test]
+fn multi_tensor_adam_matches_reference_per_parameter() {
+    let mut rng = HostRng::new(22);
+    for counted in [false, true] {
+        for (clip, count) in [(None, 7usize), (Some(0.5f32), 3)] {
+            let items = assorted(&mut rng, count);
+            let mut params: Vec<Tensor> = items.iter().map(|(t, _)| t.clone()).collect();
+            let zeros = |t: &Tensor| Tensor::zeros(t.shape(), &device()).unwrap();
+            let mut ms: Vec<Tensor> = params.iter().map(zeros).collect();
+            let mut vs: Vec<Tensor> = params.iter().map(zeros).collect();
+            let mut counts: Vec<Tensor> = params.iter().map(zeros).collect();
+            let mut states: Vec<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> = items
+                .iter()
+                .map(|(_, v)| {
+                    (
+                        v.clone(),
+                        vec![0.0; v.len()],
+                        vec![0.0; v.len()],
+                        vec![0.0; v.len()],
+                    )
+                })
+                .collect();
+            for step in 1..=3u64 {
+                let grads: Vec<Vec<f32>> = params
+                    .iter()
+                    .map(|p| rng.vec(p.numel(), -1.0, 1.0))
+                    .collect();
+                let gts: Vec<Tensor> = grads
+                    .iter()
+                    .zip(&params)
+                    .map(|(g, p)| Tensor::from_slice(g, p.shape(), &device()).unwrap())
+                    .collect();
+                let norm: f64 = grads
+                    .iter()
+                    .flatten()
+                    .map(|&g| (g as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                let norm_t = Tensor::global_norm(&gts.iter().collect::<Vec<_>>()).unwrap();
+                let scale = match clip {
+                    Some(c) => GradScale::Clip {
+                        norm: &norm_t,
+                        max_norm: c,
+                    },
+                    None => GradScale::Constant(0.75),
+                };
+                let host_scale = match clip {
+                    Some(c) => (c as f64 / (norm + 1e-6)).min(1.0),
+                    None => 0.75,
+                };
+                let lr = |k: usize| 0.01 * (k + 1) as f32;
+                let mut items: Vec<AdamTensor> = Vec::new();
+                for (k, ((((p, g), m), v), c)) in params
+                    .iter()
+                    .zip(&gts)
+                    .zip(ms.iter_mut())
+                    .zip(vs.iter_mut())
+                    .zip(counts.iter_mut())
+                    .enumerate()
+                {
+                    items.push(AdamTensor {
+                        param: p,
+                        grad: g,
+                        m,
+                        v,
+                        steps: counted.then_some(c),
+                        lr: lr(k),
+                        l2_decay: if k % 2 == 0 { 0.1 } else { 0.0 },
+                        decoupled_decay: if k % 2 == 1 { 0.2 } else { 0.0 },
+                        step,
+                    });
+                }
+                let new = Tensor::adam_update_multi(&mut items, 0.9, 0.98, 1e-8, scale).unwrap();
+                drop(items);
+                params = new;
+                for (k, (hp, hm, hv, hc)) in states.iter_mut().enumerate() {
+                    let s = AdamStep {
+                        lr: lr(k),
+                        grad_scale: host_scale as f32,
+                        l2_decay: if k % 2 == 0 { 0.1 } else { 0.0 },
+                        decoupled_decay: if k % 2 == 1 { 0.2 } else { 0.0 },
+                        beta1: 0.9,
+                        beta2: 0.98,
+                        eps: 1e-8,
+                        step,
+                    };
+                    let hg: Vec<f64> = grads[k].iter().map(|&x| x as f64).collect();
+                    *hp = if counted {
+                        reference::adam_step_counted(hp, &hg, hm, hv, hc, &s)
+                    } else {
+                        reference::adam_step(hp, &hg, hm, hv, &s)
+                    };
+                    let what = format!(
+                        "multi adam counted {counted} clip {clip:?} tensor {k} step {step}"
+                    );
+                    assert_near(&what, &host(&params[k]), hp, 1e-5);
+                    assert_near(&format!("{what} m"), &host(&ms[k]), hm, 1e-5);
+                    assert_near(&format!("{what} v"), &host(&vs[k]), hv, 1e-5);
+                }
+            }
+        }
+    }
+}
+
+#[device_test]
+fn multi_tensor_sgd_matches_reference_per_parameter() {
+    let mut rng = HostRng::new(23);
+    for (momentum, nesterov, dampening) in [(0.0, false, 0.0), (0.9, false, 0.1), (0.9, true, 0.0)]
+    {
+        let items = assorted(&mut rng, 6);
+        let mut params: Vec<Tensor> = items.iter().map(|(t, _)| t.clone()).collect();
+        let mut bufs: Vec<Tensor> = params
+            .iter()
+            .map(|p| Tensor::zeros(p.shape(), &device()).unwrap())
+            .collect();
+        let mut states: Vec<(Vec<f64>, Vec<f64>)> = items
+            .iter()
+            .map(|(_, v)| (v.clone(), vec![0.0; v.len()]))
+            .collect();
+        for step in 1..=3u64 {
+            let grads: Vec<Vec<f32>> = params
+                .iter()
+                .map(|p| rng.vec(p.numel(), -1.0, 1.0))
+                .collect();
+            let gts: Vec<Tensor> = grads
+                .iter()
+                .zip(&params)
+                .map(|(g, p)| Tensor::from_slice(g, p.shape(), &device()).unwrap())
+                .collect();
+            let mut items: Vec<SgdTensor> = params
+                .iter()
+                .zip(&gts)
+                .zip(bufs.iter_mut())
+                .map(|((p, g), b)| SgdTensor {
+                    param: p,
+                    grad: g,
+                    buf: Some(b),
+                    lr: 0.1,
+                    weight_decay: 0.01,
+                    first: step == 1,
+                })
+                .collect();
+            let new = Tensor::sgd_update_multi(
+                &mut items,
+                momentum,
+                dampening,
+                nesterov,
+                GradScale::Constant(0.8),
+            )
+            .unwrap();
+            drop(items);
+            params = new;
+            for (k, (hp, hb)) in states.iter_mut().enumerate() {
+                let s = SgdStep {
+                    lr: 0.1,
+                    grad_scale: 0.8,
+                    weight_decay: 0.01,
+                    momentum,
+                    dampening,
+                    nesterov,
+                    first: step == 1,
+                };
+                let hg: Vec<f64> = grads[k].iter().map(|&x| x as f64).collect();
+                *hp = reference::sgd_step(hp, &hg, hb, &s);
+                let what =
+                    format!("multi sgd μ={momentum} nesterov={nesterov} tensor {k} step {step}");
+                assert_near(&what, &host(&params[k]), hp, 1e-6);
+            }
+        }
+    }
 }

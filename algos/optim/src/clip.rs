@@ -1,6 +1,7 @@
-//! Global gradient norm `‖g‖ = √(Σ_i ‖g_i‖²)` over all parameters (one device reduction per tensor,
-//! summed on the device) and the clipping factor `min(1, c / (‖g‖ + 1e-6))` (PyTorch's
-//! `clip_grad_norm_`), applied inside the fused update as a gradient scale.
+//! Global gradient norm `‖g‖ = √(Σ_i ‖g_i‖²)` over all parameters (one multi-tensor launch, on the
+//! device) and the clipping factor `min(1, c / (‖g‖ + 1e-6))` (PyTorch's `clip_grad_norm_`), which
+//! the multi-tensor updates compute on the device from the norm (`GradScale::Clip`); `clip_scale`
+//! is its host form.
 
 use dynlab_runtime::{Error, Result, Tensor};
 
@@ -13,12 +14,7 @@ pub fn global_grad_norm(grads: &[&Tensor]) -> Result<Tensor> {
             "at least one tensor",
         ));
     }
-    let squares = grads
-        .iter()
-        .map(|g| g.square()?.sum_all()?.reshape(&[1]))
-        .collect::<Result<Vec<_>>>()?;
-    let refs: Vec<&Tensor> = squares.iter().collect();
-    Tensor::cat(&refs, 0)?.sum_all()?.sqrt()
+    Tensor::global_norm(grads)
 }
 
 /// Gradient scale that clips the global norm `norm` to `max_norm` (1 when it is already below).

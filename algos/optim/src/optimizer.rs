@@ -5,7 +5,7 @@
 use crate::state::{AdamState, ParamState, SgdState};
 use dynlab_autodiff::Grads;
 use dynlab_models::{Module, ParamKind, Record, Stateful};
-use dynlab_runtime::{AdamStep, Error, Result, SgdStep, Tensor};
+use dynlab_runtime::{AdamTensor, Error, GradScale, Result, SgdTensor, Tensor};
 use std::collections::BTreeMap;
 
 /// The update rule and its hyperparameters.
@@ -164,13 +164,26 @@ impl Optimizer {
     }
 
     /// One update of every parameter of `model` that has a gradient in `grads`, at learning rate
-    /// `lr`, with the gradients multiplied by `grad_scale` (clipping; 1 otherwise).
+    /// `lr`, with the gradients multiplied by `grad_scale` (1: unchanged).
     pub fn step(
         &mut self,
         model: &mut dyn Module,
         grads: &Grads,
         lr: f32,
         grad_scale: f32,
+    ) -> Result<()> {
+        self.step_scaled(model, grads, lr, GradScale::Constant(grad_scale))
+    }
+
+    /// [`Optimizer::step`] with the gradients scaled as `scale` says — clipping to a global norm
+    /// that stays on the device. Every parameter is updated by the multi-tensor kernels: one launch
+    /// per chunk of parameters (four Adam parameters on Mesa lavapipe).
+    pub fn step_scaled(
+        &mut self,
+        model: &mut dyn Module,
+        grads: &Grads,
+        lr: f32,
+        scale: GradScale,
     ) -> Result<()> {
         if !(lr >= 0.0 && lr.is_finite()) {
             return Err(Error::value(
@@ -180,75 +193,113 @@ impl Optimizer {
             ));
         }
         self.steps += 1;
-        for (name, param) in model.params_mut() {
+        // Each parameter with a gradient: its value, gradient, learning rate and decay.
+        let mut todo: BTreeMap<String, (Tensor, Tensor, f32, f32)> = BTreeMap::new();
+        for (name, param) in model.params() {
             let Some(g) = grads.tensor(param.var()) else {
                 continue;
             };
             let (decay, lr_scale) = self.group(param.kind());
-            let lr = lr * lr_scale;
-            let state = match self.state.get_mut(&name) {
-                Some(s) => s,
-                None => {
-                    let fresh = self.fresh_state(param.value())?;
-                    self.state.entry(name.clone()).or_insert(fresh)
-                }
-            };
-            let new = match (self.method, state) {
-                (
-                    Method::Sgd {
-                        momentum,
-                        dampening,
-                        nesterov,
-                    },
-                    ParamState::Sgd(s),
-                ) => {
-                    let first = s.momentum.is_none();
-                    let step = SgdStep {
-                        lr,
-                        grad_scale,
-                        weight_decay: decay,
-                        momentum,
-                        dampening,
-                        nesterov,
-                        first,
-                    };
-                    if momentum > 0.0 && first {
-                        s.momentum = Some(param.value().zeros_like()?);
-                    }
-                    param.value().sgd_update(g, s.momentum.as_mut(), &step)?
-                }
-                (
-                    Method::Adam {
-                        beta1,
-                        beta2,
-                        eps,
-                        decoupled,
-                    },
-                    ParamState::Adam(s),
-                ) => {
-                    s.step += 1;
-                    let step = AdamStep {
-                        lr,
-                        grad_scale,
-                        l2_decay: if decoupled { 0.0 } else { decay },
-                        decoupled_decay: if decoupled { decay } else { 0.0 },
-                        beta1,
-                        beta2,
-                        eps,
-                        step: s.step,
-                    };
-                    match &mut s.element_steps {
-                        Some(counts) => param
-                            .value()
-                            .adam_update_counted(g, &mut s.m, &mut s.v, counts, &step)?,
-                        None => param.value().adam_update(g, &mut s.m, &mut s.v, &step)?,
-                    }
-                }
-                (_, state) => return Err(method_mismatch(&name, self.method, state)),
-            };
-            param.set(new)?;
+            if !self.state.contains_key(&name) {
+                let fresh = self.fresh_state(param.value())?;
+                self.state.insert(name.clone(), fresh);
+            }
+            todo.insert(
+                name,
+                (param.value().clone(), g.clone(), lr * lr_scale, decay),
+            );
+        }
+        let updated = match self.method {
+            Method::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+            } => self.sgd(&todo, momentum, dampening, nesterov, scale)?,
+            Method::Adam {
+                beta1,
+                beta2,
+                eps,
+                decoupled,
+            } => self.adam(&todo, beta1, beta2, eps, decoupled, scale)?,
+        };
+        for (name, param) in model.params_mut() {
+            if let Some(new) = updated.get(&name) {
+                param.set(new.clone())?;
+            }
         }
         Ok(())
+    }
+
+    fn sgd(
+        &mut self,
+        todo: &BTreeMap<String, (Tensor, Tensor, f32, f32)>,
+        momentum: f32,
+        dampening: f32,
+        nesterov: bool,
+        scale: GradScale,
+    ) -> Result<BTreeMap<String, Tensor>> {
+        let mut names = Vec::new();
+        let mut items = Vec::new();
+        for (name, state) in self.state.iter_mut() {
+            let Some((value, grad, lr, decay)) = todo.get(name) else {
+                continue;
+            };
+            let ParamState::Sgd(s) = state else {
+                return Err(method_mismatch(name, self.method, state));
+            };
+            let first = s.momentum.is_none();
+            if momentum > 0.0 && first {
+                s.momentum = Some(value.zeros_like()?);
+            }
+            names.push(name.clone());
+            items.push(SgdTensor {
+                param: value,
+                grad,
+                buf: s.momentum.as_mut(),
+                lr: *lr,
+                weight_decay: *decay,
+                first,
+            });
+        }
+        let new = Tensor::sgd_update_multi(&mut items, momentum, dampening, nesterov, scale)?;
+        Ok(names.into_iter().zip(new).collect())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn adam(
+        &mut self,
+        todo: &BTreeMap<String, (Tensor, Tensor, f32, f32)>,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        decoupled: bool,
+        scale: GradScale,
+    ) -> Result<BTreeMap<String, Tensor>> {
+        let mut names = Vec::new();
+        let mut items = Vec::new();
+        for (name, state) in self.state.iter_mut() {
+            let Some((value, grad, lr, decay)) = todo.get(name) else {
+                continue;
+            };
+            let ParamState::Adam(s) = state else {
+                return Err(method_mismatch(name, self.method, state));
+            };
+            s.step += 1;
+            names.push(name.clone());
+            items.push(AdamTensor {
+                param: value,
+                grad,
+                m: &mut s.m,
+                v: &mut s.v,
+                steps: s.element_steps.as_mut(),
+                lr: *lr,
+                l2_decay: if decoupled { 0.0 } else { *decay },
+                decoupled_decay: if decoupled { *decay } else { 0.0 },
+                step: s.step,
+            });
+        }
+        let new = Tensor::adam_update_multi(&mut items, beta1, beta2, eps, scale)?;
+        Ok(names.into_iter().zip(new).collect())
     }
 
     /// The state a parameter starts with.

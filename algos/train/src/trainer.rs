@@ -6,8 +6,8 @@ use crate::metrics::Metrics;
 use crate::objective::{Forward, Objective};
 use dynlab_autodiff::{no_grad, Var};
 use dynlab_models::{Ctx, Mode, Module, Record, Stateful};
-use dynlab_optim::{clip_scale, global_grad_norm, LrSchedule, Optimizer};
-use dynlab_runtime::{Error, Result, Rng, Tensor};
+use dynlab_optim::{global_grad_norm, LrSchedule, Optimizer};
+use dynlab_runtime::{Error, GradScale, Result, Rng, Tensor};
 use std::collections::BTreeMap;
 
 /// Trains a model: owns it, the optimizer, the schedule, the objective and the hooks.
@@ -94,8 +94,11 @@ impl<M: Module> Trainer<M> {
             global_grad_norm(&list)?
         };
         let scale = match self.clip_norm {
-            Some(c) => clip_scale(grad_norm.item()?, c)?,
-            None => 1.0,
+            Some(max_norm) => GradScale::Clip {
+                norm: &grad_norm,
+                max_norm,
+            },
+            None => GradScale::Constant(1.0),
         };
         self.lr = self.schedule.at(self.optimizer.steps() + 1);
         let rows = batch.rows() as f32;
@@ -112,7 +115,7 @@ impl<M: Module> Trainer<M> {
         drop(loss);
         self.run_step_hooks(batch, &forward, &grads, |h, v| h.after_backward(v))?;
         self.optimizer
-            .step(&mut self.model, &grads, self.lr, scale)?;
+            .step_scaled(&mut self.model, &grads, self.lr, scale)?;
         self.run_step_hooks(batch, &forward, &grads, |h, v| h.after_step(v))
     }
 

@@ -14,7 +14,15 @@ pub(crate) fn check_indices(op: &'static str, index: &Tensor, bound: usize) -> R
     if index.dtype() != DType::I32 {
         return Err(Error::dtype(op, index.dtype(), "i32 indices"));
     }
+    // The buffer's known range settles it without a read-back (the usual case: labels uploaded
+    // once, and batches gathered from them).
+    if let Some((lo, hi)) = index.known_range() {
+        if lo >= 0 && (hi as usize) < bound || index.numel() == 0 {
+            return Ok(());
+        }
+    }
     let values = index.to_vec::<i32>()?;
+    index.set_range(values.iter().copied().fold(None, widen));
     match values.iter().position(|&v| v < 0 || v as usize >= bound) {
         None => Ok(()),
         Some(pos) => Err(Error::value(
@@ -23,6 +31,14 @@ pub(crate) fn check_indices(op: &'static str, index: &Tensor, bound: usize) -> R
             format!("indices in 0..{bound}"),
         )),
     }
+}
+
+/// `range` widened by `v` (a fold over values gives their smallest and largest).
+pub(crate) fn widen(range: Option<(i32, i32)>, v: i32) -> Option<(i32, i32)> {
+    Some(match range {
+        None => (v, v),
+        Some((lo, hi)) => (lo.min(v), hi.max(v)),
+    })
 }
 
 impl Tensor {
@@ -52,6 +68,8 @@ impl Tensor {
     /// Launches the gather kernel; `index` is already validated.
     fn gather_checked(&self, op: &'static str, d: usize, index: &Tensor) -> Result<Tensor> {
         let out = Tensor::alloc(op, index.shape(), self.dtype(), &self.device)?;
+        // Gathered values are values of this buffer.
+        out.set_range(self.known_range());
         let n = out.numel();
         if n == 0 {
             return Ok(out);

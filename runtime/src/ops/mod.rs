@@ -6,6 +6,7 @@ pub(crate) mod conv_algorithm;
 mod elementwise;
 pub(crate) mod index;
 pub(crate) mod matmul;
+pub(crate) mod multi;
 pub(crate) mod norm;
 pub(crate) mod optim;
 pub(crate) mod random;

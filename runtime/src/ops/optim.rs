@@ -206,7 +206,11 @@ impl Tensor {
     }
 
     /// The parameter and gradient as row-major buffers from position 0, after checking they match.
-    fn update_operands(&self, op: &'static str, grad: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn update_operands(
+        &self,
+        op: &'static str,
+        grad: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         self.expect_f32(op)?;
         grad.expect_f32(op)?;
         self.expect_same_device(op, grad)?;
@@ -223,7 +227,7 @@ impl Tensor {
 
 /// Makes `state` an unshared row-major buffer of `param`'s shape (copying it if needed) and returns a
 /// handle to it for the kernel to write.
-fn owned_state(op: &'static str, state: &mut Tensor, param: &Tensor) -> Result<Tensor> {
+pub(crate) fn owned_state(op: &'static str, state: &mut Tensor, param: &Tensor) -> Result<Tensor> {
     state.expect_f32(op)?;
     param.expect_same_device(op, state)?;
     if state.shape() != param.shape() {

@@ -215,6 +215,7 @@ impl Tensor {
         }
         let span = (high as i64 - low as i64) as u32;
         let out = Tensor::alloc(op, shape, DType::I32, device)?;
+        out.set_range(Some((low, high - 1)));
         if let Some(Draw { s, count, dim }) = rng.draw(out.numel()) {
             launch!(
                 device,
@@ -281,6 +282,8 @@ impl Tensor {
             k *= 2;
         }
         // The sorted slot positions are below 2^31, so their u32 bits read as the same i32 values.
-        values.narrow(0, 0, n)
+        let perm = values.narrow(0, 0, n)?;
+        perm.set_range(n.checked_sub(1).map(|last| (0, last as i32)));
+        Ok(perm)
     }
 }

@@ -1,0 +1,321 @@
+//! Launchers of the multi-tensor kernels (`dynlab_kernels::multi`): a model's gradient norm, its
+//! weight norm and its optimizer update in one launch per chunk of tensors (a chunk is as many as
+//! the device's bindings allow), with the clipping factor computed on the device.
+
+use crate::error::{Error, Result};
+use crate::launch::{launch, units_grid};
+use crate::tensor::Tensor;
+use crate::DType;
+use cubecl::prelude::*;
+use dynlab_kernels::multi::{adam_multi, sgd_multi, sum_squares, SUM_BLOCK};
+
+/// Most tensors in one launch, whatever the device allows (the kernels unroll over them).
+const MAX_CHUNK: usize = 16;
+/// Bindings a launch needs besides its sequences: cubecl's metadata and scalars, and the kernels'
+/// own table, norm or output buffers.
+const RESERVED_BINDINGS: usize = 5;
+
+/// Tensors per launch of a kernel that binds `per_tensor` buffers for each, within the device's
+/// binding limit (4 Adam parameters per launch on Mesa lavapipe, 16 for the norms).
+fn chunk_size(device: &crate::Device, per_tensor: usize) -> usize {
+    let free = (device.limits().max_bindings as usize).saturating_sub(RESERVED_BINDINGS);
+    (free / per_tensor).clamp(1, MAX_CHUNK)
+}
+
+/// How gradients are scaled before an update.
+#[derive(Clone, Copy, Debug)]
+pub enum GradScale<'a> {
+    /// Multiplied by this factor (1: unchanged).
+    Constant(f32),
+    /// Clipped to a global norm: multiplied by `min(1, max_norm / (norm + 1e-6))`, `norm` a device
+    /// scalar (PyTorch's `clip_grad_norm_`), computed on the device.
+    Clip {
+        /// The gradients' global norm (one element).
+        norm: &'a Tensor,
+        /// The largest norm let through.
+        max_norm: f32,
+    },
+}
+
+/// One parameter of a multi-tensor Adam update: its value and gradient, its state (updated in
+/// place), and its own learning rate, decays and step count.
+pub struct AdamTensor<'a> {
+    /// The parameter.
+    pub param: &'a Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// First moment.
+    pub m: &'a mut Tensor,
+    /// Second moment.
+    pub v: &'a mut Tensor,
+    /// Per-element step counts (f32), incremented in place; `None`: the bias corrections use `step`.
+    pub steps: Option<&'a mut Tensor>,
+    /// Learning rate.
+    pub lr: f32,
+    /// Coupled (L2) decay.
+    pub l2_decay: f32,
+    /// Decoupled (AdamW) decay.
+    pub decoupled_decay: f32,
+    /// 1-based step count of this parameter.
+    pub step: u64,
+}
+
+/// One parameter of a multi-tensor SGD update.
+pub struct SgdTensor<'a> {
+    /// The parameter.
+    pub param: &'a Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// The momentum buffer (updated in place; required when momentum is on).
+    pub buf: Option<&'a mut Tensor>,
+    /// Learning rate.
+    pub lr: f32,
+    /// L2 decay.
+    pub weight_decay: f32,
+    /// The buffer's first step (it is set to the gradient).
+    pub first: bool,
+}
+
+/// A sequence-of-arrays launch argument of whole row-major buffers.
+fn arrays<R: Runtime>(tensors: &[Tensor]) -> SequenceArg<R, Array<f32>> {
+    let mut seq = SequenceArg::new();
+    for t in tensors {
+        seq.push(t.buffer_arg());
+    }
+    seq
+}
+
+fn rowmajor(op: &'static str, t: &Tensor) -> Result<Tensor> {
+    t.expect_f32(op)?;
+    t.contiguous_from_zero()
+}
+
+impl Tensor {
+    /// `Σ_k ‖x_k‖²` over `tensors` (f32, one device), as a 0-d tensor; one launch per chunk of
+    /// tensors the device can bind (and one more to add the chunks).
+    pub fn sum_squares(tensors: &[&Tensor]) -> Result<Tensor> {
+        Tensor::squares("Tensor::sum_squares", tensors, false)
+    }
+
+    /// `√(Σ_k ‖x_k‖²)`: the global norm of `tensors` (gradient clipping, weight norms), as a 0-d
+    /// tensor; one launch when they fit one chunk.
+    pub fn global_norm(tensors: &[&Tensor]) -> Result<Tensor> {
+        Tensor::squares("Tensor::global_norm", tensors, true)
+    }
+
+    fn squares(op: &'static str, tensors: &[&Tensor], root: bool) -> Result<Tensor> {
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::value(op, "no tensors", "at least one"))?;
+        let device = first.device().clone();
+        let flat = tensors
+            .iter()
+            .map(|t| {
+                first.expect_same_device(op, t)?;
+                rowmajor(op, t)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let chunks: Vec<&[Tensor]> = flat.chunks(chunk_size(&device, 1)).collect();
+        let single = chunks.len() == 1;
+        let out = Tensor::alloc(op, &[chunks.len()], DType::F32, &device)?;
+        for (slot, chunk) in chunks.iter().enumerate() {
+            launch!(
+                device,
+                sum_squares::<f32>,
+                CubeCount::Static(1, 1, 1),
+                CubeDim::new_1d(SUM_BLOCK),
+                arrays(chunk),
+                out.buffer_arg(),
+                slot as u32,
+                root && single
+            );
+        }
+        let total = if single {
+            out.reshape(&[])?
+        } else {
+            out.sum_all()?
+        };
+        if root && !single {
+            total.sqrt()
+        } else {
+            Ok(total)
+        }
+    }
+
+    /// One Adam/AdamW step of every parameter in `items`: returns their new values (in order) and
+    /// updates each state in place; one launch per chunk of parameters (4 on lavapipe). `beta1`, `beta2`, `eps` are
+    /// shared, learning rates and decays per parameter.
+    pub fn adam_update_multi(
+        items: &mut [AdamTensor],
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        scale: GradScale,
+    ) -> Result<Vec<Tensor>> {
+        let op = "Tensor::adam_update_multi";
+        let mut outs = Vec::with_capacity(items.len());
+        let Some(first) = items.first() else {
+            return Ok(outs);
+        };
+        let size = chunk_size(first.param.device(), 6);
+        for chunk in items.chunks_mut(size) {
+            let counted = chunk[0].steps.is_some();
+            if chunk.iter().any(|it| it.steps.is_some() != counted) {
+                return Err(Error::value(
+                    op,
+                    "parameters with and without per-element step counts in one call",
+                    "one kind per call",
+                ));
+            }
+            let device = chunk[0].param.device().clone();
+            let mut table = Vec::with_capacity(8 * chunk.len());
+            let (mut params, mut grads, mut ms, mut vs, mut steps, mut news) =
+                (vec![], vec![], vec![], vec![], vec![], vec![]);
+            for it in chunk.iter_mut() {
+                let (p, g) = it.param.update_operands(op, it.grad)?;
+                if it.step == 0 && !counted {
+                    return Err(Error::value(op, "step 0", "a 1-based step count"));
+                }
+                let t = it.step.clamp(1, i32::MAX as u64) as i32;
+                table.extend([
+                    it.lr,
+                    it.l2_decay,
+                    it.decoupled_decay,
+                    1.0 - beta1.powi(t),
+                    1.0 - beta2.powi(t),
+                    0.0,
+                    0.0,
+                    0.0,
+                ]);
+                ms.push(super::optim::owned_state(op, it.m, it.param)?);
+                vs.push(super::optim::owned_state(op, it.v, it.param)?);
+                if let Some(s) = it.steps.as_deref_mut() {
+                    steps.push(super::optim::owned_state(op, s, it.param)?);
+                }
+                news.push(Tensor::alloc(op, it.param.shape(), DType::F32, &device)?);
+                params.push(p);
+                grads.push(g);
+            }
+            let n = params.iter().map(Tensor::numel).max().unwrap_or(0);
+            if n > 0 {
+                let table = Tensor::from_vec(table, &[8 * chunk.len()], &device)?;
+                let (norm, clip, factor) = scale.arguments(&table)?;
+                // Without counts the kernel does not touch the steps sequence: the parameters stand
+                // in (a buffer bound twice as writable fails to launch on wgpu).
+                let steps = if counted { &steps } else { &params };
+                let (count, dim) = units_grid(n);
+                launch!(
+                    device,
+                    adam_multi::<f32>,
+                    count,
+                    dim,
+                    arrays(&params),
+                    arrays(&grads),
+                    arrays(&ms),
+                    arrays(&vs),
+                    arrays(steps),
+                    arrays(&news),
+                    table.buffer_arg(),
+                    norm.buffer_arg(),
+                    clip,
+                    factor,
+                    beta1,
+                    beta2,
+                    eps,
+                    counted
+                );
+            }
+            outs.extend(news);
+        }
+        Ok(outs)
+    }
+
+    /// One SGD step of every parameter in `items` (momentum `momentum`, PyTorch's dampening
+    /// convention with `dampening`, Nesterov on request): returns their new values and updates the
+    /// momentum buffers in place; one launch per chunk of parameters.
+    pub fn sgd_update_multi(
+        items: &mut [SgdTensor],
+        momentum: f32,
+        dampening: f32,
+        nesterov: bool,
+        scale: GradScale,
+    ) -> Result<Vec<Tensor>> {
+        let op = "Tensor::sgd_update_multi";
+        let with_momentum = momentum > 0.0;
+        let mut outs = Vec::with_capacity(items.len());
+        let Some(first) = items.first() else {
+            return Ok(outs);
+        };
+        let size = chunk_size(first.param.device(), 4);
+        for chunk in items.chunks_mut(size) {
+            let device = chunk[0].param.device().clone();
+            let mut table = Vec::with_capacity(4 * chunk.len());
+            let (mut params, mut grads, mut bufs, mut news) = (vec![], vec![], vec![], vec![]);
+            for it in chunk.iter_mut() {
+                let (p, g) = it.param.update_operands(op, it.grad)?;
+                let (now, coef) = if it.first {
+                    (0.0, 1.0)
+                } else {
+                    (momentum, 1.0 - dampening)
+                };
+                table.extend([it.lr, it.weight_decay, now, coef]);
+                if with_momentum {
+                    let buf = it.buf.as_deref_mut().ok_or_else(|| {
+                        Error::value(op, "no momentum buffer", "a buffer per parameter")
+                    })?;
+                    bufs.push(super::optim::owned_state(op, buf, it.param)?);
+                }
+                news.push(Tensor::alloc(op, it.param.shape(), DType::F32, &device)?);
+                params.push(p);
+                grads.push(g);
+            }
+            let n = params.iter().map(Tensor::numel).max().unwrap_or(0);
+            if n > 0 {
+                let table = Tensor::from_vec(table, &[4 * chunk.len()], &device)?;
+                let (norm, clip, factor) = scale.arguments(&table)?;
+                // Without momentum the kernel does not read the buffers: pass the gradients.
+                let bufs = if with_momentum { &bufs } else { &grads };
+                let (count, dim) = units_grid(n);
+                launch!(
+                    device,
+                    sgd_multi::<f32>,
+                    count,
+                    dim,
+                    arrays(&params),
+                    arrays(&grads),
+                    arrays(bufs),
+                    arrays(&news),
+                    table.buffer_arg(),
+                    norm.buffer_arg(),
+                    clip,
+                    factor,
+                    momentum,
+                    with_momentum,
+                    nesterov
+                );
+            }
+            outs.extend(news);
+        }
+        Ok(outs)
+    }
+}
+
+impl GradScale<'_> {
+    /// The kernels' `(norm, clip, grad_scale)` arguments; without clipping the norm is not read,
+    /// so `unused` (any tensor) stands in for it.
+    fn arguments(&self, unused: &Tensor) -> Result<(Tensor, f32, f32)> {
+        match *self {
+            GradScale::Constant(s) => Ok((unused.clone(), 0.0, s)),
+            GradScale::Clip { norm, max_norm } => {
+                if !(max_norm > 0.0 && max_norm.is_finite()) || norm.numel() != 1 {
+                    return Err(Error::value(
+                        "GradScale::Clip",
+                        format!("max norm {max_norm}, norm of shape {:?}", norm.shape()),
+                        "a positive finite max norm and a one-element norm",
+                    ));
+                }
+                Ok((norm.contiguous_from_zero()?, max_norm, 1.0))
+            }
+        }
+    }
+}
