@@ -16,9 +16,12 @@ use dynlab::{Device, Rng, Tensor};
 use std::io::Write;
 use std::time::Instant;
 
+/// One training step of a workload, drawing from the generator.
+type Step = Box<dyn FnMut(&mut Rng) -> dynlab::Result<()>>;
+
 struct Workload {
     name: &'static str,
-    step: Box<dyn FnMut(&mut Rng) -> dynlab::Result<()>>,
+    step: Step,
 }
 
 fn adam(decoupled: bool, wd: f32) -> Optimizer {
@@ -175,10 +178,12 @@ fn profile(device: &Device, w: &mut Workload) {
         "{}: {} launches, {} syncs in one step",
         w.name, used.launches, used.syncs
     );
-    let mut kernels: Vec<_> = used.kernels.into_iter().collect();
-    kernels.sort_by(|a, b| b.1.cmp(&a.1));
-    for (k, n) in kernels {
-        println!("  {n:4} {k}");
+    for (what, counts) in [("kernel", used.kernels), ("op output", used.ops)] {
+        let mut counts: Vec<_> = counts.into_iter().collect();
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+        for (k, n) in counts {
+            println!("  {n:4} {what} {k}");
+        }
     }
 }
 

@@ -91,6 +91,12 @@ fn main() {
             "wall time {:.1} s; this call ran {} epochs at {:.2} epochs/s",
             o.seconds, o.epochs_run, o.epochs_per_second
         );
+        if let (Some(l), Some(s)) = (o.launches_per_step, o.syncs_per_step) {
+            println!(
+                "per training step: {l:.1} kernel launches, {s:.2} host syncs \
+                 (evaluation, logging and checkpoints included)"
+            );
+        }
         Ok(())
     });
     if let Err(e) = result {

@@ -117,6 +117,17 @@ pub enum BinaryOp {
     Minimum,
     /// `a <cmp> b` as 0/1.
     Cmp(CmpOp),
+    /// `b · GELU'(a)` with `GELU'(x) = Φ(x) + x·φ(x)`: the backward of exact GELU at `a` for the
+    /// upstream gradient `b`.
+    GeluGrad,
+    /// `b · d/dx[½x(1 + tanh(k(x + c x³)))]` at `a`: the backward of tanh-approximated GELU.
+    GeluTanhGrad,
+    /// `b · (1 − a²)` with `a = tanh x` (the output): the backward of tanh.
+    TanhGrad,
+    /// `b · a(1 − a)` with `a = σ(x)` (the output): the backward of the sigmoid.
+    SigmoidGrad,
+    /// `b · [a > 0]`: the backward of ReLU at `a`.
+    ReluGrad,
 }
 
 #[cube]
@@ -210,6 +221,21 @@ mod kernels {
             BinaryOp::Maximum => nan_max::<F>(a, b),
             BinaryOp::Minimum => nan_min::<F>(a, b),
             BinaryOp::Cmp(c) => compare::<F>(a, b, c),
+            BinaryOp::GeluGrad => {
+                let cdf = F::new(0.5) * (F::new(1.0) + (a * F::new(0.707_106_77)).erf());
+                let pdf = F::new(0.398_942_3) * (F::new(-0.5) * a * a).exp();
+                b * (cdf + a * pdf)
+            }
+            BinaryOp::GeluTanhGrad => {
+                let k = F::new(0.797_884_6);
+                let c = F::new(0.044_715);
+                let t = (k * (a + c * a * a * a)).tanh();
+                let du = k * (F::new(1.0) + F::new(3.0) * c * a * a);
+                b * (F::new(0.5) * (F::new(1.0) + t) + F::new(0.5) * a * (F::new(1.0) - t * t) * du)
+            }
+            BinaryOp::TanhGrad => b * (F::new(1.0) - a * a),
+            BinaryOp::SigmoidGrad => b * (a * (F::new(1.0) - a)),
+            BinaryOp::ReluGrad => select(a > F::new(0.0), b, F::new(0.0)),
         }
     }
 

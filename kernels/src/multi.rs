@@ -157,3 +157,76 @@ pub fn sgd_multi<F: Float + CubeElement>(
         }
     }
 }
+
+/// Adam's statistics over every tensor, in one cube of [`SUM_BLOCK`] units: with `table[4k..4k+4] =
+/// (1 − β₁ᵗ, 1 − β₂ᵗ, decayed_k, λ_k)` for tensor `k`, `d = √(v/c₂) + ε` and `r = |m/c₁| / d`,
+/// writes `out[5·slot..5·slot+5] = (Σ lr/d, max lr/d, Σ r, Σ decayed·lr²·r², Σ lr²λ²·p²)`.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn adam_stats<F: Float + CubeElement>(
+    ms: &Sequence<Array<F>>,
+    vs: &Sequence<Array<F>>,
+    params: &Sequence<Array<F>>,
+    table: &Array<F>,
+    out: &mut Array<F>,
+    lr: F,
+    eps: F,
+    slot: u32,
+) {
+    let mut shared = SharedMemory::<F>::new(SUM_BLOCK as usize);
+    let mut eff_sum = F::new(0.0);
+    let mut eff_max = F::new(0.0);
+    let mut ratio_sum = F::new(0.0);
+    let mut update_sq = F::new(0.0);
+    let mut decay_sq = F::new(0.0);
+    #[unroll]
+    for k in 0..ms.len() {
+        let (m, v, p) = (ms.index(k), vs.index(k), params.index(k));
+        let t = 4 * k;
+        let (c1, c2, decayed, decay) = (table[t], table[t + 1], table[t + 2], table[t + 3]);
+        let mut i = UNIT_POS as usize;
+        while i < m.len() {
+            let d = F::sqrt(v[i] / c2) + eps;
+            let eff = lr / d;
+            let ratio = F::abs(m[i] / c1) / d;
+            eff_sum += eff;
+            eff_max = F::max(eff_max, eff);
+            ratio_sum += ratio;
+            update_sq += decayed * lr * lr * ratio * ratio;
+            decay_sq += lr * lr * decay * decay * p[i] * p[i];
+            i += SUM_BLOCK as usize;
+        }
+    }
+    let base = 5 * slot as usize;
+    let eff_sum = cube_sum::<F>(eff_sum, &mut shared, SUM_BLOCK);
+    let eff_max = cube_max::<F>(eff_max, &mut shared, SUM_BLOCK);
+    let ratio_sum = cube_sum::<F>(ratio_sum, &mut shared, SUM_BLOCK);
+    let update_sq = cube_sum::<F>(update_sq, &mut shared, SUM_BLOCK);
+    let decay_sq = cube_sum::<F>(decay_sq, &mut shared, SUM_BLOCK);
+    if UNIT_POS == 0 {
+        out[base] = eff_sum;
+        out[base + 1] = eff_max;
+        out[base + 2] = ratio_sum;
+        out[base + 3] = update_sq;
+        out[base + 4] = decay_sq;
+    }
+}
+
+/// The largest `partial` over a cube of `block` units (a power of two), through `shared`.
+#[cube]
+fn cube_max<F: Float>(partial: F, shared: &mut SharedMemory<F>, #[comptime] block: u32) -> F {
+    let u = UNIT_POS as usize;
+    shared[u] = partial;
+    sync_cube();
+    let mut s = (block / 2).runtime();
+    while s > 0 {
+        if UNIT_POS < s {
+            shared[u] = F::max(shared[u], shared[u + s as usize]);
+        }
+        sync_cube();
+        s /= 2;
+    }
+    let total = shared[0];
+    sync_cube();
+    total
+}

@@ -15,6 +15,8 @@ use cubecl::prelude::*;
 pub enum ReduceOp {
     /// Sum of the row.
     Sum,
+    /// Sum of the squares of the row (the squared 2-norm).
+    SumSquares,
     /// Maximum (NaN propagates).
     Max,
     /// Minimum (NaN propagates).
@@ -30,7 +32,7 @@ const NO_INDEX: i32 = i32::MAX;
 #[cube]
 fn identity<F: Float>(#[comptime] op: ReduceOp) -> F {
     match op {
-        ReduceOp::Sum => F::new(0.0),
+        ReduceOp::Sum | ReduceOp::SumSquares => F::new(0.0),
         ReduceOp::Max | ReduceOp::ArgMax => neg_infinity::<F>(),
         ReduceOp::Min | ReduceOp::ArgMin => infinity::<F>(),
     }
@@ -50,7 +52,7 @@ fn takes_over<F: Float>(va: F, ia: i32, vb: F, ib: i32, #[comptime] is_max: bool
 #[cube]
 fn combine<F: Float>(va: F, ia: i32, vb: F, ib: i32, #[comptime] op: ReduceOp) -> (F, i32) {
     match op {
-        ReduceOp::Sum => (va + vb, ia),
+        ReduceOp::Sum | ReduceOp::SumSquares => (va + vb, ia),
         ReduceOp::Max | ReduceOp::ArgMax => {
             let take = takes_over::<F>(va, ia, vb, ib, true);
             (select(take, vb, va), select(take, ib, ia))
@@ -59,6 +61,15 @@ fn combine<F: Float>(va: F, ia: i32, vb: F, ib: i32, #[comptime] op: ReduceOp) -
             let take = takes_over::<F>(va, ia, vb, ib, false);
             (select(take, vb, va), select(take, ib, ia))
         }
+    }
+}
+
+/// An element as the reduction reads it: squared for `SumSquares`, as is otherwise.
+#[cube]
+fn load<F: Float>(x: F, #[comptime] op: ReduceOp) -> F {
+    match op {
+        ReduceOp::SumSquares => x * x,
+        _ => x,
     }
 }
 
@@ -105,7 +116,7 @@ mod kernels {
             let mut acc = identity::<F>(op);
             let mut acc_i = NO_INDEX.runtime();
             for j in 0..row_len {
-                let v = input[base + j as usize * step];
+                let v = load::<F>(input[base + j as usize * step], op);
                 let (a, ai) = combine::<F>(acc, acc_i, v, j as i32, op);
                 acc = a;
                 acc_i = ai;
@@ -135,7 +146,7 @@ mod kernels {
             let mut acc_i = NO_INDEX.runtime();
             let mut j = UNIT_POS;
             while j < row_len {
-                let v = input[base + j as usize * step];
+                let v = load::<F>(input[base + j as usize * step], op);
                 let (a, ai) = combine::<F>(acc, acc_i, v, j as i32, op);
                 acc = a;
                 acc_i = ai;

@@ -2,7 +2,9 @@
 //!
 //! `softmax(x)_j = exp(x_j − m) / Σ_k exp(x_k − m)`, `log_softmax(x)_j = x_j − m − ln Σ_k exp(x_k − m)`
 //! with `m = max_k x_k`, and the fused cross-entropy of integer labels
-//! `ℓ = m + ln Σ_k exp(x_k − m) − x_label`, and `logsumexp(x) = m + ln Σ_k exp(x_k − m)`.
+//! `ℓ = m + ln Σ_k exp(x_k − m) − x_label`, and `logsumexp(x) = m + ln Σ_k exp(x_k − m)`; the
+//! cross-entropy's gradient `∂ℓ/∂x_j · g = (softmax(x)_j − [j = label]) · g_row` in one pass, and
+//! whether the row's first maximum (a NaN counts as the maximum) is its label.
 //!
 //! Rows come as the last dimension of a strided view (as in [`crate::reduce`]); outputs are contiguous.
 //! A row whose maximum is ±inf or NaN yields NaN (or ±inf) rather than a silently wrong finite number.
@@ -23,6 +25,11 @@ pub enum SoftmaxMode {
     LogSumExp,
     /// Writes one loss per row; the label of row `r` is `labels[r]`.
     CrossEntropy,
+    /// Writes `(softmax(x)_j − [j = label]) · scale[r]` for every element (the cross-entropy's
+    /// gradient for an upstream gradient `scale[r]` of row `r`'s loss).
+    CrossEntropyGrad,
+    /// Writes one value per row: 1 when the row's first maximum is at its label, else 0.
+    Correct,
 }
 
 /// Shift that keeps `exp(x - shift)` finite: the max when finite, else 0 (so an all `-inf` row gives
@@ -33,10 +40,12 @@ fn safe_shift<F: Float>(m: F) -> F {
 }
 
 #[cube]
+#[allow(clippy::too_many_arguments)]
 fn write_row<F: Float>(
     input: &Tensor<F>,
     output: &mut Array<F>,
     labels: &Array<i32>,
+    scale: &Array<F>,
     base: usize,
     step: usize,
     row: usize,
@@ -79,6 +88,32 @@ fn write_row<F: Float>(
                 output[row] = m + sum.ln() - x;
             }
         }
+        SoftmaxMode::CrossEntropyGrad => {
+            let inv = F::new(1.0) / sum;
+            let g = scale[row];
+            let label = labels[row];
+            let mut j = first;
+            while j < row_len {
+                let x = input[base + j as usize * step];
+                let hot = select(label == j as i32, F::new(1.0), F::new(0.0));
+                output[row * row_len as usize + j as usize] = ((x - m).exp() * inv - hot) * g;
+                j += stride;
+            }
+        }
+        SoftmaxMode::Correct => {
+            if first == 0 {
+                let mut best = input[base];
+                let mut at = 0u32;
+                for j in 1..row_len {
+                    let x = input[base + j as usize * step];
+                    if !is_nan::<F>(best) && (x > best || is_nan::<F>(x)) {
+                        best = x;
+                        at = j;
+                    }
+                }
+                output[row] = select(labels[row] == at as i32, F::new(1.0), F::new(0.0));
+            }
+        }
     }
 }
 
@@ -96,6 +131,7 @@ mod kernels {
         input: &Tensor<F>,
         output: &mut Array<F>,
         labels: &Array<i32>,
+        scale: &Array<F>,
         in_offset: u32,
         rows: u32,
         row_len: u32,
@@ -116,7 +152,7 @@ mod kernels {
                 sum += (input[base + j as usize * step] - m).exp();
             }
             write_row::<F>(
-                input, output, labels, base, step, row, row_len, 0, 1, m, sum, mode,
+                input, output, labels, scale, base, step, row, row_len, 0, 1, m, sum, mode,
             );
         }
     }
@@ -127,6 +163,7 @@ mod kernels {
         input: &Tensor<F>,
         output: &mut Array<F>,
         labels: &Array<i32>,
+        scale: &Array<F>,
         in_offset: u32,
         rows: u32,
         row_len: u32,
@@ -170,7 +207,8 @@ mod kernels {
             }
             let sum = cube_sum::<F>(sum, &mut shared, block);
             write_row::<F>(
-                input, output, labels, base, step, row, row_len, UNIT_POS, block, m, sum, mode,
+                input, output, labels, scale, base, step, row, row_len, UNIT_POS, block, m, sum,
+                mode,
             );
         }
     }

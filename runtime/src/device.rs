@@ -60,7 +60,7 @@ pub struct Device {
 
 /// What a device has done since it opened or since [`Device::reset_stats`]: the work that bounds
 /// small models' steps (each launch costs ~64 µs on Mesa lavapipe, each read-back a full sync).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeviceStats {
     /// Kernel launches.
     pub launches: u64,
@@ -74,24 +74,41 @@ pub struct DeviceStats {
     pub uploads: u64,
     /// Launches per kernel name.
     pub kernels: BTreeMap<&'static str, u64>,
+    /// Output buffers per op name (which ops ran).
+    pub ops: BTreeMap<&'static str, u64>,
+    /// Seconds per kernel name, measured only while [`Device::set_profiling`] is on (each launch
+    /// then waits for the device before and after, so the total runs slower).
+    pub kernel_seconds: BTreeMap<&'static str, f64>,
 }
 
 impl DeviceStats {
     /// What happened between `earlier` and this snapshot.
     pub fn since(&self, earlier: &DeviceStats) -> DeviceStats {
-        let kernels = self
-            .kernels
-            .iter()
-            .map(|(k, &n)| (*k, n - earlier.kernels.get(k).copied().unwrap_or(0)))
-            .filter(|&(_, n)| n > 0)
-            .collect();
+        let diff = |now: &BTreeMap<&'static str, u64>, then: &BTreeMap<&'static str, u64>| {
+            now.iter()
+                .map(|(k, &n)| (*k, n - then.get(k).copied().unwrap_or(0)))
+                .filter(|&(_, n)| n > 0)
+                .collect()
+        };
         DeviceStats {
             launches: self.launches - earlier.launches,
             syncs: self.syncs - earlier.syncs,
             allocations: self.allocations - earlier.allocations,
             bytes_allocated: self.bytes_allocated - earlier.bytes_allocated,
             uploads: self.uploads - earlier.uploads,
-            kernels,
+            kernels: diff(&self.kernels, &earlier.kernels),
+            ops: diff(&self.ops, &earlier.ops),
+            kernel_seconds: self
+                .kernel_seconds
+                .iter()
+                .map(|(k, &s)| {
+                    (
+                        *k,
+                        s - earlier.kernel_seconds.get(k).copied().unwrap_or(0.0),
+                    )
+                })
+                .filter(|&(_, s)| s > 0.0)
+                .collect(),
         }
     }
 }
@@ -105,6 +122,9 @@ struct Counters {
     bytes_allocated: AtomicU64,
     uploads: AtomicU64,
     kernels: Mutex<BTreeMap<&'static str, u64>>,
+    ops: Mutex<BTreeMap<&'static str, u64>>,
+    profiling: std::sync::atomic::AtomicBool,
+    kernel_seconds: Mutex<BTreeMap<&'static str, f64>>,
 }
 
 /// What one device can hold and launch, read from the backend when the device opens. Every
@@ -317,6 +337,12 @@ impl Device {
             bytes_allocated: c.bytes_allocated.load(Ordering::Relaxed),
             uploads: c.uploads.load(Ordering::Relaxed),
             kernels: c.kernels.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            ops: c.ops.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            kernel_seconds: c
+                .kernel_seconds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 
@@ -333,6 +359,31 @@ impl Device {
             counter.store(0, Ordering::Relaxed);
         }
         c.kernels.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        c.ops.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        c.kernel_seconds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Turns timing every launch on or off (see [`DeviceStats::kernel_seconds`]).
+    pub fn set_profiling(&self, on: bool) {
+        self.counters.profiling.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether launches are being timed.
+    pub(crate) fn profiling(&self) -> bool {
+        self.counters.profiling.load(Ordering::Relaxed)
+    }
+
+    /// Adds `seconds` to `kernel`'s measured time.
+    pub(crate) fn add_kernel_time(&self, kernel: &'static str, seconds: f64) {
+        let mut times = self
+            .counters
+            .kernel_seconds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *times.entry(kernel).or_insert(0.0) += seconds;
     }
 
     /// Counts a launch of `kernel`.
@@ -351,9 +402,14 @@ impl Device {
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a buffer of `bytes` (an upload when `upload`).
-    pub(crate) fn count_buffer(&self, bytes: usize, upload: bool) {
+    /// Counts a buffer of `bytes` made by `op` (an upload when `upload`).
+    pub(crate) fn count_buffer(&self, op: &'static str, bytes: usize, upload: bool) {
         let c = &self.counters;
+        *c.ops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(op)
+            .or_insert(0) += 1;
         c.allocations.fetch_add(1, Ordering::Relaxed);
         c.bytes_allocated.fetch_add(bytes as u64, Ordering::Relaxed);
         if upload {

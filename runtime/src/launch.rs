@@ -34,9 +34,11 @@ macro_rules! launch {
         let (count, dim) = ($count, $dim);
         $crate::launch::check_launch(&$device, stringify!($kernel), &count, &dim)?;
         $device.count_launch(stringify!($kernel));
+        let timer = $crate::launch::start_timer(&$device)?;
         $crate::device::dispatch!($device, |client, R| unsafe {
             $kernel::launch_unchecked::<$($($generic,)+)? R>(client, count, dim $(, $arg)*)
-        })
+        });
+        $crate::launch::stop_timer(&$device, stringify!($kernel), timer)?;
     }};
 }
 pub(crate) use launch;
@@ -54,6 +56,28 @@ pub(crate) fn check_launch(
         CubeCount::Dynamic(_) => return Ok(()),
     };
     device.check_launch(kernel, count, dim.num_elems())
+}
+
+/// When the device is profiling: waits for it and starts a clock.
+pub(crate) fn start_timer(device: &Device) -> Result<Option<std::time::Instant>> {
+    if !device.profiling() {
+        return Ok(None);
+    }
+    device.sync()?;
+    Ok(Some(std::time::Instant::now()))
+}
+
+/// When a clock was started: waits for the device and books the time to `kernel`.
+pub(crate) fn stop_timer(
+    device: &Device,
+    kernel: &'static str,
+    timer: Option<std::time::Instant>,
+) -> Result<()> {
+    if let Some(start) = timer {
+        device.sync()?;
+        device.add_kernel_time(kernel, start.elapsed().as_secs_f64());
+    }
+    Ok(())
 }
 
 /// Units per cube for one-unit-per-element kernels.
@@ -112,7 +136,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         let n = check_shape(op, shape)?;
         let bytes = device.check_buffer(op, n, dtype)?;
-        device.count_buffer(bytes, false);
+        device.count_buffer(op, bytes, false);
         let handle = dispatch!(device, |client, R| client.empty(bytes));
         let t = Tensor {
             handle,

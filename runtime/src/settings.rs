@@ -6,6 +6,7 @@
 //! | `DYNLAB_MATMUL_TUNE` | `0` turns off timing the matmul kernels per shape class: a fixed rule picks them (bit-identical reruns) | on | on each product that could be tuned |
 //! | `DYNLAB_CONV_TUNE` | `0` turns off timing im2col against the implicit GEMM per convolution shape: im2col is always used | on | on each convolution that could be tuned |
 //! | `DYNLAB_FORCE_HOST_EIGH` | `1` sends every eigendecomposition and SVD to the f64 host solver | off | on each call |
+//! | `DYNLAB_FUSION` | `0` turns off the fused first-order backward rules (each rule then runs its chain of ops) | on | once per process, then cached |
 //! | `DYNLAB_POISON` | `1` fills every fresh output buffer with NaN (`i32::MIN` for integers) before its kernel runs, as [`set_poison_outputs`](crate::set_poison_outputs)`(true)` does | off | once per process, then cached |
 //!
 //! For the switches, any value other than the one named (or one that is not Unicode) leaves the
@@ -42,6 +43,14 @@ pub fn conv_tune() -> bool {
 /// `DYNLAB_FORCE_HOST_EIGH=1`. Read on each call, so a process may switch it at run time.
 pub fn force_host_eigh() -> bool {
     std::env::var("DYNLAB_FORCE_HOST_EIGH").is_ok_and(|v| v == "1")
+}
+
+/// Whether first-order backward rules run their fused kernels (GELU, tanh, sigmoid and ReLU
+/// derivatives, the cross-entropy's gradient): true unless `DYNLAB_FUSION=0`. Read on the first
+/// call and cached for the process (the autodiff reads it in every rule).
+pub fn fusion() -> bool {
+    static FUSION: OnceLock<bool> = OnceLock::new();
+    *FUSION.get_or_init(|| std::env::var("DYNLAB_FUSION").map_or(true, |v| v != "0"))
 }
 
 /// Whether fresh output buffers are poisoned with NaN: true when `DYNLAB_POISON=1`. Read on the

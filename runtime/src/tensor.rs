@@ -59,7 +59,7 @@ impl Tensor {
             ));
         }
         let size = device.check_buffer(op, n, E::DTYPE)?;
-        device.count_buffer(size, true);
+        device.count_buffer(op, size, true);
         let mut bytes: Vec<u8> = bytemuck::cast_slice(data).to_vec();
         if bytes.is_empty() {
             bytes = vec![0; E::DTYPE.size()];
@@ -130,6 +130,40 @@ impl Tensor {
         }
     }
 
+    /// Reads several f32 tensors of one device back with a single synchronisation (no copies on
+    /// the device): their elements in row-major order, one vector per tensor.
+    pub fn read_many(tensors: &[&Tensor]) -> Result<Vec<Vec<f32>>> {
+        let op = "Tensor::read_many";
+        let Some(first) = tensors.first() else {
+            return Ok(Vec::new());
+        };
+        let views = tensors
+            .iter()
+            .map(|t| {
+                t.expect_f32(op)?;
+                first.expect_same_device(op, t)?;
+                t.contiguous()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let handles = views.iter().map(|t| t.handle.clone()).collect();
+        first.device.count_sync();
+        let bytes = dispatch!(first.device, |client, R| {
+            cubecl::future::block_on(client.read_async(handles))
+        })
+        .map_err(|e| Error::Backend {
+            op,
+            message: format!("{e:?}"),
+        })?;
+        Ok(views
+            .iter()
+            .zip(&bytes)
+            .map(|(t, b)| {
+                let start = t.offset * 4;
+                bytemuck::pod_collect_to_vec(&b[start..start + t.numel() * 4])
+            })
+            .collect())
+    }
+
     /// The single value of a one-element f32 tensor.
     pub fn item(&self) -> Result<f32> {
         if self.numel() != 1 {
@@ -157,9 +191,13 @@ impl Tensor {
         Self::filled("Tensor::ones", shape, 1.0, device)
     }
 
-    /// [`Tensor::full`] reporting errors as `op`.
+    /// [`Tensor::full`] reporting errors as `op`. Small tensors are uploaded (no launch).
     fn filled(op: &'static str, shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
         use dynlab_kernels::fill::fill;
+        const UPLOAD_MAX: usize = 256;
+        if check_shape(op, shape)? <= UPLOAD_MAX {
+            return Tensor::from_vec(vec![value; numel(shape)], shape, device);
+        }
         let out = Tensor::alloc(op, shape, DType::F32, device)?;
         let n = out.numel();
         if n > 0 {

@@ -15,6 +15,7 @@ mod gradcheck;
 pub mod reference;
 
 pub use cases::{assert_close, host_f64, layouts, random, HostRng, SHAPES};
+
 pub use dynlab_test_macros::device_test;
 pub use gradcheck::{check_gradients, weighted_sum};
 
@@ -33,14 +34,7 @@ thread_local! {
 /// backend's default adapter), or `Device::default()` in a plain `#[test]`. Panics with the reason
 /// when the device cannot be opened (a test on a backend is a claim that it runs there).
 pub fn device() -> Device {
-    let requested = std::env::var("DYNLAB_DEVICE").unwrap_or_default();
-    let requested = requested.trim();
-    let name = match BACKEND.with(|b| b.borrow().clone()) {
-        Some(backend) if backend_of(requested) == backend => requested.to_string(),
-        Some(backend) => backend,
-        None if requested.is_empty() => "wgpu".to_string(),
-        None => requested.to_string(),
-    };
+    let name = device_name();
     static OPEN: Mutex<Option<HashMap<String, Device>>> = Mutex::new(None);
     let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
     let open = open.get_or_insert_with(HashMap::new);
@@ -51,6 +45,26 @@ pub fn device() -> Device {
     let d = Device::from_name(&name).unwrap_or_else(|e| panic!("test device `{name}`: {e}"));
     open.insert(name, d.clone());
     d
+}
+
+/// A handle of its own to the running test's device, with counters of its own: its
+/// [`Device::stats`] count only what the test does on it while other tests run in parallel.
+pub fn private_device() -> Device {
+    let name = device_name();
+    dynlab_runtime::set_poison_outputs(true);
+    Device::from_name(&name).unwrap_or_else(|e| panic!("test device `{name}`: {e}"))
+}
+
+/// The name of the running test's device (see [`device`]).
+fn device_name() -> String {
+    let requested = std::env::var("DYNLAB_DEVICE").unwrap_or_default();
+    let requested = requested.trim();
+    match BACKEND.with(|b| b.borrow().clone()) {
+        Some(backend) if backend_of(requested) == backend => requested.to_string(),
+        Some(backend) => backend,
+        None if requested.is_empty() => "wgpu".to_string(),
+        None => requested.to_string(),
+    }
 }
 
 /// The backend a device name belongs to (`wgpu`, `vulkan` and `metal` are wgpu adapters).

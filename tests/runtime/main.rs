@@ -3,6 +3,7 @@
 
 mod elementwise;
 mod errors;
+mod fused;
 mod hardening;
 mod index;
 mod matmul;

@@ -5,6 +5,7 @@
 
 mod config;
 mod data;
+mod fusion;
 mod grokking;
 mod optim;
 mod optim_state;

@@ -264,6 +264,9 @@ fn multi_tensor_norms_match_reference() {
     assert!(Tensor::sum_squares(&[]).is_err());
 }
 
+/// A parameter's host Adam state: value, first and second moments, per-element step counts.
+type HostAdam = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
 #[device_test]
 fn multi_tensor_adam_matches_reference_per_parameter() {
     let mut rng = HostRng::new(22);
@@ -275,7 +278,7 @@ fn multi_tensor_adam_matches_reference_per_parameter() {
             let mut ms: Vec<Tensor> = params.iter().map(zeros).collect();
             let mut vs: Vec<Tensor> = params.iter().map(zeros).collect();
             let mut counts: Vec<Tensor> = params.iter().map(zeros).collect();
-            let mut states: Vec<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> = items
+            let mut states: Vec<HostAdam> = items
                 .iter()
                 .map(|(_, v)| {
                     (

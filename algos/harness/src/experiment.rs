@@ -61,6 +61,11 @@ pub trait Experiment {
 
     /// The seeds the run used, by name (recorded in the summary).
     fn seeds(&self) -> Vec<(&'static str, u64)>;
+
+    /// Training steps taken so far (the summary reports launches and syncs per step).
+    fn steps(&self) -> u64 {
+        0
+    }
 }
 
 /// What a call of [`run_experiment`] did.
@@ -78,6 +83,10 @@ pub struct Outcome {
     pub units_per_second: f64,
     /// Wall-clock seconds of the whole run, across resumes.
     pub seconds: f64,
+    /// Kernel launches per training step in this call (`None` without a device or steps).
+    pub launches_per_step: Option<f64>,
+    /// Host synchronisations per training step in this call.
+    pub syncs_per_step: Option<f64>,
 }
 
 /// Runs (or resumes) `experiment` in `<runs_dir>/<name>`, starting from the empty `history` (its
@@ -101,6 +110,7 @@ pub fn run_experiment(
     }
     run.write("config.toml", resolved_config.as_bytes())?;
     let started = Instant::now();
+    let (stats_before, steps_before) = (experiment.device().map(Device::stats), experiment.steps());
     let elapsed = |started: &Instant| seconds_before + started.elapsed().as_secs_f64();
     let save = |experiment: &dyn Experiment, history: &History, unit: u64, seconds: f64| {
         let record = Record::default()
@@ -133,6 +143,15 @@ pub fn run_experiment(
         }
     }
     progress.finish();
+    let steps = experiment.steps() - steps_before;
+    let per_step = match (experiment.device(), stats_before) {
+        (Some(device), Some(before)) if steps > 0 => {
+            let used = device.stats().since(&before);
+            let per = |v: u64| v as f64 / steps as f64;
+            Some((per(used.launches), per(used.syncs)))
+        }
+        _ => None,
+    };
     save(experiment, &history, unit, elapsed(&started))?;
     let mut summary = Summary::default();
     experiment.finish(&run, &history, &mut summary)?;
@@ -144,6 +163,10 @@ pub fn run_experiment(
         &format!("{unit_name}_per_second"),
         (unit as f64 / seconds.max(1e-9) * 100.0).round() / 100.0,
     );
+    if let Some((launches, syncs)) = per_step {
+        summary.set("launches_per_step", (launches * 10.0).round() / 10.0);
+        summary.set("syncs_per_step", (syncs * 100.0).round() / 100.0);
+    }
     summary.set_provenance(experiment.device(), &experiment.seeds());
     summary.write(&run)?;
     Ok(Outcome {
@@ -151,6 +174,8 @@ pub fn run_experiment(
         units_run: unit - first_unit,
         units_per_second: (unit - first_unit) as f64 / this_call.max(1e-9),
         seconds,
+        launches_per_step: per_step.map(|p| p.0),
+        syncs_per_step: per_step.map(|p| p.1),
         history,
         summary,
     })

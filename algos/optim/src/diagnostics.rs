@@ -6,12 +6,14 @@
 //!   the weight decay dominates the step.
 //!
 //! The bias corrections use each parameter's own step count (with per-element counts, the
-//! parameter's count of steps taken, not each element's).
+//! parameter's count of steps taken, not each element's). One fused launch per chunk of parameters
+//! (`Tensor::adam_stats`); the sums run in a different order than a per-tensor reduction, so the
+//! values agree with one to f32 rounding.
 
 use crate::optimizer::{Method, Optimizer};
 use crate::state::ParamState;
 use dynlab_models::Module;
-use dynlab_runtime::{Result, Tensor};
+use dynlab_runtime::{AdamStatsTensor, Result, Tensor};
 
 /// Adam statistics over all parameters with state (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -26,10 +28,47 @@ pub struct AdamDiagnostics {
     pub update_to_decay: f32,
 }
 
+/// Raw Adam statistics on the device: what [`Optimizer::adam_diagnostics_raw`] returns.
+#[derive(Clone, Debug)]
+pub struct RawAdamStats {
+    /// `[chunks · 5]` partial sums and maxima (see `Tensor::adam_stats`).
+    pub partials: Tensor,
+    /// Elements with Adam state.
+    pub count: usize,
+}
+
+impl AdamDiagnostics {
+    /// The statistics from the partials read back (`count` elements).
+    pub fn from_partials(partials: &[f32], count: usize) -> AdamDiagnostics {
+        let column = |j: usize| partials.iter().skip(j).step_by(5);
+        let n = count as f32;
+        AdamDiagnostics {
+            effective_step_mean: column(0).sum::<f32>() / n,
+            effective_step_max: column(1).copied().fold(f32::MIN, f32::max),
+            moment_ratio_mean: column(2).sum::<f32>() / n,
+            update_to_decay: (column(3).sum::<f32>() / column(4).sum::<f32>()).sqrt(),
+        }
+    }
+}
+
 impl Optimizer {
     /// Adam statistics at the current state and learning rate `lr` (`None` for SGD or before the
-    /// first step). One host read-back.
+    /// first step), computed on the device in one launch (per chunk of parameters). One host
+    /// read-back.
     pub fn adam_diagnostics(&self, model: &dyn Module, lr: f32) -> Result<Option<AdamDiagnostics>> {
+        let Some(raw) = self.adam_diagnostics_raw(model, lr)? else {
+            return Ok(None);
+        };
+        let host = raw.partials.to_vec::<f32>()?;
+        Ok(Some(AdamDiagnostics::from_partials(&host, raw.count)))
+    }
+
+    /// The statistics left on the device (read them with the interval's other metrics).
+    pub fn adam_diagnostics_raw(
+        &self,
+        model: &dyn Module,
+        lr: f32,
+    ) -> Result<Option<RawAdamStats>> {
         let Method::Adam {
             beta1,
             beta2,
@@ -39,50 +78,35 @@ impl Optimizer {
         else {
             return Ok(None);
         };
-        let mut sums = Vec::new();
-        let mut maxes = Vec::new();
+        let params = model.params();
+        let mut items = Vec::new();
         let mut count = 0usize;
-        for (name, param) in model.params() {
-            let Some(ParamState::Adam(state)) = self.state(&name) else {
+        for (name, param) in &params {
+            let Some(ParamState::Adam(state)) = self.state(name) else {
                 continue;
             };
-            let (m, v) = (&state.m, &state.v);
             let t = state.step.min(i32::MAX as u64) as i32;
-            let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
-            let denom = v.div_scalar(c2)?.sqrt()?.add_scalar(eps)?;
-            let eff = denom.recip()?.mul_scalar(lr)?;
-            let ratio = m.div_scalar(c1)?.abs()?.div(&denom)?;
             let decay = if decoupled {
                 self.group(param.kind()).0
             } else {
                 0.0
             };
-            let decayed = if decay > 0.0 { 1.0 } else { 0.0 };
-            let update_sq = ratio.square()?.sum_all()?.mul_scalar(lr * lr * decayed)?;
-            let decay_sq = param
-                .value()
-                .square()?
-                .sum_all()?
-                .mul_scalar(lr * lr * decay * decay)?;
-            for s in [eff.sum_all()?, ratio.sum_all()?, update_sq, decay_sq] {
-                sums.push(s.reshape(&[1])?);
-            }
-            maxes.push(eff.max_all()?.reshape(&[1])?);
-            count += m.numel();
+            items.push(AdamStatsTensor {
+                m: &state.m,
+                v: &state.v,
+                param: param.value(),
+                c1: 1.0 - beta1.powi(t),
+                c2: 1.0 - beta2.powi(t),
+                decay,
+            });
+            count += state.m.numel();
         }
         if count == 0 {
             return Ok(None);
         }
-        let all: Vec<&Tensor> = sums.iter().chain(&maxes).collect();
-        let host = Tensor::cat(&all, 0)?.to_vec::<f32>()?;
-        let (sums, maxes) = host.split_at(sums.len());
-        let total = |k: usize| sums.iter().skip(k).step_by(4).sum::<f32>();
-        let n = count as f32;
-        Ok(Some(AdamDiagnostics {
-            effective_step_mean: total(0) / n,
-            effective_step_max: maxes.iter().copied().fold(f32::MIN, f32::max),
-            moment_ratio_mean: total(1) / n,
-            update_to_decay: (total(2) / total(3)).sqrt(),
+        Ok(Some(RawAdamStats {
+            partials: Tensor::adam_stats(&items, lr, eps)?,
+            count,
         }))
     }
 }

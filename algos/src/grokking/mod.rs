@@ -73,6 +73,10 @@ pub struct GrokkingOutcome {
     pub epochs_per_second: f64,
     /// Wall-clock seconds of the whole run, across resumes.
     pub seconds: f64,
+    /// Kernel launches per optimizer step in this call (evaluation and logging included).
+    pub launches_per_step: Option<f64>,
+    /// Host synchronisations per optimizer step in this call.
+    pub syncs_per_step: Option<f64>,
 }
 
 /// Seed of the mini-batch order, derived from the config's seed.
@@ -167,16 +171,16 @@ impl Experiment for Grokking {
 
     fn run_unit(&mut self, epoch: u64, history: &mut History) -> Result<String> {
         self.trainer.epoch(&mut self.train, &mut self.rng)?;
+        self.trainer.evaluate_into(&self.test, "test_")?;
         let train = self.trainer.log()?;
-        let test = self.trainer.evaluate(&self.test)?;
         let row = EpochRow {
             epoch,
             step: self.trainer.optimizer.steps(),
             lr: metric(&train, "lr"),
             train_loss: metric(&train, "loss"),
             train_acc: metric(&train, "acc"),
-            test_loss: metric(&test, "loss"),
-            test_acc: metric(&test, "acc"),
+            test_loss: metric(&train, "test_loss"),
+            test_acc: metric(&train, "test_acc"),
             grad_norm: metric(&train, "grad_norm"),
             weight_norm: metric(&train, "weight_norm"),
             repr_norm: metric(&train, "repr_norm"),
@@ -260,6 +264,10 @@ impl Experiment for Grokking {
             ("batch_order", seed ^ TRAIN_SEED_MIX),
         ]
     }
+
+    fn steps(&self) -> u64 {
+        self.trainer.optimizer.steps()
+    }
 }
 
 /// Runs (or resumes) the experiment described by `config`; `resolved_toml` is saved as the run's
@@ -286,6 +294,8 @@ pub fn run(
         epochs_run: outcome.units_run,
         epochs_per_second: outcome.units_per_second,
         seconds: outcome.seconds,
+        launches_per_step: outcome.launches_per_step,
+        syncs_per_step: outcome.syncs_per_step,
         history: outcome.history,
     })
 }

@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::objective::Forward;
 use dynlab_autodiff::Grads;
 use dynlab_models::Module;
-use dynlab_optim::{global_grad_norm, Optimizer};
+use dynlab_optim::{global_grad_norm, AdamDiagnostics, Optimizer};
 use dynlab_runtime::{Result, Tensor};
 
 /// What a hook sees during a step.
@@ -85,7 +85,7 @@ impl Hook for FeatureNorm {
 
     fn after_backward(&mut self, step: &mut StepView) -> Result<()> {
         let repr = step.forward.tap(&self.tap)?.value();
-        let norm = repr.square()?.sum(1, false)?.sqrt()?.mean_all()?;
+        let norm = repr.norm(2.0, 1, false)?.mean_all()?;
         let rows = step.batch.rows() as f32;
         step.metrics.add(&self.name, &norm, rows)
     }
@@ -103,8 +103,8 @@ impl Hook for WeightNorm {
 }
 
 /// Logs the Adam diagnostics (`adam_effective_step`, `adam_moment_ratio`, `update_to_decay`) at
-/// logs whose index is a multiple of `every` (one read-back of their own; 0: never); absent for
-/// SGD and before the first step.
+/// logs whose index is a multiple of `every` (0: never): one fused launch, read back with the other
+/// metrics; absent for SGD and before the first step.
 pub struct AdamStats {
     /// Log interval in logs.
     pub every: u64,
@@ -115,13 +115,28 @@ impl Hook for AdamStats {
         if self.every == 0 || !log.index.is_multiple_of(self.every) {
             return Ok(());
         }
-        if let Some(d) = log.optimizer.adam_diagnostics(&*log.model, log.lr)? {
-            log.metrics
-                .set_host("adam_effective_step", d.effective_step_mean);
-            log.metrics
-                .set_host("adam_moment_ratio", d.moment_ratio_mean);
-            log.metrics.set_host("update_to_decay", d.update_to_decay);
-        }
-        Ok(())
+        let Some(raw) = log.optimizer.adam_diagnostics_raw(&*log.model, log.lr)? else {
+            return Ok(());
+        };
+        let n = raw.count;
+        let stat = move |pick: fn(&AdamDiagnostics) -> f32| {
+            move |partials: &[f32]| pick(&AdamDiagnostics::from_partials(partials, n))
+        };
+        let m = &mut *log.metrics;
+        m.set_derived(
+            "adam_effective_step",
+            &raw.partials,
+            stat(|d| d.effective_step_mean),
+        )?;
+        m.set_derived(
+            "adam_moment_ratio",
+            &raw.partials,
+            stat(|d| d.moment_ratio_mean),
+        )?;
+        m.set_derived(
+            "update_to_decay",
+            &raw.partials,
+            stat(|d| d.update_to_decay),
+        )
     }
 }

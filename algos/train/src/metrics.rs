@@ -1,25 +1,33 @@
 //! Metrics that stay on the device between log points. Each metric is a weighted mean over the
 //! interval (`Σ wᵢ xᵢ / Σ wᵢ`: a loss weighted by batch rows, a gradient norm with weight 1), or a
 //! value set once (a weight norm computed at log time). [`Metrics::read`] brings every metric back
-//! in one read-back and starts a new interval. The host sums the values in the order they were
-//! added, in f32.
+//! in one read-back and starts a new interval; recording costs no launch. The host forms `wᵢ xᵢ`
+//! and sums them in the order they were added, in f32.
 
 use dynlab_runtime::{Error, Result, Tensor};
 use std::collections::BTreeMap;
 
 /// One metric of the current interval.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Entry {
-    /// Weighted values `wᵢ xᵢ` (device scalars) and `Σ wᵢ`.
-    Mean { values: Vec<Tensor>, weight: f32 },
+    /// Values `xᵢ` (device scalars) with their weights `wᵢ`, and `Σ wᵢ`.
+    Mean {
+        values: Vec<(Tensor, f32)>,
+        weight: f32,
+    },
     /// A device scalar set at log time (boxed: a tensor handle is large).
     Value(Box<Tensor>),
     /// A host value.
     Host(f32),
+    /// A value the host derives at read time from a device tensor's elements.
+    Derived(Box<Tensor>, Derive),
 }
 
+/// How a derived metric is formed from the elements read back.
+type Derive = std::rc::Rc<dyn Fn(&[f32]) -> f32>;
+
 /// Device-side accumulators by name (see the module docs).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Metrics {
     entries: BTreeMap<String, Entry>,
 }
@@ -34,18 +42,14 @@ impl Metrics {
                 "a scalar",
             ));
         }
-        let weighted = if weight == 1.0 {
-            value.reshape(&[1])?
-        } else {
-            value.mul_scalar(weight)?.reshape(&[1])?
-        };
+        let value = value.reshape(&[1])?;
         let entry = self.entries.entry(name.to_string()).or_insert(Entry::Mean {
             values: Vec::new(),
             weight: 0.0,
         });
         match entry {
             Entry::Mean { values, weight: w } => {
-                values.push(weighted);
+                values.push((value, weight));
                 *w += weight;
                 Ok(())
             }
@@ -59,6 +63,20 @@ impl Metrics {
             name.to_string(),
             Entry::Value(Box::new(value.reshape(&[1])?)),
         );
+        Ok(())
+    }
+
+    /// Sets `name` to `derive(values)`, `values` the elements of `tensor` read back with the other
+    /// metrics (so a statistic that needs several device numbers costs no read of its own).
+    pub fn set_derived(
+        &mut self,
+        name: &str,
+        tensor: &Tensor,
+        derive: impl Fn(&[f32]) -> f32 + 'static,
+    ) -> Result<()> {
+        let flat = tensor.reshape(&[-1])?;
+        let entry = Entry::Derived(Box::new(flat), std::rc::Rc::new(derive));
+        self.entries.insert(name.to_string(), entry);
         Ok(())
     }
 
@@ -78,25 +96,26 @@ impl Metrics {
         let device: Vec<&Tensor> = entries
             .values()
             .flat_map(|e| match e {
-                Entry::Mean { values, .. } => values.iter().collect(),
-                Entry::Value(t) => vec![t.as_ref()],
+                Entry::Mean { values, .. } => values.iter().map(|(t, _)| t).collect(),
+                Entry::Value(t) | Entry::Derived(t, _) => vec![t.as_ref()],
                 Entry::Host(_) => vec![],
             })
             .collect();
-        let host = if device.is_empty() {
-            Vec::new()
-        } else {
-            Tensor::cat(&device, 0)?.to_vec::<f32>()?
-        };
+        let host: Vec<f32> = Tensor::read_many(&device)?.into_iter().flatten().collect();
         let mut next = host.iter();
         let mut out = BTreeMap::new();
         for (name, entry) in &entries {
             let value = match entry {
                 Entry::Mean { values, weight } => {
-                    let sum = next.by_ref().take(values.len()).sum::<f32>();
+                    let taken = next.by_ref().take(values.len());
+                    let sum = taken.zip(values).map(|(x, (_, w))| x * w).sum::<f32>();
                     sum / weight
                 }
                 Entry::Value(_) => *next.next().expect("one value read per entry"),
+                Entry::Derived(t, derive) => {
+                    let values: Vec<f32> = next.by_ref().take(t.numel()).copied().collect();
+                    derive(&values)
+                }
                 Entry::Host(v) => *v,
             };
             out.insert(name.clone(), value);

@@ -88,13 +88,10 @@ impl Objective for CrossEntropy {
     }
 }
 
-/// Fraction of rows of `logits [N, C]` whose argmax equals the label, as a device scalar.
+/// Fraction of rows of `logits [N, C]` whose argmax equals the label, as a device scalar (one
+/// fused row pass, then the mean).
 pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    logits
-        .argmax(1, false)?
-        .to_dtype(DType::F32)?
-        .eq(&labels.to_dtype(DType::F32)?)?
-        .mean_all()
+    logits.correct(labels)?.mean_all()
 }
 
 /// Mean squared error over every element.

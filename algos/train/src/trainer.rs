@@ -193,27 +193,40 @@ impl<M: Module> Trainer<M> {
     /// The objective's loss and metrics on `batch` in evaluation mode, without recording (one
     /// read-back).
     pub fn evaluate(&self, batch: &Batch) -> Result<BTreeMap<String, f32>> {
+        let mut metrics = Metrics::default();
+        self.evaluate_with(batch, &mut metrics, "")?;
+        metrics.read()
+    }
+
+    /// [`Trainer::evaluate`] left on the device: the loss and metrics join the interval's metrics
+    /// as `<prefix>loss`, `<prefix>acc`, … and come back with the next [`Trainer::log`].
+    pub fn evaluate_into(&mut self, batch: &Batch, prefix: &str) -> Result<()> {
+        let mut metrics = std::mem::take(&mut self.metrics);
+        let result = self.evaluate_with(batch, &mut metrics, prefix);
+        self.metrics = metrics;
+        result
+    }
+
+    fn evaluate_with(&self, batch: &Batch, metrics: &mut Metrics, prefix: &str) -> Result<()> {
         no_grad(|| {
             let taps = self.objective.taps();
             let mut ctx = Ctx::eval().with_taps(&taps);
-            let output = self
-                .model
-                .forward(&Var::constant(batch.inputs.clone()), &mut ctx)?;
+            let input = Var::constant(batch.inputs.clone());
+            let output = self.model.forward(&input, &mut ctx)?;
             let forward = Forward {
                 mode: Mode::Eval,
                 output,
                 taps: ctx.take_taps(),
             };
             let loss = self.objective.loss(&forward, &batch.targets)?;
-            let mut metrics = Metrics::default();
-            metrics.add("loss", loss.total.value(), 1.0)?;
+            metrics.set(&format!("{prefix}loss"), loss.total.value())?;
             for (name, term) in &loss.terms {
-                metrics.add(name, term.value(), 1.0)?;
+                metrics.set(&format!("{prefix}{name}"), term.value())?;
             }
             for (name, value) in &loss.metrics {
-                metrics.add(name, value, 1.0)?;
+                metrics.set(&format!("{prefix}{name}"), value)?;
             }
-            metrics.read()
+            Ok(())
         })
     }
 }

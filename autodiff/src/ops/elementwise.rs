@@ -1,7 +1,7 @@
 //! Elementwise ops on [`Var`]: broadcasting binary ops, their scalar forms, and unary maps and
 //! activations (the runtime's `ops/elementwise.rs`).
 
-use super::{mask, output_for_rule};
+use super::{fused, mask, output_for_rule};
 use crate::var::Var;
 use dynlab_runtime::{Result, Tensor};
 
@@ -270,10 +270,13 @@ impl Var {
 
     /// `max(x, 0)`; gradient `g` where `x > 0`, 0 elsewhere.
     pub fn relu(&self) -> Result<Var> {
-        let value = self.value().relu()?;
-        let m = mask(self.value().gt_scalar(0.0)?);
+        let x = self.value().clone();
+        let value = x.relu()?;
         Ok(Var::from_op("relu", value, &[self], move |g| {
-            Ok(vec![Some(g.mul(&m)?)])
+            if fused() {
+                return Ok(vec![Some(Var::constant(x.relu_backward(g.value())?))]);
+            }
+            Ok(vec![Some(g.mul(&mask(x.gt_scalar(0.0)?))?)])
         }))
     }
 
@@ -297,6 +300,9 @@ impl Var {
         let (x, value) = (self.clone(), self.value().tanh()?);
         let saved = value.clone();
         Ok(Var::from_op("tanh", value, &[self], move |g| {
+            if fused() {
+                return Ok(vec![Some(Var::constant(saved.tanh_backward(g.value())?))]);
+            }
             let y = output_for_rule(&saved, || x.tanh())?;
             Ok(vec![Some(g.mul(&y.square()?.rsub_scalar(1.0)?)?)])
         }))
@@ -307,6 +313,11 @@ impl Var {
         let (x, value) = (self.clone(), self.value().sigmoid()?);
         let saved = value.clone();
         Ok(Var::from_op("sigmoid", value, &[self], move |g| {
+            if fused() {
+                return Ok(vec![Some(Var::constant(
+                    saved.sigmoid_backward(g.value())?,
+                ))]);
+            }
             let y = output_for_rule(&saved, || x.sigmoid())?;
             Ok(vec![Some(g.mul(&y)?.mul(&y.rsub_scalar(1.0)?)?)])
         }))
@@ -349,6 +360,11 @@ impl Var {
         let x = self.clone();
         let value = self.value().gelu()?;
         Ok(Var::from_op("gelu", value, &[self], move |g| {
+            if fused() {
+                return Ok(vec![Some(Var::constant(
+                    x.value().gelu_backward(g.value())?,
+                ))]);
+            }
             let cdf = x
                 .mul_scalar(std::f32::consts::FRAC_1_SQRT_2)?
                 .erf()?
@@ -368,6 +384,10 @@ impl Var {
         let x = self.clone();
         let value = self.value().gelu_tanh()?;
         Ok(Var::from_op("gelu_tanh", value, &[self], move |g| {
+            if fused() {
+                let d = x.value().gelu_tanh_backward(g.value())?;
+                return Ok(vec![Some(Var::constant(d))]);
+            }
             const K: f32 = 0.797_884_6;
             const C: f32 = 0.044_715;
             let t = x.add(&x.powf(3.0)?.mul_scalar(C)?)?.mul_scalar(K)?.tanh()?;

@@ -1,6 +1,6 @@
 //! The softmax family on [`Var`]: softmax, log-softmax and the fused cross-entropy.
 
-use super::output_for_rule;
+use super::{fused, output_for_rule};
 use crate::var::Var;
 use dynlab_runtime::{Result, Tensor};
 
@@ -31,8 +31,13 @@ impl Var {
     pub fn cross_entropy_per_sample(&self, labels: &Tensor) -> Result<Var> {
         let x = self.clone();
         let value = self.value().cross_entropy_per_sample(labels)?;
-        let onehot = Var::constant(labels.one_hot(self.shape()[1])?);
+        let labels = labels.clone();
         Ok(Var::from_op("cross_entropy", value, &[self], move |g| {
+            if fused() {
+                let d = x.value().cross_entropy_backward(&labels, g.value())?;
+                return Ok(vec![Some(Var::constant(d))]);
+            }
+            let onehot = Var::constant(labels.one_hot(x.shape()[1])?);
             let d = x.softmax(1)?.sub(&onehot)?;
             Ok(vec![Some(d.mul(&g.unsqueeze(1)?)?)])
         }))

@@ -317,5 +317,15 @@ impl Tensor {
         gt => BinaryOp::Cmp(CmpOp::Gt);
         /// `self >= other` as f32 0/1, broadcasting.
         ge => BinaryOp::Cmp(CmpOp::Ge);
+        /// `grad · GELU'(self)` (exact GELU's backward at `self`), in one pass.
+        gelu_backward => BinaryOp::GeluGrad;
+        /// `grad · d/dx GELU_tanh(self)` (the tanh approximation's backward), in one pass.
+        gelu_tanh_backward => BinaryOp::GeluTanhGrad;
+        /// `grad · (1 − self²)` for `self = tanh x` (tanh's backward from its output).
+        tanh_backward => BinaryOp::TanhGrad;
+        /// `grad · self(1 − self)` for `self = σ(x)` (the sigmoid's backward from its output).
+        sigmoid_backward => BinaryOp::SigmoidGrad;
+        /// `grad · [self > 0]` (ReLU's backward at `self`); a NaN `self` passes no gradient.
+        relu_backward => BinaryOp::ReluGrad;
     }
 }

@@ -298,8 +298,28 @@ impl Tensor {
     }
 }
 
+thread_local! {
+    /// One `[1, 1]` zero tensor per device, bound where a product has no accumulator or bias (the
+    /// kernels do not read it): made once instead of a fill launch per product.
+    static UNUSED: std::cell::RefCell<std::collections::HashMap<String, Tensor>> =
+        Default::default();
+}
+
+fn unused_operand(device: &crate::Device) -> Result<Tensor> {
+    UNUSED.with(|cache| {
+        if let Some(t) = cache.borrow().get(device.name()) {
+            return Ok(t.clone());
+        }
+        let t = Tensor::zeros(&[1, 1], device)?;
+        cache
+            .borrow_mut()
+            .insert(device.name().to_string(), t.clone());
+        Ok(t)
+    })
+}
+
 fn launch_product(op: &'static str, p: &Plan, out: &Tensor, options: MatmulOptions) -> Result<()> {
-    let dummy = Tensor::zeros(&[1, 1], &p.a.device)?;
+    let dummy = unused_operand(&p.a.device)?;
     let c = match options.accumulate {
         Some(c) => {
             c.expect_f32(op)?;

@@ -7,7 +7,7 @@ use crate::launch::{launch, units_grid};
 use crate::tensor::Tensor;
 use crate::DType;
 use cubecl::prelude::*;
-use dynlab_kernels::multi::{adam_multi, sgd_multi, sum_squares, SUM_BLOCK};
+use dynlab_kernels::multi::{adam_multi, adam_stats, sgd_multi, sum_squares, SUM_BLOCK};
 
 /// Most tensors in one launch, whatever the device allows (the kernels unroll over them).
 const MAX_CHUNK: usize = 16;
@@ -76,11 +76,30 @@ pub struct SgdTensor<'a> {
     pub first: bool,
 }
 
-/// A sequence-of-arrays launch argument of whole row-major buffers.
+/// One parameter of [`Tensor::adam_stats`]: its Adam moments, its value and its bias corrections
+/// and decay.
+pub struct AdamStatsTensor<'a> {
+    /// First moment.
+    pub m: &'a Tensor,
+    /// Second moment.
+    pub v: &'a Tensor,
+    /// The parameter.
+    pub param: &'a Tensor,
+    /// `1 − β₁ᵗ`.
+    pub c1: f32,
+    /// `1 − β₂ᵗ`.
+    pub c2: f32,
+    /// Decoupled weight decay `λ` (0: none).
+    pub decay: f32,
+}
+
+/// A sequence-of-arrays launch argument of row-major tensors starting at their buffers' first
+/// element, each as long as the tensor (an empty tensor's buffer holds one element: its array is
+/// empty, so the kernels neither read nor write it).
 fn arrays<R: Runtime>(tensors: &[Tensor]) -> SequenceArg<R, Array<f32>> {
     let mut seq = SequenceArg::new();
     for t in tensors {
-        seq.push(t.buffer_arg());
+        seq.push(unsafe { ArrayArg::from_raw_parts(t.handle.clone(), t.numel()) });
     }
     seq
 }
@@ -297,6 +316,58 @@ impl Tensor {
             outs.extend(news);
         }
         Ok(outs)
+    }
+}
+
+impl Tensor {
+    /// Adam's statistics over `items` in one launch per chunk: `[chunks · 5]` raw partials
+    /// `(Σ lr/d, max lr/d, Σ r, Σ [λ>0]·lr²r², Σ lr²λ²p²)` per chunk, with `d = √(v/c₂) + ε` and
+    /// `r = |m/c₁|/d` (sum the chunks' sums and take the max of their maxima).
+    pub fn adam_stats(items: &[AdamStatsTensor], lr: f32, eps: f32) -> Result<Tensor> {
+        let op = "Tensor::adam_stats";
+        let first = items
+            .first()
+            .ok_or_else(|| Error::value(op, "no parameters", "at least one"))?;
+        let device = first.param.device().clone();
+        let size = chunk_size(&device, 3);
+        let chunks: Vec<&[AdamStatsTensor]> = items.chunks(size).collect();
+        let out = Tensor::alloc(op, &[5 * chunks.len()], DType::F32, &device)?;
+        for (slot, chunk) in chunks.iter().enumerate() {
+            let mut table = Vec::with_capacity(4 * chunk.len());
+            let (mut ms, mut vs, mut ps) = (vec![], vec![], vec![]);
+            for it in chunk.iter() {
+                for t in [it.m, it.v] {
+                    if t.shape() != it.param.shape() {
+                        return Err(Error::shape(
+                            op,
+                            format!("state {:?}", t.shape()),
+                            format!("the parameter's shape {:?}", it.param.shape()),
+                        ));
+                    }
+                }
+                let decayed = if it.decay > 0.0 { 1.0 } else { 0.0 };
+                table.extend([it.c1, it.c2, decayed, it.decay]);
+                ms.push(rowmajor(op, it.m)?);
+                vs.push(rowmajor(op, it.v)?);
+                ps.push(rowmajor(op, it.param)?);
+            }
+            let table = Tensor::from_vec(table, &[4 * chunk.len()], &device)?;
+            launch!(
+                device,
+                adam_stats::<f32>,
+                CubeCount::Static(1, 1, 1),
+                CubeDim::new_1d(SUM_BLOCK),
+                arrays(&ms),
+                arrays(&vs),
+                arrays(&ps),
+                table.buffer_arg(),
+                out.buffer_arg(),
+                lr,
+                eps,
+                slot as u32
+            );
+        }
+        Ok(out)
     }
 }
 

@@ -31,7 +31,8 @@ impl Tensor {
     ) -> Result<(Tensor, Tensor)> {
         self.expect_f32(op)?;
         let rows = Rows::new(op, self, axis)?;
-        if rows.row_len == 0 && kind != ReduceOp::Sum && rows.rows > 0 {
+        let sums = matches!(kind, ReduceOp::Sum | ReduceOp::SumSquares);
+        if rows.row_len == 0 && !sums && rows.rows > 0 {
             return Err(Error::shape(
                 op,
                 format!("an empty axis {} in {:?}", rows.axis, self.shape),
@@ -106,7 +107,18 @@ impl Tensor {
             .reshape(&[k as isize, CHUNK as isize])?;
         let partials = head.reduce(op, 1, false, kind)?.0;
         let tail = flat.narrow(0, k * CHUNK, n - k * CHUNK)?;
-        Tensor::cat(&[&partials, &tail], 0)?.reduce_all(op, kind)
+        // The partials are already squared: the second stage adds them.
+        let rest = if kind == ReduceOp::SumSquares {
+            Tensor::cat(&[&partials, &tail.square()?], 0)?
+        } else {
+            Tensor::cat(&[&partials, &tail], 0)?
+        };
+        let second = if kind == ReduceOp::SumSquares {
+            ReduceOp::Sum
+        } else {
+            kind
+        };
+        rest.reduce_all(op, second)
     }
 
     /// Sum along `axis` (negative counts from the end); `keepdim` keeps it as size 1.
@@ -215,14 +227,18 @@ impl Tensor {
         p: f32,
         reduce: impl Fn(&Tensor, ReduceOp) -> Result<Tensor>,
     ) -> Result<Tensor> {
+        if p.is_nan() {
+            return Err(Error::value("Tensor::norm", "p = NaN", "a real p or ±inf"));
+        }
+        if p == 2.0 {
+            return reduce(self, ReduceOp::SumSquares)?.sqrt();
+        }
         let abs = self.abs()?;
         match p {
-            p if p.is_nan() => Err(Error::value("Tensor::norm", "p = NaN", "a real p or ±inf")),
             f32::INFINITY => reduce(&abs, ReduceOp::Max),
             f32::NEG_INFINITY => reduce(&abs, ReduceOp::Min),
             0.0 => reduce(&abs.ne_scalar(0.0)?, ReduceOp::Sum),
             1.0 => reduce(&abs, ReduceOp::Sum),
-            2.0 => reduce(&abs.square()?, ReduceOp::Sum)?.sqrt(),
             p => reduce(&abs.powf(p)?, ReduceOp::Sum)?.powf(1.0 / p),
         }
     }
@@ -231,8 +247,14 @@ impl Tensor {
     pub fn logsumexp(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         let rows = Rows::new("Tensor::logsumexp", self, axis)?;
         let shape = rows.reduced_shape(&self.shape, keepdim);
-        self.row_kernel("Tensor::logsumexp", axis, SoftmaxMode::LogSumExp, None)?
-            .reshape(&shape)
+        self.row_kernel(
+            "Tensor::logsumexp",
+            axis,
+            SoftmaxMode::LogSumExp,
+            None,
+            None,
+        )?
+        .reshape(&shape)
     }
 
     fn axis_len(&self, op: &'static str, axis: isize) -> Result<usize> {

@@ -10,32 +10,40 @@ use cubecl::prelude::*;
 use dynlab_kernels::softmax::{softmax_rows_cube, softmax_rows_unit, SoftmaxMode};
 
 impl Tensor {
-    /// Runs a softmax-family row kernel over `axis`. Softmax/LogSoftmax return the input's shape;
-    /// LogSumExp/CrossEntropy return one value per row, shape `[rows]`.
+    /// Runs a softmax-family row kernel over `axis`. Softmax, LogSoftmax and CrossEntropyGrad return
+    /// the input's shape; LogSumExp, CrossEntropy and Correct one value per row, shape `[rows]`.
+    /// `labels` (i32, one per row) and `scale` (f32, one per row) are read by the modes that use
+    /// them.
     pub(crate) fn row_kernel(
         &self,
         op: &'static str,
         axis: isize,
         mode: SoftmaxMode,
         labels: Option<&Tensor>,
+        scale: Option<&Tensor>,
     ) -> Result<Tensor> {
         self.expect_f32(op)?;
         let rows = Rows::new(op, self, axis)?;
-        let per_row = matches!(mode, SoftmaxMode::LogSumExp | SoftmaxMode::CrossEntropy);
+        let per_row = matches!(
+            mode,
+            SoftmaxMode::LogSumExp | SoftmaxMode::CrossEntropy | SoftmaxMode::Correct
+        );
         let out_shape = if per_row {
             vec![rows.rows]
         } else {
             rows.view.shape().to_vec()
         };
         let out = Tensor::alloc(op, &out_shape, DType::F32, &self.device)?;
-        let dummy;
+        // Modes that do not read the labels or the scales get any buffer of the right type.
+        let labels_dummy;
         let labels = match labels {
             Some(l) => l,
             None => {
-                dummy = Tensor::from_slice(&[0i32], &[1], &self.device)?;
-                &dummy
+                labels_dummy = Tensor::from_slice(&[0i32], &[1], &self.device)?;
+                &labels_dummy
             }
         };
+        let scale = scale.unwrap_or(self);
         if rows.rows > 0 {
             let (view, off) = (&rows.view, rows.view.offset_u32());
             let (n_rows, len) = (rows.rows as u32, rows.row_len as u32);
@@ -48,6 +56,7 @@ impl Tensor {
                     view.view_arg(),
                     out.buffer_arg(),
                     labels.buffer_arg(),
+                    scale.buffer_arg(),
                     off,
                     n_rows,
                     len,
@@ -64,6 +73,7 @@ impl Tensor {
                         view.view_arg(),
                         out.buffer_arg(),
                         labels.buffer_arg(),
+                        scale.buffer_arg(),
                         off,
                         n_rows,
                         len,
@@ -81,18 +91,72 @@ impl Tensor {
 
     /// `exp(x - max) / Σ exp(x - max)` along `axis`.
     pub fn softmax(&self, axis: isize) -> Result<Tensor> {
-        self.row_kernel("Tensor::softmax", axis, SoftmaxMode::Softmax, None)
+        self.row_kernel("Tensor::softmax", axis, SoftmaxMode::Softmax, None, None)
     }
 
     /// `x - logsumexp(x)` along `axis`.
     pub fn log_softmax(&self, axis: isize) -> Result<Tensor> {
-        self.row_kernel("Tensor::log_softmax", axis, SoftmaxMode::LogSoftmax, None)
+        self.row_kernel(
+            "Tensor::log_softmax",
+            axis,
+            SoftmaxMode::LogSoftmax,
+            None,
+            None,
+        )
     }
 
     /// Per-sample cross-entropy `logsumexp(logits_i) - logits_i[label_i]` of `[N, C]` logits and
     /// `[N]` i32 labels in `0..C`.
     pub fn cross_entropy_per_sample(&self, labels: &Tensor) -> Result<Tensor> {
         let op = "Tensor::cross_entropy";
+        self.check_logits(op, labels)?;
+        self.row_kernel(
+            op,
+            1,
+            SoftmaxMode::CrossEntropy,
+            Some(&labels.contiguous_from_zero()?),
+            None,
+        )
+    }
+
+    /// The gradient of the per-sample cross-entropy for upstream gradients `grad [N]`:
+    /// `(softmax(logits) − onehot(labels)) · grad[:, None]`, `[N, C]`, in one pass.
+    pub fn cross_entropy_backward(&self, labels: &Tensor, grad: &Tensor) -> Result<Tensor> {
+        let op = "Tensor::cross_entropy_backward";
+        self.check_logits(op, labels)?;
+        if grad.shape() != [self.shape()[0]] {
+            return Err(Error::shape(
+                op,
+                format!("gradient {:?} for logits {:?}", grad.shape(), self.shape()),
+                "one gradient per row [N]",
+            ));
+        }
+        grad.expect_f32(op)?;
+        self.row_kernel(
+            op,
+            1,
+            SoftmaxMode::CrossEntropyGrad,
+            Some(&labels.contiguous_from_zero()?),
+            Some(&grad.contiguous_from_zero()?),
+        )
+    }
+
+    /// 1 for each row of `[N, C]` logits whose first maximum (a NaN counts as the maximum) is at
+    /// its label, else 0: `argmax(logits) == labels` as f32 `[N]`, in one pass.
+    pub fn correct(&self, labels: &Tensor) -> Result<Tensor> {
+        let op = "Tensor::correct";
+        self.check_logits(op, labels)?;
+        self.row_kernel(
+            op,
+            1,
+            SoftmaxMode::Correct,
+            Some(&labels.contiguous_from_zero()?),
+            None,
+        )
+    }
+
+    /// Checks `[N, C]` logits against `[N]` i32 labels in `0..C`.
+    fn check_logits(&self, op: &'static str, labels: &Tensor) -> Result<()> {
         if self.rank() != 2 || labels.rank() != 1 || labels.shape()[0] != self.shape()[0] {
             return Err(Error::shape(
                 op,
@@ -104,13 +168,7 @@ impl Tensor {
             return Err(Error::dtype(op, labels.dtype(), "i32 labels"));
         }
         self.expect_same_device(op, labels)?;
-        super::index::check_indices(op, labels, self.shape()[1])?;
-        self.row_kernel(
-            op,
-            1,
-            SoftmaxMode::CrossEntropy,
-            Some(&labels.contiguous_from_zero()?),
-        )
+        super::index::check_indices(op, labels, self.shape()[1])
     }
 
     /// Mean cross-entropy over the batch (a 0-dimensional tensor).
