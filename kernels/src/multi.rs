@@ -6,6 +6,11 @@
 //!
 //! - [`sum_squares`]: `Σ_k Σ_i x_k[i]²` in one cube (a strided pass per unit, then a shared-memory
 //!   tree), written to `out[slot]`.
+//!
+//! Replicas: every kernel takes `replicas = R`, the number of models stacked along each tensor's
+//! leading axis (1 for a single model). Element `i` of tensor `k` belongs to replica
+//! `r = i / (len_k / R)`; the sums run one cube per replica, and the updates read the table row of
+//! `(k, r)` and replica `r`'s gradient norm, so replicas never mix.
 //! - [`adam_multi`]: Adam/AdamW of every tensor, with per-tensor learning rate, decay and bias
 //!   corrections from a small host-built table, and the gradient-norm clip factor computed on the
 //!   device from the norm (no read-back): `s = min(1, c / (‖g‖ + 1e-6))`.
@@ -21,50 +26,62 @@ use cubecl::prelude::*;
 /// Units of the one cube that [`sum_squares`] runs.
 pub const SUM_BLOCK: u32 = 256;
 
-/// `out[slot] = Σ_k Σ_i x_k[i]²` over the tensors of `xs` (its square root with `root`), in one
-/// cube of [`SUM_BLOCK`] units.
+/// `out[slot·R + r] = Σ_k Σ_i x_k[r·n_k + i]²` (`n_k = len_k / R`) over the tensors of `xs` (its
+/// square root with `root`): cube `r` of `R = replicas` sums replica `r`, with [`SUM_BLOCK`] units.
 #[cube(launch_unchecked)]
 pub fn sum_squares<F: Float>(
     xs: &Sequence<Array<F>>,
     out: &mut Array<F>,
     slot: u32,
+    replicas: u32,
     #[comptime] root: bool,
 ) {
     let mut shared = SharedMemory::<F>::new(SUM_BLOCK as usize);
+    let r = CUBE_POS_X as usize;
     let mut partial = F::new(0.0);
     #[unroll]
     for k in 0..xs.len() {
         let x = xs.index(k);
+        let n = x.len() / replicas as usize;
         let mut i = UNIT_POS as usize;
-        while i < x.len() {
-            let v = x[i];
+        while i < n {
+            let v = x[r * n + i];
             partial += v * v;
             i += SUM_BLOCK as usize;
         }
     }
     let total = cube_sum::<F>(partial, &mut shared, SUM_BLOCK);
     if UNIT_POS == 0 {
+        let at = slot as usize * replicas as usize + r;
         if root {
-            out[slot as usize] = F::sqrt(total);
+            out[at] = F::sqrt(total);
         } else {
-            out[slot as usize] = total;
+            out[at] = total;
         }
     }
 }
 
-/// The gradient scale: `min(1, clip / (norm[0] + 1e-6))` when `clip > 0`, else `grad_scale`.
+/// Replica of element `i` of a tensor of `len` elements stacked over `replicas` models.
 #[cube]
-fn clip_factor<F: Float>(norm: &Array<F>, clip: F, grad_scale: F) -> F {
+fn replica_of(i: usize, len: usize, replicas: u32) -> usize {
+    i / (len / replicas as usize)
+}
+
+/// The gradient scale of replica `r`: `min(1, clip / (norm[r] + 1e-6))` when `clip > 0`, else
+/// `grad_scale`.
+#[cube]
+fn clip_factor<F: Float>(norm: &Array<F>, r: usize, clip: F, grad_scale: F) -> F {
     let mut s = grad_scale;
     if clip > F::new(0.0) {
-        s = F::min(F::new(1.0), clip / (norm[0] + F::new(1e-6)));
+        s = F::min(F::new(1.0), clip / (norm[r] + F::new(1e-6)));
     }
     s
 }
 
-/// Adam/AdamW over every tensor: `table[8k..8k+5] = (lr_k, l2_k, decoupled_k, 1 − β₁ᵗ, 1 − β₂ᵗ)`
-/// for tensor `k` (the bias corrections of its step `t`); the update is that of
-/// `optim::adam_step` with the gradient multiplied by the clip factor. With `counted`, the
+/// Adam/AdamW over every tensor: row `j = k·R + r` of the table, `table[8j..8j+5] = (lr, l2,
+/// decoupled, 1 − β₁ᵗ, 1 − β₂ᵗ)`, holds tensor `k`'s hyperparameters for replica `r` (and the bias
+/// corrections of its step `t`); the update is that of `optim::adam_step` with the gradient
+/// multiplied by the replica's clip factor. With `counted`, the
 /// corrections come from per-element step counts instead (`steps`, incremented here; with
 /// `counted` off it is not read and may be any sequence).
 #[cube(launch_unchecked)]
@@ -83,15 +100,17 @@ pub fn adam_multi<F: Float + CubeElement>(
     beta1: F,
     beta2: F,
     eps: F,
+    replicas: u32,
     #[comptime] counted: bool,
 ) {
-    let scale = clip_factor::<F>(norm, clip, grad_scale);
     let i = ABSOLUTE_POS;
     #[unroll]
     for k in 0..params.len() {
         let out = outs.index_mut(k);
         if i < out.len() {
-            let t = 8 * k;
+            let r = replica_of(i, out.len(), replicas);
+            let scale = clip_factor::<F>(norm, r, clip, grad_scale);
+            let t = 8 * (k * replicas as usize + r);
             let (lr, l2, decoupled) = (table[t], table[t + 1], table[t + 2]);
             let mut c1 = table[t + 3];
             let mut c2 = table[t + 4];
@@ -117,8 +136,8 @@ pub fn adam_multi<F: Float + CubeElement>(
 }
 
 /// SGD over every tensor (PyTorch's convention, as `optim::sgd_momentum_step` and
-/// `optim::sgd_step`): `table[4k..4k+4] = (lr_k, λ_k, μ_now_k, c_k)` with `μ_now = 0`, `c = 1` on a
-/// buffer's first step; with `momentum` the buffers `bufs` are updated (else not read), and
+/// `optim::sgd_step`): row `j = k·R + r` of the table, `table[4j..4j+4] = (lr, λ, μ_now, c)`, holds
+/// tensor `k`'s values for replica `r`, with `μ_now = 0`, `c = 1` on a buffer's first step; with `momentum` the buffers `bufs` are updated (else not read), and
 /// `nesterov` steps `g + μ·b`.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
@@ -132,16 +151,18 @@ pub fn sgd_multi<F: Float + CubeElement>(
     clip: F,
     grad_scale: F,
     mu: F,
+    replicas: u32,
     #[comptime] momentum: bool,
     #[comptime] nesterov: bool,
 ) {
-    let scale = clip_factor::<F>(norm, clip, grad_scale);
     let i = ABSOLUTE_POS;
     #[unroll]
     for k in 0..params.len() {
         let out = outs.index_mut(k);
         if i < out.len() {
-            let t = 4 * k;
+            let r = replica_of(i, out.len(), replicas);
+            let scale = clip_factor::<F>(norm, r, clip, grad_scale);
+            let t = 4 * (k * replicas as usize + r);
             let (lr, decay) = (table[t], table[t + 1]);
             let p = params.index(k)[i];
             let g = grads.index(k)[i] * scale + decay * p;
@@ -158,9 +179,10 @@ pub fn sgd_multi<F: Float + CubeElement>(
     }
 }
 
-/// Adam's statistics over every tensor, in one cube of [`SUM_BLOCK`] units: with `table[4k..4k+4] =
-/// (1 − β₁ᵗ, 1 − β₂ᵗ, decayed_k, λ_k)` for tensor `k`, `d = √(v/c₂) + ε` and `r = |m/c₁| / d`,
-/// writes `out[5·slot..5·slot+5] = (Σ lr/d, max lr/d, Σ r, Σ decayed·lr²·r², Σ lr²λ²·p²)`.
+/// Adam's statistics over every tensor, one cube of [`SUM_BLOCK`] units per replica: with row
+/// `j = k·R + r` of the table, `table[8j..8j+5] = (1 − β₁ᵗ, 1 − β₂ᵗ, decayed, λ, lr)` for tensor `k`
+/// in replica `r`, `d = √(v/c₂) + ε` and `ρ = |m/c₁| / d`, cube `r` writes
+/// `out[5(slot·R + r)..][..5] = (Σ lr/d, max lr/d, Σ ρ, Σ decayed·lr²·ρ², Σ lr²λ²·p²)`.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn adam_stats<F: Float + CubeElement>(
@@ -169,11 +191,12 @@ pub fn adam_stats<F: Float + CubeElement>(
     params: &Sequence<Array<F>>,
     table: &Array<F>,
     out: &mut Array<F>,
-    lr: F,
     eps: F,
     slot: u32,
+    replicas: u32,
 ) {
     let mut shared = SharedMemory::<F>::new(SUM_BLOCK as usize);
+    let r = CUBE_POS_X as usize;
     let mut eff_sum = F::new(0.0);
     let mut eff_max = F::new(0.0);
     let mut ratio_sum = F::new(0.0);
@@ -182,10 +205,13 @@ pub fn adam_stats<F: Float + CubeElement>(
     #[unroll]
     for k in 0..ms.len() {
         let (m, v, p) = (ms.index(k), vs.index(k), params.index(k));
-        let t = 4 * k;
+        let t = 8 * (k * replicas as usize + r);
         let (c1, c2, decayed, decay) = (table[t], table[t + 1], table[t + 2], table[t + 3]);
-        let mut i = UNIT_POS as usize;
-        while i < m.len() {
+        let lr = table[t + 4];
+        let n = m.len() / replicas as usize;
+        let mut j = UNIT_POS as usize;
+        while j < n {
+            let i = r * n + j;
             let d = F::sqrt(v[i] / c2) + eps;
             let eff = lr / d;
             let ratio = F::abs(m[i] / c1) / d;
@@ -194,10 +220,10 @@ pub fn adam_stats<F: Float + CubeElement>(
             ratio_sum += ratio;
             update_sq += decayed * lr * lr * ratio * ratio;
             decay_sq += lr * lr * decay * decay * p[i] * p[i];
-            i += SUM_BLOCK as usize;
+            j += SUM_BLOCK as usize;
         }
     }
-    let base = 5 * slot as usize;
+    let base = 5 * (slot as usize * replicas as usize + r);
     let eff_sum = cube_sum::<F>(eff_sum, &mut shared, SUM_BLOCK);
     let eff_max = cube_max::<F>(eff_max, &mut shared, SUM_BLOCK);
     let ratio_sum = cube_sum::<F>(ratio_sum, &mut shared, SUM_BLOCK);

@@ -22,6 +22,7 @@
 pub mod layers;
 mod module;
 mod record;
+mod replicas;
 mod state;
 pub mod zoo;
 
@@ -33,5 +34,6 @@ pub use module::{
     prefixed, AsModule, Buffer, Ctx, Mode, Module, Param, ParamKind, Parts, PartsMut, Replacement,
 };
 pub use record::{Record, Stateful};
+pub use replicas::Replicas;
 pub use state::{load_safetensors, save_safetensors, TensorFile};
 pub use zoo::{BaselineMlp, ConvNet, ConvNetShape, Mlp, PairEncoding, Tms};

@@ -28,7 +28,7 @@ pub use ops::attention::{FlashAttention, FlashAttentionGrads, MAX_HEAD_DIM};
 pub use ops::conv::{conv_output_shape, conv_window, Conv2dOptions, Window};
 pub use ops::conv_algorithm::{with_conv_algorithm, ConvAlgorithm};
 pub use ops::matmul::{with_matmul_kernel, MatmulKernel, MatmulOptions, Tiling, CANDIDATES};
-pub use ops::multi::{AdamStatsTensor, AdamTensor, GradScale, SgdTensor};
+pub use ops::multi::{AdamStatsTensor, AdamTensor, GradScale, ReplicaScale, SgdTensor};
 pub use ops::norm::{LayerNormGrads, LayerNormOutput};
 pub use ops::optim::{AdamStep, SgdStep};
 pub use ops::random::Rng;

@@ -300,7 +300,7 @@ fn adam_stats_match_the_host_formula() {
             decay: *decay,
         })
         .collect();
-    let partials = Tensor::adam_stats(&items, lr, eps)
+    let partials = Tensor::adam_stats(&items, lr, eps, &[])
         .unwrap()
         .to_vec::<f32>()
         .unwrap();
@@ -319,7 +319,7 @@ fn adam_stats_match_the_host_formula() {
             "statistic {j}: {g} vs {w}"
         );
     }
-    assert!(Tensor::adam_stats(&[], lr, eps).is_err());
+    assert!(Tensor::adam_stats(&[], lr, eps, &[]).is_err());
 }
 
 /// `read_many` returns what one read per tensor returns (views made contiguous), with one sync.

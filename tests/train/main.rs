@@ -9,4 +9,5 @@ mod fusion;
 mod grokking;
 mod optim;
 mod optim_state;
+mod replicas;
 mod step;

@@ -264,6 +264,64 @@ fn multi_tensor_norms_match_reference() {
     assert!(Tensor::sum_squares(&[]).is_err());
 }
 
+/// Per-replica norms of stacked tensors (`[R, …]`) over one and several launch chunks, against the
+/// host; tensors without the replica axis are errors.
+#[device_test]
+fn multi_tensor_norms_per_replica_match_reference() {
+    let mut rng = HostRng::new(23);
+    let replicas = 3;
+    for count in [1usize, 5, 40] {
+        let shapes: Vec<Vec<usize>> = (0..count)
+            .map(|k| match k % 4 {
+                0 => vec![replicas, 7],
+                1 => vec![replicas, 0],
+                2 => vec![replicas, 2, 150],
+                _ => vec![replicas],
+            })
+            .collect();
+        let values: Vec<Vec<f32>> = shapes
+            .iter()
+            .map(|s| rng.vec(s.iter().product(), -1.0, 1.0))
+            .collect();
+        let tensors: Vec<Tensor> = shapes
+            .iter()
+            .zip(&values)
+            .map(|(s, v)| Tensor::from_slice(v, s, &device()).unwrap())
+            .collect();
+        let refs: Vec<&Tensor> = tensors.iter().collect();
+        let mut want = vec![0.0f64; replicas];
+        for v in &values {
+            let per = v.len() / replicas;
+            for (i, x) in v.iter().enumerate() {
+                want[i / per.max(1)] += (*x as f64).powi(2);
+            }
+        }
+        let got = Tensor::sum_squares_rows(&refs, replicas).unwrap();
+        let norms = Tensor::global_norm_rows(&refs, replicas).unwrap();
+        assert_eq!(got.shape(), &[replicas]);
+        let (got, norms) = (got.to_vec::<f32>().unwrap(), norms.to_vec::<f32>().unwrap());
+        for r in 0..replicas {
+            let close = |g: f32, w: f64| (g as f64 - w).abs() <= 1e-5 * w.max(1.0);
+            assert!(
+                close(got[r], want[r]),
+                "{count} tensors, replica {r}: {got:?} vs {want:?}"
+            );
+            assert!(
+                close(norms[r], want[r].sqrt()),
+                "{count} tensors, replica {r}"
+            );
+        }
+    }
+    let flat = Tensor::zeros(&[4], &device()).unwrap();
+    let err = Tensor::sum_squares_rows(&[&flat], 3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sum_squares_rows") && err.contains("[4]"),
+        "{err}"
+    );
+}
+
 /// A parameter's host Adam state: value, first and second moments, per-element step counts.
 type HostAdam = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
 
@@ -339,7 +397,8 @@ fn multi_tensor_adam_matches_reference_per_parameter() {
                         step,
                     });
                 }
-                let new = Tensor::adam_update_multi(&mut items, 0.9, 0.98, 1e-8, scale).unwrap();
+                let new =
+                    Tensor::adam_update_multi(&mut items, 0.9, 0.98, 1e-8, scale, &[]).unwrap();
                 drop(items);
                 params = new;
                 for (k, (hp, hm, hv, hc)) in states.iter_mut().enumerate() {
@@ -415,6 +474,7 @@ fn multi_tensor_sgd_matches_reference_per_parameter() {
                 dampening,
                 nesterov,
                 GradScale::Constant(0.8),
+                &[],
             )
             .unwrap();
             drop(items);

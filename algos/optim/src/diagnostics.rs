@@ -31,20 +31,29 @@ pub struct AdamDiagnostics {
 /// Raw Adam statistics on the device: what [`Optimizer::adam_diagnostics_raw`] returns.
 #[derive(Clone, Debug)]
 pub struct RawAdamStats {
-    /// `[chunks · 5]` partial sums and maxima (see `Tensor::adam_stats`).
+    /// `[chunks, replicas, 5]` partial sums and maxima (see `Tensor::adam_stats`).
     pub partials: Tensor,
-    /// Elements with Adam state.
+    /// Elements with Adam state, per replica.
     pub count: usize,
+    /// Replicas of the model (1 for one model).
+    pub replicas: usize,
 }
 
 impl AdamDiagnostics {
-    /// The statistics from the partials read back (`count` elements).
-    pub fn from_partials(partials: &[f32], count: usize) -> AdamDiagnostics {
-        let column = |j: usize| partials.iter().skip(j).step_by(5);
+    /// Replica `r`'s statistics (of `replicas`; 0 of 1 for one model) from the partials read back
+    /// (`count` elements per replica).
+    pub fn from_partials(
+        partials: &[f32],
+        count: usize,
+        replicas: usize,
+        r: usize,
+    ) -> AdamDiagnostics {
+        let rows = || partials.chunks(5).skip(r).step_by(replicas.max(1));
+        let column = |j: usize| rows().map(move |row| row[j]);
         let n = count as f32;
         AdamDiagnostics {
             effective_step_mean: column(0).sum::<f32>() / n,
-            effective_step_max: column(1).copied().fold(f32::MIN, f32::max),
+            effective_step_max: column(1).fold(f32::MIN, f32::max),
             moment_ratio_mean: column(2).sum::<f32>() / n,
             update_to_decay: (column(3).sum::<f32>() / column(4).sum::<f32>()).sqrt(),
         }
@@ -52,15 +61,22 @@ impl AdamDiagnostics {
 }
 
 impl Optimizer {
-    /// Adam statistics at the current state and learning rate `lr` (`None` for SGD or before the
-    /// first step), computed on the device in one launch (per chunk of parameters). One host
-    /// read-back.
-    pub fn adam_diagnostics(&self, model: &dyn Module, lr: f32) -> Result<Option<AdamDiagnostics>> {
+    /// Adam statistics at the current state and learning rate `lr`, one per replica (one for a
+    /// single model; `None` for SGD or before the first step), computed on the device in one launch
+    /// (per chunk of parameters). One host read-back.
+    pub fn adam_diagnostics(
+        &self,
+        model: &dyn Module,
+        lr: f32,
+    ) -> Result<Option<Vec<AdamDiagnostics>>> {
         let Some(raw) = self.adam_diagnostics_raw(model, lr)? else {
             return Ok(None);
         };
         let host = raw.partials.to_vec::<f32>()?;
-        Ok(Some(AdamDiagnostics::from_partials(&host, raw.count)))
+        let per_replica = (0..raw.replicas)
+            .map(|r| AdamDiagnostics::from_partials(&host, raw.count, raw.replicas, r))
+            .collect();
+        Ok(Some(per_replica))
     }
 
     /// The statistics left on the device (read them with the interval's other metrics).
@@ -105,8 +121,9 @@ impl Optimizer {
             return Ok(None);
         }
         Ok(Some(RawAdamStats {
-            partials: Tensor::adam_stats(&items, lr, eps)?,
-            count,
+            partials: Tensor::adam_stats(&items, lr, eps, self.replicas())?,
+            count: count / self.replicas().len().max(1),
+            replicas: self.replicas().len().max(1),
         }))
     }
 }

@@ -25,6 +25,7 @@ mod state;
 pub use clip::{clip_scale, global_grad_norm};
 pub use config::{OptimConfig, OptimPlan};
 pub use diagnostics::{AdamDiagnostics, RawAdamStats};
+pub use dynlab_runtime::ReplicaScale;
 pub use optimizer::{Method, Optimizer, ParamGroup};
 pub use schedule::{LrSchedule, ScheduleKind};
 pub use state::{AdamState, ParamState, SgdState};

@@ -5,7 +5,7 @@
 use crate::state::{AdamState, ParamState, SgdState};
 use dynlab_autodiff::Grads;
 use dynlab_models::{Module, ParamKind, Record, Stateful};
-use dynlab_runtime::{AdamTensor, Error, GradScale, Result, SgdTensor, Tensor};
+use dynlab_runtime::{AdamTensor, Error, GradScale, ReplicaScale, Result, SgdTensor, Tensor};
 use std::collections::BTreeMap;
 
 /// The update rule and its hyperparameters.
@@ -85,6 +85,8 @@ pub struct Optimizer {
     pub groups: Vec<ParamGroup>,
     /// Adam keeps a step count per element (see [`AdamState::element_steps`]).
     element_steps: bool,
+    /// Per-replica multipliers when the model stacks replicas (empty: one model).
+    replicas: Vec<ReplicaScale>,
     steps: u64,
     state: BTreeMap<String, ParamState>,
 }
@@ -131,9 +133,53 @@ impl Optimizer {
             method,
             groups,
             element_steps: false,
+            replicas: Vec::new(),
             steps: 0,
             state: BTreeMap::new(),
         })
+    }
+
+    /// Updates a model of `scales.len()` stacked replicas (see `dynlab_models::Replicas`), replica
+    /// `r` with its learning rate and weight decay multiplied by `scales[r]` — a sweep of those
+    /// hyperparameters trained as one model. Each replica keeps its own state (every state is
+    /// per element) and is clipped by its own gradient norm.
+    pub fn with_replicas(mut self, scales: Vec<ReplicaScale>) -> Result<Optimizer> {
+        let usable = |f: f32| f >= 0.0 && f.is_finite();
+        if scales.is_empty()
+            || !scales
+                .iter()
+                .all(|s| usable(s.lr) && usable(s.weight_decay))
+        {
+            return Err(Error::value(
+                "Optimizer::with_replicas",
+                format!("{scales:?}"),
+                "at least one replica, with finite non-negative factors",
+            ));
+        }
+        self.replicas = scales;
+        Ok(self)
+    }
+
+    /// The replicas' multipliers (empty for one model).
+    pub fn replicas(&self) -> &[ReplicaScale] {
+        &self.replicas
+    }
+
+    /// Makes this optimizer update `count` replicas: unit multipliers when none were set, else an
+    /// error unless `count` were set (what a trainer calls for a replicated model).
+    pub fn expect_replicas(&mut self, count: usize) -> Result<()> {
+        if self.replicas.is_empty() && count > 1 {
+            self.replicas = vec![ReplicaScale::ONE; count];
+        }
+        let set = self.replicas.len().max(1);
+        if set != count {
+            return Err(Error::value(
+                "Optimizer::expect_replicas",
+                format!("multipliers for {set} replica(s)"),
+                format!("{count}, one per replica of the model"),
+            ));
+        }
+        Ok(())
     }
 
     /// Keeps Adam's step count per element, so that [`Optimizer::reset_units`] restarts the bias
@@ -261,7 +307,14 @@ impl Optimizer {
                 first,
             });
         }
-        let new = Tensor::sgd_update_multi(&mut items, momentum, dampening, nesterov, scale)?;
+        let new = Tensor::sgd_update_multi(
+            &mut items,
+            momentum,
+            dampening,
+            nesterov,
+            scale,
+            &self.replicas,
+        )?;
         Ok(names.into_iter().zip(new).collect())
     }
 
@@ -298,7 +351,7 @@ impl Optimizer {
                 step: s.step,
             });
         }
-        let new = Tensor::adam_update_multi(&mut items, beta1, beta2, eps, scale)?;
+        let new = Tensor::adam_update_multi(&mut items, beta1, beta2, eps, scale, &self.replicas)?;
         Ok(names.into_iter().zip(new).collect())
     }
 

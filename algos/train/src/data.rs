@@ -19,6 +19,21 @@ impl Batch {
     pub fn rows(&self) -> usize {
         self.targets.shape().first().copied().unwrap_or(0)
     }
+
+    /// This batch for every one of `replicas` stacked models: inputs and targets with a leading
+    /// replica axis, as views of the same data (no copy).
+    pub fn for_replicas(&self, replicas: usize) -> Result<Batch> {
+        let lead = |t: &Tensor| {
+            let shape: Vec<usize> = std::iter::once(replicas)
+                .chain(t.shape().iter().copied())
+                .collect();
+            t.unsqueeze(0)?.expand(&shape)
+        };
+        Ok(Batch {
+            inputs: lead(&self.inputs)?,
+            targets: lead(&self.targets)?,
+        })
+    }
 }
 
 /// Yields batches, one pass at a time.
@@ -90,6 +105,8 @@ impl Dataset {
 pub struct Loader {
     data: Dataset,
     batch_size: usize,
+    /// Serve each batch to this many stacked replicas (`Batch::for_replicas`); 1: as it is.
+    replicas: usize,
     /// Position in the current pass and its permutation; `None` between passes.
     pass: Option<(usize, Option<Tensor>)>,
 }
@@ -108,8 +125,16 @@ impl Loader {
         Ok(Loader {
             batch_size: batch_size.unwrap_or(n).clamp(1, n),
             data,
+            replicas: 1,
             pass: None,
         })
+    }
+
+    /// Serves every batch to `replicas` stacked models (the same rows for each; see
+    /// [`Batch::for_replicas`]).
+    pub fn with_replicas(mut self, replicas: usize) -> Loader {
+        self.replicas = replicas.max(1);
+        self
     }
 
     /// Batches per pass.
@@ -143,6 +168,9 @@ impl BatchSource for Loader {
             None => self.data.batch(),
         };
         self.pass = Some((start + len, order));
-        Ok(Some(batch))
+        match self.replicas {
+            1 => Ok(Some(batch)),
+            r => Ok(Some(batch.for_replicas(r)?)),
+        }
     }
 }

@@ -85,9 +85,19 @@ impl Hook for FeatureNorm {
 
     fn after_backward(&mut self, step: &mut StepView) -> Result<()> {
         let repr = step.forward.tap(&self.tap)?.value();
-        let norm = repr.norm(2.0, 1, false)?.mean_all()?;
-        let rows = step.batch.rows() as f32;
-        step.metrics.add(&self.name, &norm, rows)
+        match step.forward.replicas {
+            None => {
+                let norm = repr.norm(2.0, 1, false)?.mean_all()?;
+                step.metrics
+                    .add(&self.name, &norm, step.batch.rows() as f32)
+            }
+            Some(_) => {
+                // `[R, N, d]`: the mean row norm per replica.
+                let rows = repr.shape().get(1).copied().unwrap_or(0);
+                let norm = repr.norm(2.0, -1, false)?.mean(1, false)?;
+                step.metrics.add(&self.name, &norm, rows as f32)
+            }
+        }
     }
 }
 
@@ -98,7 +108,11 @@ impl Hook for WeightNorm {
     fn on_log(&mut self, log: &mut LogView) -> Result<()> {
         let params = log.model.params();
         let values: Vec<&Tensor> = params.iter().map(|(_, p)| p.value()).collect();
-        log.metrics.set("weight_norm", &global_grad_norm(&values)?)
+        let norm = match log.model.replicas() {
+            None => global_grad_norm(&values)?,
+            Some(r) => Tensor::global_norm_rows(&values, r)?,
+        };
+        log.metrics.set("weight_norm", &norm)
     }
 }
 
@@ -118,9 +132,11 @@ impl Hook for AdamStats {
         let Some(raw) = log.optimizer.adam_diagnostics_raw(&*log.model, log.lr)? else {
             return Ok(());
         };
-        let n = raw.count;
+        let (n, replicas) = (raw.count, raw.replicas);
         let stat = move |pick: fn(&AdamDiagnostics) -> f32| {
-            move |partials: &[f32]| pick(&AdamDiagnostics::from_partials(partials, n))
+            move |partials: &[f32], r: usize| {
+                pick(&AdamDiagnostics::from_partials(partials, n, replicas, r))
+            }
         };
         let m = &mut *log.metrics;
         m.set_derived(

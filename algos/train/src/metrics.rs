@@ -7,42 +7,73 @@
 use dynlab_runtime::{Error, Result, Tensor};
 use std::collections::BTreeMap;
 
-/// One metric of the current interval.
+/// One metric of the current interval; device values hold one element per replica.
 #[derive(Clone)]
 enum Entry {
-    /// Values `xᵢ` (device scalars) with their weights `wᵢ`, and `Σ wᵢ`.
+    /// Values `xᵢ` (device tensors of `width` elements) with their weights `wᵢ`, and `Σ wᵢ`.
     Mean {
         values: Vec<(Tensor, f32)>,
         weight: f32,
     },
-    /// A device scalar set at log time (boxed: a tensor handle is large).
+    /// A device value set at log time (boxed: a tensor handle is large).
     Value(Box<Tensor>),
-    /// A host value.
-    Host(f32),
-    /// A value the host derives at read time from a device tensor's elements.
+    /// Host values: one for every replica, or one each.
+    Host(Vec<f32>),
+    /// A value the host derives at read time, per replica, from a device tensor's elements.
     Derived(Box<Tensor>, Derive),
 }
 
-/// How a derived metric is formed from the elements read back.
-type Derive = std::rc::Rc<dyn Fn(&[f32]) -> f32>;
+/// How a derived metric is formed from the elements read back, for replica `r`.
+type Derive = std::rc::Rc<dyn Fn(&[f32], usize) -> f32>;
 
 /// Device-side accumulators by name (see the module docs).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics {
     entries: BTreeMap<String, Entry>,
+    width: usize,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::for_replicas(1)
+    }
 }
 
 impl Metrics {
-    /// Adds the device scalar `value` with weight `weight` to the interval mean of `name`.
-    pub fn add(&mut self, name: &str, value: &Tensor, weight: f32) -> Result<()> {
-        if value.numel() != 1 {
+    /// Metrics of `replicas` stacked models: every device value holds one element per replica
+    /// (1: one model, scalars).
+    pub fn for_replicas(replicas: usize) -> Metrics {
+        Metrics {
+            entries: BTreeMap::new(),
+            width: replicas.max(1),
+        }
+    }
+
+    /// Elements per device value: the number of replicas.
+    pub fn replicas(&self) -> usize {
+        self.width
+    }
+
+    /// `value` as one element per replica, or an error naming the metric.
+    fn per_replica(&self, op: &'static str, name: &str, value: &Tensor) -> Result<Tensor> {
+        if value.numel() != self.width {
+            let expected = match self.width {
+                1 => "a scalar".to_string(),
+                r => format!("one value per replica [{r}]"),
+            };
             return Err(Error::shape(
-                "Metrics::add",
+                op,
                 format!("`{name}` of shape {:?}", value.shape()),
-                "a scalar",
+                expected,
             ));
         }
-        let value = value.reshape(&[1])?;
+        value.reshape(&[self.width as isize])
+    }
+
+    /// Adds the device value `value` (a scalar; `[R]` for replicas) with weight `weight` to the
+    /// interval mean of `name`.
+    pub fn add(&mut self, name: &str, value: &Tensor, weight: f32) -> Result<()> {
+        let value = self.per_replica("Metrics::add", name, value)?;
         let entry = self.entries.entry(name.to_string()).or_insert(Entry::Mean {
             values: Vec::new(),
             weight: 0.0,
@@ -57,22 +88,22 @@ impl Metrics {
         }
     }
 
-    /// Sets `name` to the device scalar `value` for this interval.
+    /// Sets `name` to the device value `value` (a scalar; `[R]` for replicas) for this interval.
     pub fn set(&mut self, name: &str, value: &Tensor) -> Result<()> {
-        self.entries.insert(
-            name.to_string(),
-            Entry::Value(Box::new(value.reshape(&[1])?)),
-        );
+        let value = self.per_replica("Metrics::set", name, value)?;
+        self.entries
+            .insert(name.to_string(), Entry::Value(Box::new(value)));
         Ok(())
     }
 
-    /// Sets `name` to `derive(values)`, `values` the elements of `tensor` read back with the other
-    /// metrics (so a statistic that needs several device numbers costs no read of its own).
+    /// Sets `name` to `derive(values, r)` for each replica `r`, `values` the elements of `tensor`
+    /// read back with the other metrics (so a statistic that needs several device numbers costs
+    /// no read of its own).
     pub fn set_derived(
         &mut self,
         name: &str,
         tensor: &Tensor,
-        derive: impl Fn(&[f32]) -> f32 + 'static,
+        derive: impl Fn(&[f32], usize) -> f32 + 'static,
     ) -> Result<()> {
         let flat = tensor.reshape(&[-1])?;
         let entry = Entry::Derived(Box::new(flat), std::rc::Rc::new(derive));
@@ -80,9 +111,23 @@ impl Metrics {
         Ok(())
     }
 
-    /// Sets `name` to a host value for this interval.
+    /// Sets `name` to a host value for this interval (every replica's).
     pub fn set_host(&mut self, name: &str, value: f32) {
-        self.entries.insert(name.to_string(), Entry::Host(value));
+        self.entries
+            .insert(name.to_string(), Entry::Host(vec![value]));
+    }
+
+    /// Sets `name` to one host value per replica for this interval.
+    pub fn set_host_replicas(&mut self, name: &str, values: Vec<f32>) -> Result<()> {
+        if values.len() != self.width {
+            return Err(Error::shape(
+                "Metrics::set_host_replicas",
+                format!("`{name}` with {} values", values.len()),
+                format!("one per replica ({})", self.width),
+            ));
+        }
+        self.entries.insert(name.to_string(), Entry::Host(values));
+        Ok(())
     }
 
     /// Whether nothing was recorded since the last read.
@@ -90,8 +135,21 @@ impl Metrics {
         self.entries.is_empty()
     }
 
-    /// Every metric of the interval (one read-back), and a fresh interval.
+    /// Every metric of the interval (one read-back), and a fresh interval. Metrics of replicas are
+    /// read with [`Metrics::read_replicas`].
     pub fn read(&mut self) -> Result<BTreeMap<String, f32>> {
+        if self.width != 1 {
+            return Err(Error::value(
+                "Metrics::read",
+                format!("metrics of {} replicas", self.width),
+                "one model (read replicas with Metrics::read_replicas)",
+            ));
+        }
+        Ok(self.read_replicas()?.pop().unwrap_or_default())
+    }
+
+    /// Every metric of the interval for each replica (one read-back), and a fresh interval.
+    pub fn read_replicas(&mut self) -> Result<Vec<BTreeMap<String, f32>>> {
         let entries = std::mem::take(&mut self.entries);
         let device: Vec<&Tensor> = entries
             .values()
@@ -101,24 +159,30 @@ impl Metrics {
                 Entry::Host(_) => vec![],
             })
             .collect();
-        let host: Vec<f32> = Tensor::read_many(&device)?.into_iter().flatten().collect();
-        let mut next = host.iter();
-        let mut out = BTreeMap::new();
+        let mut host = Tensor::read_many(&device)?.into_iter();
+        let mut out = vec![BTreeMap::new(); self.width];
         for (name, entry) in &entries {
-            let value = match entry {
+            let values: Vec<f32> = match entry {
                 Entry::Mean { values, weight } => {
-                    let taken = next.by_ref().take(values.len());
-                    let sum = taken.zip(values).map(|(x, (_, w))| x * w).sum::<f32>();
-                    sum / weight
+                    let mut sums = vec![0.0f32; self.width];
+                    for (x, (_, w)) in host.by_ref().take(values.len()).zip(values) {
+                        for (sum, x) in sums.iter_mut().zip(x) {
+                            *sum += x * w;
+                        }
+                    }
+                    sums.into_iter().map(|s| s / weight).collect()
                 }
-                Entry::Value(_) => *next.next().expect("one value read per entry"),
-                Entry::Derived(t, derive) => {
-                    let values: Vec<f32> = next.by_ref().take(t.numel()).copied().collect();
-                    derive(&values)
+                Entry::Value(_) => host.next().expect("one value read per entry"),
+                Entry::Derived(_, derive) => {
+                    let read = host.next().expect("one tensor read per entry");
+                    (0..self.width).map(|r| derive(&read, r)).collect()
                 }
-                Entry::Host(v) => *v,
+                Entry::Host(v) if v.len() == 1 => vec![v[0]; self.width],
+                Entry::Host(v) => v.clone(),
             };
-            out.insert(name.clone(), value);
+            for (replica, value) in out.iter_mut().zip(values) {
+                replica.insert(name.clone(), value);
+            }
         }
         Ok(out)
     }

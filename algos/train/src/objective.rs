@@ -9,6 +9,11 @@
 //! - [`Mse`]: mean squared error `(1/n) Σ (ŷ − y)²` over every element (PyTorch's `mse_loss`).
 //! - [`WeightedSum`]: `Σ_k w_k L_k` over named objectives; each `L_k` is logged by its name, and its
 //!   own terms and metrics as `name.term`.
+//!
+//! Replicas ([`Forward::replicas`] is `Some(R)`): outputs and targets lead with the replica axis
+//! and every value of the [`Loss`] holds one element per replica — replica `r`'s loss is exactly
+//! the one model `r` would compute alone (the trainer differentiates their sum, whose gradient
+//! with respect to replica `r`'s parameters is that of its own loss).
 
 use dynlab_autodiff::Var;
 use dynlab_models::Mode;
@@ -23,6 +28,8 @@ pub struct Forward {
     pub output: Var,
     /// The captured taps by path.
     pub taps: BTreeMap<String, Var>,
+    /// `Some(R)` when the model runs `R` stacked replicas (outputs, taps and targets lead with `R`).
+    pub replicas: Option<usize>,
 }
 
 impl Forward {
@@ -38,9 +45,9 @@ impl Forward {
     }
 }
 
-/// A loss and what it is made of.
+/// A loss and what it is made of (with replicas, each value is `[R]`: one per replica).
 pub struct Loss {
-    /// The scalar to differentiate.
+    /// The scalar to differentiate (per replica: their sum is differentiated).
     pub total: Var,
     /// Named parts of the total, logged (unweighted values).
     pub terms: Vec<(String, Var)>,
@@ -77,13 +84,39 @@ pub struct CrossEntropy;
 impl Objective for CrossEntropy {
     fn loss(&self, forward: &Forward, labels: &Tensor) -> Result<Loss> {
         let logits = &forward.output;
-        let total = match forward.mode {
-            Mode::Train => logits.cross_entropy(labels)?,
-            Mode::Eval => Var::constant(logits.value().cross_entropy(labels)?),
+        let Some(r) = forward.replicas else {
+            let total = match forward.mode {
+                Mode::Train => logits.cross_entropy(labels)?,
+                Mode::Eval => Var::constant(logits.value().cross_entropy(labels)?),
+            };
+            let mut loss = Loss::new(total);
+            loss.metrics
+                .push(("acc".to_string(), accuracy(logits.value(), labels)?));
+            return Ok(loss);
         };
+        // Rows of every replica as one batch, then the mean per replica.
+        let shape = logits.shape();
+        if shape.len() != 3 || labels.shape() != [r, shape[1]] {
+            return Err(Error::shape(
+                "CrossEntropy::loss",
+                format!("logits {shape:?} and labels {:?}", labels.shape()),
+                format!("logits [{r}, N, C] and labels [{r}, N] for {r} replicas"),
+            ));
+        }
+        let (n, c) = (shape[1] as isize, shape[2] as isize);
+        let flat = logits.reshape(&[-1, c])?;
+        let flat_labels = labels.contiguous()?.reshape(&[-1])?;
+        let per_sample = match forward.mode {
+            Mode::Train => flat.cross_entropy_per_sample(&flat_labels)?,
+            Mode::Eval => Var::constant(flat.value().cross_entropy_per_sample(&flat_labels)?),
+        };
+        let total = per_sample.reshape(&[r as isize, n])?.mean(1, false)?;
+        let correct = flat.value().correct(&flat_labels)?;
         let mut loss = Loss::new(total);
-        loss.metrics
-            .push(("acc".to_string(), accuracy(logits.value(), labels)?));
+        loss.metrics.push((
+            "acc".to_string(),
+            correct.reshape(&[r as isize, n])?.mean(1, false)?,
+        ));
         Ok(loss)
     }
 }
@@ -114,7 +147,13 @@ impl Objective for Mse {
             ));
         }
         let diff = out.sub(&Var::constant(targets.clone()))?;
-        Ok(Loss::new(diff.square()?.mean_all()?))
+        match forward.replicas {
+            None => Ok(Loss::new(diff.square()?.mean_all()?)),
+            Some(r) => {
+                let per_replica = diff.square()?.reshape(&[r as isize, -1])?;
+                Ok(Loss::new(per_replica.mean(1, false)?))
+            }
+        }
     }
 }
 

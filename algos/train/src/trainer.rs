@@ -15,6 +15,11 @@ use std::collections::BTreeMap;
 /// Metrics of the interval since the last [`Trainer::log`]: `loss` and each named loss term and
 /// objective metric (weighted by batch rows), `grad_norm` (the global gradient norm before
 /// clipping, mean over steps), `lr` (of the last step), and whatever the hooks add.
+///
+/// A model of stacked replicas (`dynlab_models::Replicas`) trains as that many separate runs: its
+/// batches lead with the replica axis ([`crate::Batch::for_replicas`], [`crate::Loader::with_replicas`]),
+/// each replica is clipped by its own gradient norm and updated with its own optimizer multipliers,
+/// and [`Trainer::log_replicas`] returns one set of metrics per replica.
 pub struct Trainer<M: Module> {
     /// The model being trained.
     pub model: M,
@@ -39,6 +44,7 @@ impl<M: Module> Trainer<M> {
         schedule: LrSchedule,
         objective: impl Objective + 'static,
     ) -> Trainer<M> {
+        let replicas = model.replicas().unwrap_or(1);
         Trainer {
             model,
             optimizer,
@@ -46,7 +52,7 @@ impl<M: Module> Trainer<M> {
             clip_norm: None,
             objective: Box::new(objective),
             hooks: Vec::new(),
-            metrics: Metrics::default(),
+            metrics: Metrics::for_replicas(replicas),
             lr: 0.0,
             logs: 0,
         }
@@ -71,6 +77,8 @@ impl<M: Module> Trainer<M> {
 
     /// One optimizer step on `batch`; stochastic layers draw from `rng`.
     pub fn step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<()> {
+        let replicas = self.model.replicas();
+        self.optimizer.expect_replicas(replicas.unwrap_or(1))?;
         let mut taps = self.objective.taps();
         taps.extend(self.hooks.iter().flat_map(|h| h.taps()));
         let mut ctx = Ctx::train().with_rng(rng).with_taps(&taps);
@@ -81,17 +89,24 @@ impl<M: Module> Trainer<M> {
             mode: Mode::Train,
             output,
             taps: ctx.take_taps(),
+            replicas,
         };
         drop(ctx);
         let loss = self.objective.loss(&forward, &batch.targets)?;
-        let grads = loss.total.backward()?;
+        let grads = match replicas {
+            None => loss.total.backward()?,
+            Some(_) => loss.total.sum_all()?.backward()?,
+        };
         let grad_norm = {
             let params = self.model.params();
             let list: Vec<&Tensor> = params
                 .iter()
                 .filter_map(|(_, p)| grads.tensor(p.var()))
                 .collect();
-            global_grad_norm(&list)?
+            match replicas {
+                None => global_grad_norm(&list)?,
+                Some(r) => Tensor::global_norm_rows(&list, r)?,
+            }
         };
         let scale = match self.clip_norm {
             Some(max_norm) => GradScale::Clip {
@@ -101,7 +116,7 @@ impl<M: Module> Trainer<M> {
             None => GradScale::Constant(1.0),
         };
         self.lr = self.schedule.at(self.optimizer.steps() + 1);
-        let rows = batch.rows() as f32;
+        let rows = rows_per_replica(batch, replicas) as f32;
         no_grad(|| -> Result<()> {
             self.metrics.add("loss", loss.total.value(), rows)?;
             for (name, term) in &loss.terms {
@@ -159,8 +174,21 @@ impl<M: Module> Trainer<M> {
     }
 
     /// Ends the interval: the hooks' log-time work, then every metric in one read-back. A loss
-    /// that is not finite is an error naming the step (training diverged).
+    /// that is not finite is an error naming the step (training diverged). A model of replicas
+    /// logs with [`Trainer::log_replicas`].
     pub fn log(&mut self) -> Result<BTreeMap<String, f32>> {
+        if let Some(r) = self.model.replicas() {
+            return Err(Error::value(
+                "Trainer::log",
+                format!("a model of {r} replicas"),
+                "one model (log replicas with Trainer::log_replicas)",
+            ));
+        }
+        Ok(self.log_replicas()?.pop().unwrap_or_default())
+    }
+
+    /// [`Trainer::log`] for each replica (one entry for one model): one read-back for all.
+    pub fn log_replicas(&mut self) -> Result<Vec<BTreeMap<String, f32>>> {
         self.logs += 1;
         for hook in &mut self.hooks {
             let mut view = LogView {
@@ -172,22 +200,34 @@ impl<M: Module> Trainer<M> {
             };
             hook.on_log(&mut view)?;
         }
-        self.metrics.set_host("lr", self.lr);
-        let values = self.metrics.read()?;
-        let diverged = ["loss", "weight_norm"]
-            .iter()
-            .filter_map(|k| values.get(*k).map(|v| (k, v)))
-            .find(|(_, v)| !v.is_finite());
-        if let Some((name, value)) = diverged {
-            return Err(Error::Numerical {
-                op: "Trainer::log",
-                message: format!(
-                    "training diverged: {name} is {value} after step {}",
-                    self.optimizer.steps()
-                ),
-            });
+        match self.optimizer.replicas() {
+            [] => self.metrics.set_host("lr", self.lr),
+            scales => {
+                let lrs = scales.iter().map(|s| self.lr * s.lr).collect();
+                self.metrics.set_host_replicas("lr", lrs)?
+            }
         }
-        Ok(values)
+        let replicas = self.metrics.read_replicas()?;
+        for (r, values) in replicas.iter().enumerate() {
+            let diverged = ["loss", "weight_norm"]
+                .iter()
+                .filter_map(|k| values.get(*k).map(|v| (k, v)))
+                .find(|(_, v)| !v.is_finite());
+            if let Some((name, value)) = diverged {
+                let which = match self.model.replicas() {
+                    Some(_) => format!(" in replica {r}"),
+                    None => String::new(),
+                };
+                return Err(Error::Numerical {
+                    op: "Trainer::log",
+                    message: format!(
+                        "training diverged{which}: {name} is {value} after step {}",
+                        self.optimizer.steps()
+                    ),
+                });
+            }
+        }
+        Ok(replicas)
     }
 
     /// The objective's loss and metrics on `batch` in evaluation mode, without recording (one
@@ -196,6 +236,13 @@ impl<M: Module> Trainer<M> {
         let mut metrics = Metrics::default();
         self.evaluate_with(batch, &mut metrics, "")?;
         metrics.read()
+    }
+
+    /// [`Trainer::evaluate`] for each replica (one entry for one model).
+    pub fn evaluate_replicas(&self, batch: &Batch) -> Result<Vec<BTreeMap<String, f32>>> {
+        let mut metrics = Metrics::for_replicas(self.model.replicas().unwrap_or(1));
+        self.evaluate_with(batch, &mut metrics, "")?;
+        metrics.read_replicas()
     }
 
     /// [`Trainer::evaluate`] left on the device: the loss and metrics join the interval's metrics
@@ -217,6 +264,7 @@ impl<M: Module> Trainer<M> {
                 mode: Mode::Eval,
                 output,
                 taps: ctx.take_taps(),
+                replicas: self.model.replicas(),
             };
             let loss = self.objective.loss(&forward, &batch.targets)?;
             metrics.set(&format!("{prefix}loss"), loss.total.value())?;
@@ -228,6 +276,14 @@ impl<M: Module> Trainer<M> {
             }
             Ok(())
         })
+    }
+}
+
+/// Rows per replica of `batch` (its rows for one model; axis 1 for replicas).
+fn rows_per_replica(batch: &Batch, replicas: Option<usize>) -> usize {
+    match replicas {
+        None => batch.rows(),
+        Some(_) => batch.targets.shape().get(1).copied().unwrap_or(0),
     }
 }
 

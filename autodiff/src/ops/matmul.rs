@@ -23,16 +23,23 @@ impl Var {
         }))
     }
 
-    /// `self · w + bias` (a dense layer) in one kernel.
+    /// `self · w + bias` (a dense layer) in one kernel: a `[N]` bias through the bias epilogue,
+    /// any other bias broadcastable to the product (stacked replicas' `[R, 1, N]`) through the
+    /// accumulate epilogue. The bias's gradient is `g` summed back to its shape.
     pub fn linear(&self, w: &Var, bias: &Var) -> Result<Var> {
         let (x, wc) = (self.clone(), w.clone());
-        let value = self.value().matmul_with(
-            w.value(),
+        let options = if bias.shape().len() == 1 {
             MatmulOptions {
                 bias: Some(bias.value()),
                 ..Default::default()
-            },
-        )?;
+            }
+        } else {
+            MatmulOptions {
+                accumulate: Some(bias.value()),
+                ..Default::default()
+            }
+        };
+        let value = self.value().matmul_with(w.value(), options)?;
         Ok(Var::from_op("linear", value, &[self, w, bias], move |g| {
             let gx = x
                 .requires_grad()

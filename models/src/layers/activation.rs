@@ -73,4 +73,10 @@ impl Module for Dropout {
         let keep = Tensor::bernoulli_scalar(x.shape(), 1.0 - self.p, ctx.rng()?, &device)?;
         x.mul(&Var::constant(keep.mul_scalar(1.0 / (1.0 - self.p))?))
     }
+
+    /// Replicas draw their masks from one stream, not from their own runs' streams: stacked
+    /// replicas would not be the separate runs they stand for.
+    fn replicable(&self) -> bool {
+        false
+    }
 }

@@ -24,7 +24,8 @@ impl Affine {
 
     /// Number of features.
     pub fn features(&self) -> usize {
-        self.gamma.value().shape()[0]
+        let shape = self.gamma.value().shape();
+        shape[shape.len() - 1]
     }
 
     /// `x̂ · γ + β` with γ and β reshaped to `shape` for broadcasting.

@@ -101,6 +101,11 @@ impl Module for MaxPool2d {
     fn forward(&self, x: &Var, _ctx: &mut Ctx) -> Result<Var> {
         x.max_pool2d(self.kernel, self.options)
     }
+
+    /// Pooling takes `[N, C, H, W]` only.
+    fn replicable(&self) -> bool {
+        false
+    }
 }
 
 /// `[N, …] → [N, ∏…]`.
@@ -114,5 +119,10 @@ impl Module for Flatten {
             .first()
             .ok_or_else(|| Error::shape("Flatten::forward", "a 0-d input", "[N, ...]"))?;
         x.reshape(&[n as isize, -1])
+    }
+
+    /// Flattens from the second axis (a replica axis would be flattened into the rows).
+    fn replicable(&self) -> bool {
+        false
     }
 }

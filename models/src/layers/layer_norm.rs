@@ -4,6 +4,7 @@
 
 use crate::layers::Affine;
 use crate::module::{Ctx, Module, Parts, PartsMut};
+use crate::replicas::replica_axis;
 use dynlab_autodiff::Var;
 use dynlab_runtime::{Device, Error, Result};
 
@@ -27,18 +28,35 @@ impl LayerNorm {
 }
 
 impl Module for LayerNorm {
-    /// `[..., dim] → [..., dim]`.
-    fn forward(&self, x: &Var, _ctx: &mut Ctx) -> Result<Var> {
+    /// `[..., dim] → [..., dim]`; with `R` replicas `[R, ..., dim]`, each replica scaled and
+    /// shifted by its own `γ`, `β` (`[R, dim]`).
+    fn forward(&self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
+        let op = "LayerNorm::forward";
+        let replicas = replica_axis(ctx, op, x.shape())?;
         let dim = self.affine.features();
         if x.shape().last() != Some(&dim) {
             return Err(Error::shape(
-                "LayerNorm::forward",
+                op,
                 format!("input {:?}", x.shape()),
                 format!("[..., {dim}]"),
             ));
         }
         let (gamma, beta) = (self.affine.gamma.var(), self.affine.beta.var());
-        x.layer_norm(Some((gamma, beta)), self.eps)
+        let Some(r) = replicas else {
+            return x.layer_norm(Some((gamma, beta)), self.eps);
+        };
+        // γ, β `[R, dim]` as `[R, 1, …, 1, dim]` against the input.
+        let mut shape = vec![1isize; x.shape().len()];
+        shape[0] = r as isize;
+        shape[x.shape().len() - 1] = dim as isize;
+        let normalised = x.layer_norm(None, self.eps)?;
+        normalised
+            .mul(&gamma.reshape(&shape)?)?
+            .add(&beta.reshape(&shape)?)
+    }
+
+    fn replicable(&self) -> bool {
+        true
     }
 
     fn parts(&self) -> Parts<'_> {

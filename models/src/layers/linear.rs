@@ -2,6 +2,7 @@
 
 use crate::layers::Init;
 use crate::module::{Ctx, Module, Param, ParamKind, Parts, PartsMut};
+use crate::replicas::replica_axis;
 use dynlab_autodiff::Var;
 use dynlab_runtime::{Device, Error, Result, Rng, Tensor};
 
@@ -42,29 +43,41 @@ impl Linear {
 
     /// Input features.
     pub fn inputs(&self) -> usize {
-        self.weight.value().shape()[0]
+        let shape = self.weight.value().shape();
+        shape[shape.len() - 2]
     }
 
     /// Output features.
     pub fn outputs(&self) -> usize {
-        self.weight.value().shape()[1]
+        let shape = self.weight.value().shape();
+        shape[shape.len() - 1]
     }
 }
 
 impl Module for Linear {
-    /// `x [..., in] → [..., out]`.
-    fn forward(&self, x: &Var, _ctx: &mut Ctx) -> Result<Var> {
-        if x.shape().last() != Some(&self.inputs()) {
-            return Err(Error::shape(
-                "Linear::forward",
-                format!("input {:?}", x.shape()),
-                format!("[..., {}]", self.inputs()),
-            ));
+    /// `x [..., in] → [..., out]`; with `R` replicas `x [R, N, in] → [R, N, out]` (weights
+    /// `[R, in, out]`, biases `[R, out]`: one batched product).
+    fn forward(&self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
+        let op = "Linear::forward";
+        let replicas = replica_axis(ctx, op, x.shape())?;
+        if x.shape().last() != Some(&self.inputs())
+            || replicas.is_some_and(|_| x.shape().len() != 3)
+        {
+            let expected = match replicas {
+                Some(r) => format!("[{r}, N, {}]", self.inputs()),
+                None => format!("[..., {}]", self.inputs()),
+            };
+            return Err(Error::shape(op, format!("input {:?}", x.shape()), expected));
         }
-        match &self.bias {
-            Some(b) => x.linear(self.weight.var(), b.var()),
-            None => x.matmul(self.weight.var()),
+        match (&self.bias, replicas) {
+            (Some(b), None) => x.linear(self.weight.var(), b.var()),
+            (Some(b), Some(_)) => x.linear(self.weight.var(), &b.var().unsqueeze(1)?),
+            (None, _) => x.matmul(self.weight.var()),
         }
+    }
+
+    fn replicable(&self) -> bool {
+        true
     }
 
     fn parts(&self) -> Parts<'_> {

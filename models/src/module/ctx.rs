@@ -4,7 +4,9 @@
 //! - taps: the outputs of submodules and the named points modules emit ([`Ctx::tap`]), captured
 //!   when requested by path (what rank tracking, continual backprop and SPD read);
 //! - replacements: a function to run instead of the submodule at a path;
-//! - the current module path, which errors raised inside a module are tagged with.
+//! - the current module path, which errors raised inside a module are tagged with;
+//! - the replica count when the model runs as `R` stacked replicas ([`crate::Replicas`]): layers
+//!   then take inputs and parameters with a leading replica axis.
 
 use super::{join, Module};
 use dynlab_autodiff::Var;
@@ -38,6 +40,7 @@ pub struct Ctx<'r> {
     requested: TapRequest,
     captured: BTreeMap<String, Var>,
     replacements: HashMap<String, Replacement<'r>>,
+    replicas: Option<usize>,
 }
 
 impl<'r> Ctx<'r> {
@@ -51,6 +54,7 @@ impl<'r> Ctx<'r> {
             requested: TapRequest::Paths(BTreeSet::new()),
             captured: BTreeMap::new(),
             replacements: HashMap::new(),
+            replicas: None,
         }
     }
 
@@ -124,6 +128,18 @@ impl<'r> Ctx<'r> {
                 "a context built with Ctx::with_rng",
             )
         })
+    }
+
+    /// `Some(R)` while the model runs as `R` stacked replicas: inputs and parameters carry a
+    /// leading axis of `R` ([`crate::Replicas`]).
+    pub fn replicas(&self) -> Option<usize> {
+        self.replicas
+    }
+
+    /// Sets the replica count for what runs next, returning the previous one (what
+    /// [`crate::Replicas`] does around its model's forward pass).
+    pub fn set_replicas(&mut self, replicas: Option<usize>) -> Option<usize> {
+        std::mem::replace(&mut self.replicas, replicas)
     }
 
     /// The path of the module running now (`""` at the root).

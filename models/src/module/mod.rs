@@ -191,6 +191,21 @@ pub trait Module: AsModule {
     fn num_params(&self) -> usize {
         self.params().iter().map(|(_, p)| p.value().numel()).sum()
     }
+
+    /// Whether this module can run as stacked replicas ([`crate::Replicas`]): layers that handle a
+    /// leading replica axis say so (Linear, Embedding, LayerNorm, TMS); a container can when all
+    /// its children can and it owns no parameters or buffers of its own.
+    fn replicable(&self) -> bool {
+        let parts = self.parts();
+        parts.params.is_empty()
+            && parts.buffers.is_empty()
+            && parts.children.iter().all(|(_, c)| c.replicable())
+    }
+
+    /// `Some(R)` for a model of `R` stacked replicas ([`crate::Replicas`]), `None` for one model.
+    fn replicas(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl dyn Module {

@@ -50,6 +50,11 @@ impl Param {
         self.kind
     }
 
+    /// Replaces the value with one of another shape (stacking or unstacking replicas).
+    pub(crate) fn reshape_to(&mut self, value: Tensor) {
+        self.var = Var::param(value);
+    }
+
     /// Replaces the value (a fresh leaf: graphs built from the old value are not affected).
     pub fn set(&mut self, value: Tensor) -> Result<()> {
         check_shape("Param::set", value.shape(), self.value().shape())?;

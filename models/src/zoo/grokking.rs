@@ -4,6 +4,7 @@
 
 use crate::layers::{Activation, Embedding, Init};
 use crate::module::{Ctx, Module, Parts, PartsMut};
+use crate::replicas::replica_axis;
 use crate::zoo::Mlp;
 use dynlab_autodiff::Var;
 use dynlab_runtime::{DType, Device, Error, Result, Rng, Tensor};
@@ -82,15 +83,25 @@ impl BaselineMlp {
 }
 
 impl Module for BaselineMlp {
-    /// Logits `[N, p]` from encoded pairs (a constant `Var` of [`BaselineMlp::encode_pairs`]).
+    /// Logits `[N, p]` from encoded pairs (a constant `Var` of [`BaselineMlp::encode_pairs`]);
+    /// with `R` replicas, `[R, N, p]` from `[R, N, …]` encoded pairs.
     fn forward(&self, input: &Var, ctx: &mut Ctx) -> Result<Var> {
-        let encoded = input.value();
+        let op = "BaselineMlp::forward";
+        let replicas = replica_axis(ctx, op, input.shape())?;
+        // One model's input with the replica axis (if any) taken off.
+        let encoded = match replicas {
+            Some(_) => input.value().narrow(0, 0, 1)?.squeeze(0)?,
+            None => input.value().clone(),
+        };
+        let lead: Vec<isize> = replicas.iter().map(|&r| r as isize).collect();
         let x = match &self.embedding {
             Some(e) => {
-                self.check_pairs("BaselineMlp::forward", encoded)?;
+                self.check_pairs(op, &encoded)?;
                 let n = encoded.shape()[0] as isize;
                 let rows = ctx.call("embedding", e, input)?;
-                rows.reshape(&[n, 2 * e.dim() as isize])?
+                let mut shape = lead;
+                shape.extend([n, 2 * e.dim() as isize]);
+                rows.reshape(&shape)?
             }
             None => {
                 if encoded.dtype() != DType::F32
@@ -98,8 +109,8 @@ impl Module for BaselineMlp {
                     || encoded.shape()[1] != 2 * self.p
                 {
                     return Err(Error::shape(
-                        "BaselineMlp::forward",
-                        format!("{} input {:?}", encoded.dtype(), encoded.shape()),
+                        op,
+                        format!("{} input {:?}", input.value().dtype(), input.shape()),
                         format!("f32 one-hot pairs [N, {}] from encode_pairs", 2 * self.p),
                     ));
                 }

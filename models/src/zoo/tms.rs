@@ -9,6 +9,7 @@
 
 use crate::layers::Init;
 use crate::module::{Ctx, Module, Param, ParamKind, Parts, PartsMut};
+use crate::replicas::replica_axis;
 use dynlab_autodiff::Var;
 use dynlab_runtime::{Device, Error, Result, Rng, Tensor};
 
@@ -40,25 +41,37 @@ impl Tms {
 
     /// Number of features.
     pub fn features(&self) -> usize {
-        self.weight.value().shape()[1]
+        let shape = self.weight.value().shape();
+        shape[shape.len() - 1]
     }
 }
 
 impl Module for Tms {
-    /// `[N, f] → [N, f]`.
+    /// `[N, f] → [N, f]`; with `R` replicas `[R, N, f] → [R, N, f]`.
     fn forward(&self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
+        let op = "Tms::forward";
+        let replicas = replica_axis(ctx, op, x.shape())?;
         let f = self.features();
-        if x.shape().len() != 2 || x.shape()[1] != f {
-            return Err(Error::shape(
-                "Tms::forward",
-                format!("input {:?}", x.shape()),
-                format!("[N, {f}]"),
-            ));
+        let rank = if replicas.is_some() { 3 } else { 2 };
+        if x.shape().len() != rank || x.shape()[rank - 1] != f {
+            let expected = match replicas {
+                Some(r) => format!("[{r}, N, {f}]"),
+                None => format!("[N, {f}]"),
+            };
+            return Err(Error::shape(op, format!("input {:?}", x.shape()), expected));
         }
         let w = self.weight.var();
-        let hidden = x.matmul(&w.transpose(0, 1)?)?;
+        let hidden = x.matmul(&w.transpose(-1, -2)?)?;
         ctx.tap("hidden", &hidden);
-        hidden.linear(w, self.bias.var())?.relu()
+        let bias = match replicas {
+            Some(_) => self.bias.var().unsqueeze(1)?,
+            None => self.bias.var().clone(),
+        };
+        hidden.linear(w, &bias)?.relu()
+    }
+
+    fn replicable(&self) -> bool {
+        true
     }
 
     fn parts(&self) -> Parts<'_> {

@@ -1,6 +1,11 @@
 //! Launchers of the multi-tensor kernels (`dynlab_kernels::multi`): a model's gradient norm, its
 //! weight norm and its optimizer update in one launch per chunk of tensors (a chunk is as many as
 //! the device's bindings allow), with the clipping factor computed on the device.
+//!
+//! Replicas: `R` models stacked along every tensor's leading axis are updated and measured as `R`
+//! separate models in the same launches — norms per replica (`*_rows`), each replica clipped by its
+//! own norm, and per-replica multipliers of the learning rate and weight decay
+//! ([`ReplicaScale`]).
 
 use crate::error::{Error, Result};
 use crate::launch::{launch, units_grid};
@@ -22,15 +27,70 @@ fn chunk_size(device: &crate::Device, per_tensor: usize) -> usize {
     (free / per_tensor).clamp(1, MAX_CHUNK)
 }
 
+/// Multipliers of one replica's learning rate and weight decay in an update of `R` stacked models
+/// (a learning-rate or decay sweep trained as one model).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReplicaScale {
+    /// Factor on every parameter's learning rate.
+    pub lr: f32,
+    /// Factor on every parameter's weight decay (coupled and decoupled).
+    pub weight_decay: f32,
+}
+
+impl ReplicaScale {
+    /// No change: a single model's update.
+    pub const ONE: ReplicaScale = ReplicaScale {
+        lr: 1.0,
+        weight_decay: 1.0,
+    };
+}
+
+/// The replicas of an update (`[]` stands for one model) and a check that every tensor stacks them.
+fn replica_scales<'a>(
+    op: &'static str,
+    replicas: &'a [ReplicaScale],
+    tensors: impl IntoIterator<Item = &'a Tensor>,
+) -> Result<&'a [ReplicaScale]> {
+    let scales = if replicas.is_empty() {
+        std::slice::from_ref(&ReplicaScale::ONE)
+    } else {
+        replicas
+    };
+    check_stacked(op, scales.len(), tensors)?;
+    Ok(scales)
+}
+
+/// Every tensor has a leading axis of `rows` (or `rows` is 1).
+fn check_stacked<'a>(
+    op: &'static str,
+    rows: usize,
+    tensors: impl IntoIterator<Item = &'a Tensor>,
+) -> Result<()> {
+    if rows == 1 {
+        return Ok(());
+    }
+    for t in tensors {
+        if t.shape().first() != Some(&rows) {
+            return Err(Error::shape(
+                op,
+                format!("tensor {:?} among {rows} replicas", t.shape()),
+                format!("a leading replica axis of {rows}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// How gradients are scaled before an update.
 #[derive(Clone, Copy, Debug)]
 pub enum GradScale<'a> {
     /// Multiplied by this factor (1: unchanged).
     Constant(f32),
     /// Clipped to a global norm: multiplied by `min(1, max_norm / (norm + 1e-6))`, `norm` a device
-    /// scalar (PyTorch's `clip_grad_norm_`), computed on the device.
+    /// scalar (PyTorch's `clip_grad_norm_`), computed on the device; with replicas, each by its own
+    /// norm.
     Clip {
-        /// The gradients' global norm (one element).
+        /// The gradients' global norm (one element; one per replica).
         norm: &'a Tensor,
         /// The largest norm let through.
         max_norm: f32,
@@ -113,19 +173,34 @@ impl Tensor {
     /// `Σ_k ‖x_k‖²` over `tensors` (f32, one device), as a 0-d tensor; one launch per chunk of
     /// tensors the device can bind (and one more to add the chunks).
     pub fn sum_squares(tensors: &[&Tensor]) -> Result<Tensor> {
-        Tensor::squares("Tensor::sum_squares", tensors, false)
+        Tensor::squares("Tensor::sum_squares", tensors, 1, false)?.reshape(&[])
     }
 
     /// `√(Σ_k ‖x_k‖²)`: the global norm of `tensors` (gradient clipping, weight norms), as a 0-d
     /// tensor; one launch when they fit one chunk.
     pub fn global_norm(tensors: &[&Tensor]) -> Result<Tensor> {
-        Tensor::squares("Tensor::global_norm", tensors, true)
+        Tensor::squares("Tensor::global_norm", tensors, 1, true)?.reshape(&[])
     }
 
-    fn squares(op: &'static str, tensors: &[&Tensor], root: bool) -> Result<Tensor> {
+    /// `[R]` squared norms of `R` stacked models: entry `r` sums `x_k[r]²` over every tensor `k`
+    /// (each with a leading axis of `R`), in the same launches as one model's.
+    pub fn sum_squares_rows(tensors: &[&Tensor], replicas: usize) -> Result<Tensor> {
+        Tensor::squares("Tensor::sum_squares_rows", tensors, replicas, false)
+    }
+
+    /// `[R]` global norms of `R` stacked models (see [`Tensor::sum_squares_rows`]).
+    pub fn global_norm_rows(tensors: &[&Tensor], replicas: usize) -> Result<Tensor> {
+        Tensor::squares("Tensor::global_norm_rows", tensors, replicas, true)
+    }
+
+    fn squares(op: &'static str, tensors: &[&Tensor], rows: usize, root: bool) -> Result<Tensor> {
         let first = tensors
             .first()
             .ok_or_else(|| Error::value(op, "no tensors", "at least one"))?;
+        if rows == 0 || rows > u32::MAX as usize {
+            return Err(Error::value(op, format!("{rows} replicas"), "at least one"));
+        }
+        check_stacked(op, rows, tensors.iter().copied())?;
         let device = first.device().clone();
         let flat = tensors
             .iter()
@@ -136,25 +211,25 @@ impl Tensor {
             .collect::<Result<Vec<_>>>()?;
         let chunks: Vec<&[Tensor]> = flat.chunks(chunk_size(&device, 1)).collect();
         let single = chunks.len() == 1;
-        let out = Tensor::alloc(op, &[chunks.len()], DType::F32, &device)?;
+        let out = Tensor::alloc(op, &[chunks.len(), rows], DType::F32, &device)?;
         for (slot, chunk) in chunks.iter().enumerate() {
             launch!(
                 device,
                 sum_squares::<f32>,
-                CubeCount::Static(1, 1, 1),
+                CubeCount::Static(rows as u32, 1, 1),
                 CubeDim::new_1d(SUM_BLOCK),
                 arrays(chunk),
                 out.buffer_arg(),
                 slot as u32,
+                rows as u32,
                 root && single
             );
         }
-        let total = if single {
-            out.reshape(&[])?
-        } else {
-            out.sum_all()?
-        };
-        if root && !single {
+        if single {
+            return out.reshape(&[rows as isize]);
+        }
+        let total = out.sum(0, false)?;
+        if root {
             total.sqrt()
         } else {
             Ok(total)
@@ -162,20 +237,23 @@ impl Tensor {
     }
 
     /// One Adam/AdamW step of every parameter in `items`: returns their new values (in order) and
-    /// updates each state in place; one launch per chunk of parameters (4 on lavapipe). `beta1`, `beta2`, `eps` are
-    /// shared, learning rates and decays per parameter.
+    /// updates each state in place; one launch per chunk of parameters (4 on lavapipe). `beta1`,
+    /// `beta2`, `eps` are shared, learning rates and decays per parameter, scaled per replica by
+    /// `replicas` (`[]`: one model).
     pub fn adam_update_multi(
         items: &mut [AdamTensor],
         beta1: f32,
         beta2: f32,
         eps: f32,
         scale: GradScale,
+        replicas: &[ReplicaScale],
     ) -> Result<Vec<Tensor>> {
         let op = "Tensor::adam_update_multi";
         let mut outs = Vec::with_capacity(items.len());
         let Some(first) = items.first() else {
             return Ok(outs);
         };
+        let replicas = replica_scales(op, replicas, items.iter().map(|it| it.param))?;
         let size = chunk_size(first.param.device(), 6);
         for chunk in items.chunks_mut(size) {
             let counted = chunk[0].steps.is_some();
@@ -196,16 +274,18 @@ impl Tensor {
                     return Err(Error::value(op, "step 0", "a 1-based step count"));
                 }
                 let t = it.step.clamp(1, i32::MAX as u64) as i32;
-                table.extend([
-                    it.lr,
-                    it.l2_decay,
-                    it.decoupled_decay,
-                    1.0 - beta1.powi(t),
-                    1.0 - beta2.powi(t),
-                    0.0,
-                    0.0,
-                    0.0,
-                ]);
+                for r in replicas {
+                    table.extend([
+                        it.lr * r.lr,
+                        it.l2_decay * r.weight_decay,
+                        it.decoupled_decay * r.weight_decay,
+                        1.0 - beta1.powi(t),
+                        1.0 - beta2.powi(t),
+                        0.0,
+                        0.0,
+                        0.0,
+                    ]);
+                }
                 ms.push(super::optim::owned_state(op, it.m, it.param)?);
                 vs.push(super::optim::owned_state(op, it.v, it.param)?);
                 if let Some(s) = it.steps.as_deref_mut() {
@@ -217,8 +297,8 @@ impl Tensor {
             }
             let n = params.iter().map(Tensor::numel).max().unwrap_or(0);
             if n > 0 {
-                let table = Tensor::from_vec(table, &[8 * chunk.len()], &device)?;
-                let (norm, clip, factor) = scale.arguments(&table)?;
+                let table = Tensor::from_vec(table, &[8 * chunk.len() * replicas.len()], &device)?;
+                let (norm, clip, factor) = scale.arguments(&table, replicas.len())?;
                 // Without counts the kernel does not touch the steps sequence: the parameters stand
                 // in (a buffer bound twice as writable fails to launch on wgpu).
                 let steps = if counted { &steps } else { &params };
@@ -241,6 +321,7 @@ impl Tensor {
                     beta1,
                     beta2,
                     eps,
+                    replicas.len() as u32,
                     counted
                 );
             }
@@ -251,13 +332,15 @@ impl Tensor {
 
     /// One SGD step of every parameter in `items` (momentum `momentum`, PyTorch's dampening
     /// convention with `dampening`, Nesterov on request): returns their new values and updates the
-    /// momentum buffers in place; one launch per chunk of parameters.
+    /// momentum buffers in place; one launch per chunk of parameters. Learning rates and decays are
+    /// scaled per replica by `replicas` (`[]`: one model).
     pub fn sgd_update_multi(
         items: &mut [SgdTensor],
         momentum: f32,
         dampening: f32,
         nesterov: bool,
         scale: GradScale,
+        replicas: &[ReplicaScale],
     ) -> Result<Vec<Tensor>> {
         let op = "Tensor::sgd_update_multi";
         let with_momentum = momentum > 0.0;
@@ -265,6 +348,7 @@ impl Tensor {
         let Some(first) = items.first() else {
             return Ok(outs);
         };
+        let replicas = replica_scales(op, replicas, items.iter().map(|it| it.param))?;
         let size = chunk_size(first.param.device(), 4);
         for chunk in items.chunks_mut(size) {
             let device = chunk[0].param.device().clone();
@@ -277,7 +361,9 @@ impl Tensor {
                 } else {
                     (momentum, 1.0 - dampening)
                 };
-                table.extend([it.lr, it.weight_decay, now, coef]);
+                for r in replicas {
+                    table.extend([it.lr * r.lr, it.weight_decay * r.weight_decay, now, coef]);
+                }
                 if with_momentum {
                     let buf = it.buf.as_deref_mut().ok_or_else(|| {
                         Error::value(op, "no momentum buffer", "a buffer per parameter")
@@ -290,8 +376,8 @@ impl Tensor {
             }
             let n = params.iter().map(Tensor::numel).max().unwrap_or(0);
             if n > 0 {
-                let table = Tensor::from_vec(table, &[4 * chunk.len()], &device)?;
-                let (norm, clip, factor) = scale.arguments(&table)?;
+                let table = Tensor::from_vec(table, &[4 * chunk.len() * replicas.len()], &device)?;
+                let (norm, clip, factor) = scale.arguments(&table, replicas.len())?;
                 // Without momentum the kernel does not read the buffers: pass the gradients.
                 let bufs = if with_momentum { &bufs } else { &grads };
                 let (count, dim) = units_grid(n);
@@ -309,6 +395,7 @@ impl Tensor {
                     clip,
                     factor,
                     momentum,
+                    replicas.len() as u32,
                     with_momentum,
                     nesterov
                 );
@@ -320,18 +407,26 @@ impl Tensor {
 }
 
 impl Tensor {
-    /// Adam's statistics over `items` in one launch per chunk: `[chunks · 5]` raw partials
-    /// `(Σ lr/d, max lr/d, Σ r, Σ [λ>0]·lr²r², Σ lr²λ²p²)` per chunk, with `d = √(v/c₂) + ε` and
-    /// `r = |m/c₁|/d` (sum the chunks' sums and take the max of their maxima).
-    pub fn adam_stats(items: &[AdamStatsTensor], lr: f32, eps: f32) -> Result<Tensor> {
+    /// Adam's statistics over `items` in one launch per chunk: `[chunks, R, 5]` raw partials
+    /// `(Σ lr/d, max lr/d, Σ ρ, Σ [λ>0]·lr²ρ², Σ lr²λ²p²)` per chunk and replica (`R = 1` for
+    /// `replicas = []`), with `d = √(v/c₂) + ε` and `ρ = |m/c₁|/d` (sum the chunks' sums and take
+    /// the max of their maxima).
+    pub fn adam_stats(
+        items: &[AdamStatsTensor],
+        lr: f32,
+        eps: f32,
+        replicas: &[ReplicaScale],
+    ) -> Result<Tensor> {
         let op = "Tensor::adam_stats";
         let first = items
             .first()
             .ok_or_else(|| Error::value(op, "no parameters", "at least one"))?;
+        let replicas = replica_scales(op, replicas, items.iter().map(|it| it.param))?;
+        let rows = replicas.len();
         let device = first.param.device().clone();
         let size = chunk_size(&device, 3);
         let chunks: Vec<&[AdamStatsTensor]> = items.chunks(size).collect();
-        let out = Tensor::alloc(op, &[5 * chunks.len()], DType::F32, &device)?;
+        let out = Tensor::alloc(op, &[chunks.len(), rows, 5], DType::F32, &device)?;
         for (slot, chunk) in chunks.iter().enumerate() {
             let mut table = Vec::with_capacity(4 * chunk.len());
             let (mut ms, mut vs, mut ps) = (vec![], vec![], vec![]);
@@ -345,26 +440,29 @@ impl Tensor {
                         ));
                     }
                 }
-                let decayed = if it.decay > 0.0 { 1.0 } else { 0.0 };
-                table.extend([it.c1, it.c2, decayed, it.decay]);
+                for r in replicas {
+                    let decay = it.decay * r.weight_decay;
+                    let decayed = if decay > 0.0 { 1.0 } else { 0.0 };
+                    table.extend([it.c1, it.c2, decayed, decay, lr * r.lr, 0.0, 0.0, 0.0]);
+                }
                 ms.push(rowmajor(op, it.m)?);
                 vs.push(rowmajor(op, it.v)?);
                 ps.push(rowmajor(op, it.param)?);
             }
-            let table = Tensor::from_vec(table, &[4 * chunk.len()], &device)?;
+            let table = Tensor::from_vec(table, &[8 * chunk.len() * rows], &device)?;
             launch!(
                 device,
                 adam_stats::<f32>,
-                CubeCount::Static(1, 1, 1),
+                CubeCount::Static(rows as u32, 1, 1),
                 CubeDim::new_1d(SUM_BLOCK),
                 arrays(&ms),
                 arrays(&vs),
                 arrays(&ps),
                 table.buffer_arg(),
                 out.buffer_arg(),
-                lr,
                 eps,
-                slot as u32
+                slot as u32,
+                rows as u32
             );
         }
         Ok(out)
@@ -372,17 +470,17 @@ impl Tensor {
 }
 
 impl GradScale<'_> {
-    /// The kernels' `(norm, clip, grad_scale)` arguments; without clipping the norm is not read,
-    /// so `unused` (any tensor) stands in for it.
-    fn arguments(&self, unused: &Tensor) -> Result<(Tensor, f32, f32)> {
+    /// The kernels' `(norm, clip, grad_scale)` arguments for `replicas` models; without clipping
+    /// the norm is not read, so `unused` (any tensor) stands in for it.
+    fn arguments(&self, unused: &Tensor, replicas: usize) -> Result<(Tensor, f32, f32)> {
         match *self {
             GradScale::Constant(s) => Ok((unused.clone(), 0.0, s)),
             GradScale::Clip { norm, max_norm } => {
-                if !(max_norm > 0.0 && max_norm.is_finite()) || norm.numel() != 1 {
+                if !(max_norm > 0.0 && max_norm.is_finite()) || norm.numel() != replicas {
                     return Err(Error::value(
                         "GradScale::Clip",
                         format!("max norm {max_norm}, norm of shape {:?}", norm.shape()),
-                        "a positive finite max norm and a one-element norm",
+                        format!("a positive finite max norm and one norm per replica ({replicas})"),
                     ));
                 }
                 Ok((norm.contiguous_from_zero()?, max_norm, 1.0))
