@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Results go to `runs/<name>/`: `config.toml` (resolved), `history.csv` and `history.parquet` (one
-//! row per epoch),
-//! `checkpoint.safetensors`, `curves.png`, `summary.toml`.
+//! row per epoch), `checkpoint.safetensors`, `curves.png`, `summary.toml`. `--set replicas=8`
+//! trains seeds `seed … seed + 7` as one stacked model: one row per epoch and replica, and each
+//! replica's history and curves in `replicas/<r>/`.
 
 use dynlab::algos::grokking::{run, GrokkingConfig};
 use dynlab::harness::{load_config, RunMode, RunOptions};
@@ -80,12 +81,27 @@ fn main() {
             config.train.grokked_at,
             epoch(o.grokked_epoch)
         );
+        if o.replica_phases.len() > 1 {
+            for (r, (m, g)) in o.replica_phases.iter().enumerate() {
+                let seed = config.seed + r as u64;
+                println!(
+                    "replica {r} (seed {seed}): memorised at epoch {}, grokked at epoch {}",
+                    epoch(*m),
+                    epoch(*g)
+                );
+            }
+        }
         println!(
-            "final epoch {}: train acc {:.4}, test acc {:.4}, test loss {:.4}",
+            "final epoch {}: train acc {:.4}, test acc {:.4}, test loss {:.4}{}",
             last("epoch"),
             last("train_acc"),
             last("test_acc"),
-            last("test_loss")
+            last("test_loss"),
+            if o.replica_phases.len() > 1 {
+                " (last replica)"
+            } else {
+                ""
+            }
         );
         println!(
             "wall time {:.1} s; this call ran {} epochs at {:.2} epochs/s",

@@ -188,3 +188,73 @@ fn resuming_gives_the_same_history_as_running_straight() {
     assert!(matches!(diagnostics.values[1], Value::F32(v) if v.is_finite()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Three seeds as stacked replicas: replica 0 repeats the single run of its seed, each replica has
+/// its own rows, files, phases and summary entries, and a resumed replicated run repeats a straight
+/// one.
+#[device_test]
+fn replicas_run_as_separate_seeds_in_one_run() {
+    let dir = runs_dir("replicas");
+    let (single, text) = config(&dir, "single", RESUMABLE, &[]);
+    let one = run(&single, &text, RunOptions::default()).unwrap().history;
+    let three = ["replicas=3".to_string()];
+    let (stacked, text) = config(&dir, "stacked", RESUMABLE, &three);
+    let o = run(&stacked, &text, RunOptions::default()).unwrap();
+    assert_eq!(o.history.rows(), 3 * 16);
+    assert_eq!(o.replica_phases.len(), 3);
+    let first = o.history.rows_where("replica", 0.0);
+    for name in [
+        "train_loss",
+        "train_acc",
+        "test_acc",
+        "grad_norm",
+        "weight_norm",
+    ] {
+        let (a, b) = (first.numbers(name).unwrap(), one.numbers(name).unwrap());
+        for (x, y) in a.iter().zip(&b) {
+            let (x, y) = (x.unwrap(), y.unwrap());
+            assert!(
+                (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                "{name}: {x} vs {y}"
+            );
+        }
+    }
+    let seeds: Vec<f64> = (0..3)
+        .map(|r| {
+            o.history
+                .rows_where("replica", r as f64)
+                .last("train_loss")
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        seeds[0] != seeds[1] && seeds[1] != seeds[2],
+        "replicas differ: {seeds:?}"
+    );
+    for r in 0..3 {
+        for file in ["history.csv", "history.parquet", "curves.png"] {
+            let path = o.run_dir.join(format!("replicas/{r}/{file}"));
+            assert!(path.is_file(), "{} written", path.display());
+        }
+    }
+    let summary = std::fs::read_to_string(o.run_dir.join("summary.toml")).unwrap();
+    assert!(summary.contains("replica_final_test_acc"), "{summary}");
+
+    let (split, text) = config(&dir, "split", RESUMABLE, &three);
+    let stop_at_7 = RunOptions {
+        stop_at: Some(7),
+        ..Default::default()
+    };
+    run(&split, &text, stop_at_7).unwrap();
+    let resume = RunOptions {
+        mode: RunMode::Resume,
+        ..Default::default()
+    };
+    let resumed = run(&split, &text, resume).unwrap().history;
+    let without_time = |h: &History| {
+        let columns = h.columns().iter().filter(|c| c.name != "seconds");
+        format!("{:?}", columns.collect::<Vec<_>>())
+    };
+    assert_eq!(without_time(&o.history), without_time(&resumed));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -127,15 +127,16 @@ pub fn run_experiment(
     let mut progress = Progress::new(total, unit, &unit_name, options.progress);
     while unit < last && !experiment.finished(&history) {
         unit += 1;
+        let rows_before = history.rows();
         let status = experiment.run_unit(unit, &mut history)?;
-        if history.rows() == 0 {
+        if history.rows() == rows_before {
             return Err(Error::value(
                 "run_experiment",
                 format!("unit {unit} without a history row"),
-                "Experiment::run_unit to push one row per unit",
+                "Experiment::run_unit to push a row (or one per replica) per unit",
             ));
         }
-        history.set("seconds", Value::F64(elapsed(&started)))?;
+        history.set_from(rows_before, "seconds", Value::F64(elapsed(&started)))?;
         let rate = (unit - first_unit) as f64 / started.elapsed().as_secs_f64();
         progress.update(unit, format!("{status} {rate:.1} {unit_name}/s"));
         if unit % experiment.checkpoint_every().max(1) == 0 {

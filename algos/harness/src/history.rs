@@ -218,6 +218,12 @@ impl History {
 
     /// Sets cell `name` of the last row, adding the column (null in earlier rows) if it is new.
     pub fn set(&mut self, name: &str, value: Value) -> Result<()> {
+        self.set_from(self.rows.saturating_sub(1), name, value)
+    }
+
+    /// Sets cell `name` of every row from `first` on (the rows of one unit of work, e.g. one per
+    /// replica), adding the column (null in earlier rows) if it is new.
+    pub fn set_from(&mut self, first: usize, name: &str, value: Value) -> Result<()> {
         if self.rows == 0 {
             return Err(Error::value(
                 "History::set",
@@ -247,7 +253,9 @@ impl History {
                 format!("a {:?} value or null", column.ty),
             ));
         }
-        *column.values.last_mut().expect("a row exists") = value;
+        for cell in &mut column.values[first.min(self.rows - 1)..] {
+            *cell = value.clone();
+        }
         Ok(())
     }
 
@@ -274,6 +282,59 @@ impl History {
         values
             .iter()
             .position(|v| v.as_f64().is_some_and(|v| v >= threshold))
+    }
+
+    /// [`History::first_row_reaching`] among the rows whose column `key` holds `key_value` (one
+    /// replica's rows of a history of several).
+    pub fn first_row_reaching_where(
+        &self,
+        name: &str,
+        threshold: f64,
+        key: &str,
+        key_value: f64,
+    ) -> Option<usize> {
+        let (values, keys) = (&self.column(name)?.values, &self.column(key)?.values);
+        (0..self.rows).find(|&r| {
+            keys[r].as_f64() == Some(key_value)
+                && values[r].as_f64().is_some_and(|v| v >= threshold)
+        })
+    }
+
+    /// The rows whose column `key` holds `key_value`, as a history of their own (same columns).
+    pub fn rows_where(&self, key: &str, key_value: f64) -> History {
+        let keep: Vec<usize> = match self.column(key) {
+            Some(keys) => (0..self.rows)
+                .filter(|&r| keys.values[r].as_f64() == Some(key_value))
+                .collect(),
+            None => Vec::new(),
+        };
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| Column {
+                name: c.name.clone(),
+                ty: c.ty,
+                values: keep.iter().map(|&r| c.values[r].clone()).collect(),
+            })
+            .collect();
+        History {
+            columns,
+            rows: keep.len(),
+        }
+    }
+
+    /// The distinct values of column `key` in order of first appearance (the replicas of a
+    /// history that has a `replica` column).
+    pub fn distinct(&self, key: &str) -> Vec<f64> {
+        let mut seen: Vec<f64> = Vec::new();
+        for v in self.column(key).map_or(&[][..], |c| &c.values[..]) {
+            if let Some(x) = v.as_f64() {
+                if !seen.contains(&x) {
+                    seen.push(x);
+                }
+            }
+        }
+        seen
     }
 
     /// Keeps the first `rows` rows.

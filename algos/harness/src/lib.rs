@@ -25,5 +25,5 @@ pub use experiment::{run_experiment, Experiment, Outcome, RunOptions};
 pub use history::{Column, ColumnType, ColumnValue, History, Row, Value};
 pub use plot::{plot_history, Figure, Panel};
 pub use progress::Progress;
-pub use run::{RunDir, RunMode};
+pub use run::{RunDir, RunMode, REPLICA};
 pub use summary::{git_revision, Summary};

@@ -1,6 +1,7 @@
 //! A run folder, `<runs_dir>/<name>/`: the resolved `config.toml`, `checkpoint.safetensors` (every
 //! stateful part of the run in one file), `history.csv` and `history.parquet`, plots and
-//! `summary.toml`. Every file is written to a temporary name and renamed, so a crash never leaves a
+//! `summary.toml`. A run of several replicas (a history with a `replica` column) also gets each
+//! replica's rows in `replicas/<r>/history.csv` and `.parquet`. Every file is written to a temporary name and renamed, so a crash never leaves a
 //! half-written one; the checkpoint holds the history too, so resuming restores it exactly.
 
 use crate::history::History;
@@ -28,6 +29,9 @@ pub struct RunDir {
 }
 
 const CHECKPOINT: &str = "checkpoint.safetensors";
+
+/// The history column that names a row's replica.
+pub const REPLICA: &str = "replica";
 
 impl RunDir {
     /// Opens `<runs_dir>/<name>` for `mode`: creates it (`New`, `Overwrite`) or checks that it has
@@ -91,9 +95,20 @@ impl RunDir {
         Record::load(self.file(CHECKPOINT), device)
     }
 
-    /// Writes `history.csv` and `history.parquet`.
+    /// Writes `history.csv` and `history.parquet`, and with several replicas each replica's
+    /// history under `replicas/<r>/`.
     pub fn write_history(&self, history: &History) -> Result<()> {
         self.write("history.csv", history.to_csv().as_bytes())?;
-        self.write("history.parquet", &to_parquet(history))
+        self.write("history.parquet", &to_parquet(history))?;
+        let replicas = history.distinct(REPLICA);
+        if replicas.len() > 1 {
+            for r in replicas {
+                let one = history.rows_where(REPLICA, r);
+                let dir = format!("replicas/{r}");
+                self.write(&format!("{dir}/history.csv"), one.to_csv().as_bytes())?;
+                self.write(&format!("{dir}/history.parquet"), &to_parquet(&one))?;
+            }
+        }
+        Ok(())
     }
 }

@@ -17,6 +17,11 @@ pub struct GrokkingConfig {
     /// Seed of the split, the initialisation and the mini-batch order.
     #[serde(default)]
     pub seed: u64,
+    /// Train this many networks at once as stacked replicas, replica `r` initialised from seed
+    /// `seed + r` (the split and the batch order are the seed's); each has its own history rows
+    /// (column `replica`) and phases.
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
     /// Folder of run folders.
     #[serde(default = "default_runs_dir")]
     pub runs_dir: String,
@@ -87,6 +92,9 @@ pub struct TrainConfig {
     pub grokked_at: f32,
 }
 
+fn default_replicas() -> usize {
+    1
+}
 fn default_runs_dir() -> String {
     "runs".into()
 }
@@ -178,6 +186,9 @@ impl GrokkingConfig {
             Init::parse(&m.init),
             "kaiming_uniform, kaiming_normal, xavier_uniform, xavier_normal, lecun_uniform, lecun_normal, pytorch_default",
         )?;
+        if self.replicas == 0 {
+            return Err(Error::config("replicas", "must be at least 1"));
+        }
         let t = &self.train;
         if t.epochs == 0 {
             return Err(Error::config("train.epochs", "must be positive"));

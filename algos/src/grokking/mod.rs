@@ -5,6 +5,11 @@
 //! training step of `dynlab_train` and runs under the harness's [`run_experiment`]: one unit is an
 //! epoch, logged as one history row; the phases are found in the history and the curves drawn.
 //! `cargo run --release --example grokking -- --config examples/configs/grokking_quick.toml`.
+//!
+//! With `replicas = R`, `R` networks (seeds `seed … seed + R − 1`) train as one stacked model
+//! ([`Replicas`]): one history row per replica and epoch (column `replica`, and each replica's rows
+//! in `replicas/<r>/`), phases and final accuracies per replica in the summary, and the curves of
+//! every replica in one figure.
 
 mod config;
 pub mod data;
@@ -14,9 +19,9 @@ pub use config::{DataConfig, GrokkingConfig, GrokkingPlan, ModelConfig, TrainCon
 use data::ModularData;
 use dynlab_harness::{
     history_row, plot_history, run_experiment, Experiment, Figure, History, Panel, RunDir,
-    RunOptions, Summary, Value,
+    RunOptions, Summary, Value, REPLICA,
 };
-use dynlab_models::{BaselineMlp, Record, Stateful};
+use dynlab_models::{BaselineMlp, Module, Record, Replicas, Stateful};
 use dynlab_runtime::{Device, Result, Rng};
 use dynlab_train::{
     AdamStats, Batch, CrossEntropy, Dataset, FeatureNorm, Loader, Trainer, WeightNorm,
@@ -25,10 +30,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 history_row! {
-    /// One row per epoch.
+    /// One row per epoch (and replica).
     pub struct EpochRow {
         /// Epochs done.
         pub epoch: u64,
+        /// The replica (0 for a single network; its init seed is `seed + replica`).
+        pub replica: u64,
         /// Optimizer steps taken by the end of the epoch.
         pub step: u64,
         /// Learning rate of the epoch's last step.
@@ -63,10 +70,12 @@ pub struct GrokkingOutcome {
     pub run_dir: PathBuf,
     /// Every epoch's row (across resumes), with `seconds`.
     pub history: History,
-    /// First epoch with train accuracy ≥ `memorised_at`.
+    /// First epoch with train accuracy ≥ `memorised_at` (replica 0's).
     pub memorised_epoch: Option<u64>,
-    /// First epoch with test accuracy ≥ `grokked_at`.
+    /// First epoch with test accuracy ≥ `grokked_at` (replica 0's).
     pub grokked_epoch: Option<u64>,
+    /// `(memorised, grokked)` epochs of each replica.
+    pub replica_phases: Vec<Phases>,
     /// Epochs trained by this call and their rate.
     pub epochs_run: u64,
     /// Epochs per second of this call.
@@ -79,38 +88,65 @@ pub struct GrokkingOutcome {
     pub syncs_per_step: Option<f64>,
 }
 
+/// A network's `(memorised, grokked)` epochs (`None`: not reached).
+pub type Phases = (Option<u64>, Option<u64>);
+
 /// Seed of the mini-batch order, derived from the config's seed.
 const TRAIN_SEED_MIX: u64 = 0x5EED_0FBA_7C4E_5EED;
 
-/// The experiment's state.
-struct Grokking {
+/// The experiment's state, for one network (`M = BaselineMlp`) or stacked replicas.
+struct Grokking<M: Module> {
     config: GrokkingConfig,
     device: Device,
-    trainer: Trainer<BaselineMlp>,
+    trainer: Trainer<M>,
     train: Loader,
     test: Batch,
     rng: Rng,
 }
 
-impl Grokking {
-    fn new(config: &GrokkingConfig) -> Result<Grokking> {
+/// The data, the networks of seeds `seed … seed + replicas − 1` and the device.
+fn setup(config: &GrokkingConfig) -> Result<(Device, ModularData, Vec<BaselineMlp>)> {
+    let plan = config.plan()?;
+    let device = Device::default()?;
+    let d = &config.data;
+    let data = ModularData::new(d.p, plan.op, d.train_frac, config.seed, &device)?;
+    let models = (0..config.replicas as u64)
+        .map(|r| {
+            let mut init_rng = Rng::new(config.seed.wrapping_add(r));
+            let hidden = &config.model.hidden;
+            BaselineMlp::new(
+                d.p,
+                plan.encoding,
+                hidden,
+                plan.init,
+                &mut init_rng,
+                &device,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((device, data, models))
+}
+
+impl<M: Module> Grokking<M> {
+    /// The experiment training `model` (one network, or the stacked replicas of `models[0]`'s
+    /// kind), fed through `encoder` (the first network).
+    fn new(
+        config: &GrokkingConfig,
+        device: Device,
+        data: ModularData,
+        encoder: &BaselineMlp,
+        model: M,
+    ) -> Result<Grokking<M>> {
         let plan = config.plan()?;
-        let device = Device::default()?;
-        let d = &config.data;
-        let data = ModularData::new(d.p, plan.op, d.train_frac, config.seed, &device)?;
-        let mut init_rng = Rng::new(config.seed);
-        let model = BaselineMlp::new(
-            d.p,
-            plan.encoding,
-            &config.model.hidden,
-            plan.init,
-            &mut init_rng,
-            &device,
-        )?;
-        let train = Dataset::new(model.encode_pairs(&data.train.pairs)?, data.train.labels)?;
+        let train = Dataset::new(encoder.encode_pairs(&data.train.pairs)?, data.train.labels)?;
         let test = Batch {
-            inputs: model.encode_pairs(&data.test.pairs)?,
+            inputs: encoder.encode_pairs(&data.test.pairs)?,
             targets: data.test.labels,
+        };
+        let replicas = config.replicas;
+        let test = match replicas {
+            1 => test,
+            r => test.for_replicas(r)?,
         };
         let trainer = Trainer::new(
             model,
@@ -131,24 +167,29 @@ impl Grokking {
             config: config.clone(),
             device,
             trainer,
-            train: Loader::new(train, plan.batch_size)?,
+            train: Loader::new(train, plan.batch_size)?.with_replicas(replicas),
             test,
             rng: Rng::new(config.seed ^ TRAIN_SEED_MIX),
         })
     }
 
-    /// The first epoch whose `column` reaches `threshold`.
-    fn first_epoch(history: &History, column: &str, threshold: f32) -> Option<u64> {
-        let row = history.first_row_reaching(column, threshold as f64)?;
+    /// The first epoch whose `column` reaches `threshold` in replica `r`.
+    fn first_epoch(history: &History, column: &str, threshold: f32, r: usize) -> Option<u64> {
+        let row = history.first_row_reaching_where(column, threshold as f64, REPLICA, r as f64)?;
         history.cell("epoch", row)?.as_f64().map(|e| e as u64)
     }
 
-    fn phases(&self, history: &History) -> (Option<u64>, Option<u64>) {
+    /// `(memorised, grokked)` epochs of each replica.
+    fn phases(&self, history: &History) -> Vec<Phases> {
         let t = &self.config.train;
-        (
-            Self::first_epoch(history, "train_acc", t.memorised_at),
-            Self::first_epoch(history, "test_acc", t.grokked_at),
-        )
+        (0..self.config.replicas)
+            .map(|r| {
+                (
+                    Self::first_epoch(history, "train_acc", t.memorised_at, r),
+                    Self::first_epoch(history, "test_acc", t.grokked_at, r),
+                )
+            })
+            .collect()
     }
 }
 
@@ -156,7 +197,7 @@ fn metric(values: &BTreeMap<String, f32>, name: &str) -> f32 {
     values.get(name).copied().unwrap_or(f32::NAN)
 }
 
-impl Experiment for Grokking {
+impl<M: Module> Experiment for Grokking<M> {
     fn device(&self) -> Option<&Device> {
         Some(&self.device)
     }
@@ -172,30 +213,48 @@ impl Experiment for Grokking {
     fn run_unit(&mut self, epoch: u64, history: &mut History) -> Result<String> {
         self.trainer.epoch(&mut self.train, &mut self.rng)?;
         self.trainer.evaluate_into(&self.test, "test_")?;
-        let train = self.trainer.log()?;
-        let row = EpochRow {
-            epoch,
-            step: self.trainer.optimizer.steps(),
-            lr: metric(&train, "lr"),
-            train_loss: metric(&train, "loss"),
-            train_acc: metric(&train, "acc"),
-            test_loss: metric(&train, "test_loss"),
-            test_acc: metric(&train, "test_acc"),
-            grad_norm: metric(&train, "grad_norm"),
-            weight_norm: metric(&train, "weight_norm"),
-            repr_norm: metric(&train, "repr_norm"),
-            adam_effective_step: train.get("adam_effective_step").copied(),
-            adam_moment_ratio: train.get("adam_moment_ratio").copied(),
-            update_to_decay: train.get("update_to_decay").copied(),
+        let logs = self.trainer.log_replicas()?;
+        let step = self.trainer.optimizer.steps();
+        let rows: Vec<EpochRow> = logs
+            .iter()
+            .enumerate()
+            .map(|(r, log)| EpochRow {
+                epoch,
+                replica: r as u64,
+                step,
+                lr: metric(log, "lr"),
+                train_loss: metric(log, "loss"),
+                train_acc: metric(log, "acc"),
+                test_loss: metric(log, "test_loss"),
+                test_acc: metric(log, "test_acc"),
+                grad_norm: metric(log, "grad_norm"),
+                weight_norm: metric(log, "weight_norm"),
+                repr_norm: metric(log, "repr_norm"),
+                adam_effective_step: log.get("adam_effective_step").copied(),
+                adam_moment_ratio: log.get("adam_moment_ratio").copied(),
+                update_to_decay: log.get("update_to_decay").copied(),
+            })
+            .collect();
+        for row in &rows {
+            history.push(row)?;
+        }
+        let mean = |f: fn(&EpochRow) -> f32| rows.iter().map(f).sum::<f32>() / rows.len() as f32;
+        let over = if rows.len() > 1 {
+            " (mean of replicas)"
+        } else {
+            ""
         };
-        history.push(&row)?;
         Ok(format!(
-            "train {:.3}/{:.3} test {:.3}/{:.3} (loss/acc)",
-            row.train_loss, row.train_acc, row.test_loss, row.test_acc
+            "train {:.3}/{:.3} test {:.3}/{:.3} (loss/acc){over}",
+            mean(|r| r.train_loss),
+            mean(|r| r.train_acc),
+            mean(|r| r.test_loss),
+            mean(|r| r.test_acc)
         ))
     }
 
-    /// Stops `train.stop_after_grokking` epochs after test accuracy first reached `grokked_at`.
+    /// Stops `train.stop_after_grokking` epochs after test accuracy first reached `grokked_at` (in
+    /// every replica).
     fn finished(&self, history: &History) -> bool {
         let (Some(after), Some(last)) =
             (self.config.train.stop_after_grokking, history.last("epoch"))
@@ -203,8 +262,8 @@ impl Experiment for Grokking {
             return false;
         };
         self.phases(history)
-            .1
-            .is_some_and(|g| last as u64 >= g + after)
+            .iter()
+            .all(|(_, g)| g.is_some_and(|g| last as u64 >= g + after))
     }
 
     fn save(&self) -> Result<Record> {
@@ -219,40 +278,60 @@ impl Experiment for Grokking {
     }
 
     fn finish(&mut self, run: &RunDir, history: &History, summary: &mut Summary) -> Result<()> {
-        let (memorised, grokked) = self.phases(history);
+        let phases = self.phases(history);
         let c = &self.config;
-        let markers = [("memorised", memorised), ("grokked", grokked)]
-            .into_iter()
-            .filter_map(|(l, e)| Some((format!("{l} at epoch {}", e?), e? as f64)))
-            .collect();
-        let figure = Figure {
-            title: format!(
-                "{}: (a {} b) mod {}, train fraction {}",
-                c.name, c.data.op, c.data.p, c.data.train_frac
-            ),
-            x: "epoch".into(),
-            log_x: true,
-            panels: vec![
-                Panel::new("cross-entropy", "loss")
-                    .line("train_loss", "train")
-                    .line("test_loss", "test")
-                    .log_y(),
-                Panel::new("accuracy", "accuracy")
-                    .line("train_acc", "train")
-                    .line("test_acc", "test"),
-            ],
-            markers,
+        let title = format!(
+            "{}: (a {} b) mod {}, train fraction {}",
+            c.name, c.data.op, c.data.p, c.data.train_frac
+        );
+        if c.replicas == 1 {
+            plot_history(run.file("curves.png"), history, &curves(title, phases[0]))?;
+        } else {
+            let title = format!("{title}, {} replicas", c.replicas);
+            plot_history(
+                run.file("curves.png"),
+                &by_replica(history, c.replicas)?,
+                &replica_curves(title, c.replicas),
+            )?;
+            for (r, &phase) in phases.iter().enumerate() {
+                let one = history.rows_where(REPLICA, r as f64);
+                let title = format!("{} (replica {r}, seed {})", c.name, c.seed + r as u64);
+                plot_history(
+                    run.file(&format!("replicas/{r}/curves.png")),
+                    &one,
+                    &curves(title, phase),
+                )?;
+            }
+        }
+        let epochs = |pick: fn(&Phases) -> Option<u64>| {
+            phases
+                .iter()
+                .map(|p| pick(p).map_or(-1, |e| e as i64))
+                .collect::<Vec<_>>()
         };
-        plot_history(run.file("curves.png"), history, &figure)?;
-        summary.set_or_not_reached("memorised_epoch", memorised.map(|e| e as i64));
-        summary.set_or_not_reached("grokked_epoch", grokked.map(|e| e as i64));
-        let last = history.rows().saturating_sub(1);
+        summary.set_or_not_reached("memorised_epoch", phases[0].0.map(|e| e as i64));
+        summary.set_or_not_reached("grokked_epoch", phases[0].1.map(|e| e as i64));
+        if c.replicas > 1 {
+            summary.set("replica_memorised_epochs", epochs(|p| p.0));
+            summary.set("replica_grokked_epochs", epochs(|p| p.1));
+        }
+        let last_epoch = history.last("epoch").unwrap_or(0.0);
         for (key, column) in [
             ("final_train_acc", "train_acc"),
             ("final_test_acc", "test_acc"),
             ("final_test_loss", "test_loss"),
         ] {
-            summary.set_cell(key, history.cell(column, last).unwrap_or(&Value::Null));
+            let finals: Vec<&Value> = (0..history.rows())
+                .filter(|&row| {
+                    history.cell("epoch", row).and_then(Value::as_f64) == Some(last_epoch)
+                })
+                .filter_map(|row| history.cell(column, row))
+                .collect();
+            summary.set_cell(key, finals.first().copied().unwrap_or(&Value::Null));
+            if c.replicas > 1 {
+                let values: Vec<f64> = finals.iter().filter_map(|v| v.as_f64()).collect();
+                summary.set(&format!("replica_{key}"), values);
+            }
         }
         Ok(())
     }
@@ -270,6 +349,74 @@ impl Experiment for Grokking {
     }
 }
 
+/// The loss and accuracy curves of one network, with its phases marked.
+fn curves(title: String, (memorised, grokked): Phases) -> Figure {
+    let markers = [("memorised", memorised), ("grokked", grokked)]
+        .into_iter()
+        .filter_map(|(l, e)| Some((format!("{l} at epoch {}", e?), e? as f64)))
+        .collect();
+    Figure {
+        title,
+        x: "epoch".into(),
+        log_x: true,
+        panels: vec![
+            Panel::new("cross-entropy", "loss")
+                .line("train_loss", "train")
+                .line("test_loss", "test")
+                .log_y(),
+            Panel::new("accuracy", "accuracy")
+                .line("train_acc", "train")
+                .line("test_acc", "test"),
+        ],
+        markers,
+    }
+}
+
+/// Every replica's train and test accuracy against the epoch.
+fn replica_curves(title: String, replicas: usize) -> Figure {
+    let panel = |name: &str, what: &str| {
+        (0..replicas).fold(Panel::new(name, "accuracy"), |p, r| {
+            p.line(&format!("{what}_{r}"), &format!("replica {r}"))
+        })
+    };
+    Figure {
+        title,
+        x: "epoch".into(),
+        log_x: true,
+        panels: vec![
+            panel("train accuracy", "train_acc"),
+            panel("test accuracy", "test_acc"),
+        ],
+        markers: Vec::new(),
+    }
+}
+
+/// One row per epoch with each replica's accuracies as columns `train_acc_<r>`, `test_acc_<r>`.
+fn by_replica(history: &History, replicas: usize) -> Result<History> {
+    let mut wide = History::default();
+    let per: Vec<History> = (0..replicas)
+        .map(|r| history.rows_where(REPLICA, r as f64))
+        .collect();
+    for row in 0..per[0].rows() {
+        let mut cells = vec![(
+            "epoch".to_string(),
+            per[0].cell("epoch", row).cloned().unwrap_or(Value::Null),
+        )];
+        for (r, h) in per.iter().enumerate() {
+            for what in ["train_acc", "test_acc"] {
+                cells.push((
+                    format!("{what}_{r}"),
+                    h.cell(what, row).cloned().unwrap_or(Value::Null),
+                ));
+            }
+        }
+        let named: Vec<(&str, Value)> =
+            cells.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        wide.push_cells(&named)?;
+    }
+    Ok(wide)
+}
+
 /// Runs (or resumes) the experiment described by `config`; `resolved_toml` is saved as the run's
 /// `config.toml`.
 pub fn run(
@@ -277,7 +424,26 @@ pub fn run(
     resolved_toml: &str,
     options: RunOptions,
 ) -> Result<GrokkingOutcome> {
-    let mut experiment = Grokking::new(config)?;
+    let (device, data, mut models) = setup(config)?;
+    if models.len() == 1 {
+        let model = models.pop().expect("one network");
+        let encoder = model.clone();
+        let experiment = Grokking::new(config, device, data, &encoder, model)?;
+        run_with(experiment, config, resolved_toml, options)
+    } else {
+        let encoder = models[0].clone();
+        let stacked = Replicas::stack(models)?;
+        let experiment = Grokking::new(config, device, data, &encoder, stacked)?;
+        run_with(experiment, config, resolved_toml, options)
+    }
+}
+
+fn run_with<M: Module>(
+    mut experiment: Grokking<M>,
+    config: &GrokkingConfig,
+    resolved_toml: &str,
+    options: RunOptions,
+) -> Result<GrokkingOutcome> {
     let outcome = run_experiment(
         &mut experiment,
         &config.runs_dir,
@@ -286,11 +452,12 @@ pub fn run(
         History::of::<EpochRow>(),
         options,
     )?;
-    let (memorised_epoch, grokked_epoch) = experiment.phases(&outcome.history);
+    let replica_phases = experiment.phases(&outcome.history);
     Ok(GrokkingOutcome {
         run_dir: outcome.run_dir,
-        memorised_epoch,
-        grokked_epoch,
+        memorised_epoch: replica_phases[0].0,
+        grokked_epoch: replica_phases[0].1,
+        replica_phases,
         epochs_run: outcome.units_run,
         epochs_per_second: outcome.units_per_second,
         seconds: outcome.seconds,

@@ -78,12 +78,17 @@ pub fn bench_pair(
 }
 
 /// Writes `csv` to `benches/results/{name}` (temp file + rename).
-pub fn write_result(name: &str, csv: &str, device: &Device) -> std::io::Result<()> {
+pub fn write_csv(name: &str, csv: &str) -> std::io::Result<()> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
     std::fs::create_dir_all(&dir)?;
     let tmp = dir.join(format!("{name}.tmp"));
     std::fs::File::create(&tmp)?.write_all(csv.as_bytes())?;
-    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::rename(&tmp, dir.join(name))
+}
+
+/// [`write_csv`], then says so, naming dynlab's device.
+pub fn write_result(name: &str, csv: &str, device: &Device) -> std::io::Result<()> {
+    write_csv(name, csv)?;
     println!("wrote benches/results/{name} ({})", device.name());
     Ok(())
 }
