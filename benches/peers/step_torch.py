@@ -94,12 +94,14 @@ def workloads():
     b = trainer(list(net.parameters()), adam, lambda: F.cross_entropy(net(xb), yb))
 
     # (c) TMS 5-2; replicas share the batch.
-    xc = torch.rand(1024, 5, generator=g) * torch.bernoulli(torch.full((1024, 5), 0.05), generator=g)
+    mask = torch.bernoulli(torch.full((1024, 5), 0.05), generator=g)
+    xc = torch.rand(1024, 5, generator=g) * mask
     w = nn.init.xavier_normal_(torch.empty(2, 5)).requires_grad_()
     bias = torch.zeros(5, requires_grad=True)
     c = trainer([w, bias], adam_w([w, bias], 5e-3, 0.01),
                 lambda: F.mse_loss(F.relu(xc @ w.T @ w + bias), xc))
-    ws = torch.stack([nn.init.xavier_normal_(torch.empty(2, 5)) for _ in range(REPLICAS)]).requires_grad_()
+    ws = torch.stack([nn.init.xavier_normal_(torch.empty(2, 5)) for _ in range(REPLICAS)])
+    ws.requires_grad_()
     bs = torch.zeros(REPLICAS, 1, 5, requires_grad=True)
     xs = xc.expand(REPLICAS, -1, -1)
 
@@ -116,19 +118,23 @@ def workloads():
     d = trainer(list(learner.parameters()), torch.optim.SGD(learner.parameters(), lr=1e-2),
                 lambda: F.mse_loss(learner(xd), yd))
 
-    def kaiming(shape):
-        return torch.stack([nn.init.kaiming_uniform_(torch.empty(shape[::-1]), nonlinearity="relu").T
-                            for _ in range(REPLICAS)])
+    def kaiming(fan_in, fan_out):  # [R, in, out], Kaiming-uniform over fan-in
+        w = torch.empty(REPLICAS, fan_out, fan_in)
+        for r in range(REPLICAS):
+            nn.init.kaiming_uniform_(w[r], nonlinearity="relu")
+        return w.transpose(1, 2).contiguous().requires_grad_()
 
-    stack = [kaiming((20, 5)), torch.zeros(REPLICAS, 1, 5), kaiming((5, 1)), torch.zeros(REPLICAS, 1, 1)]
-    w1, b1, w2, b2 = [t.contiguous().requires_grad_() for t in stack]
+    w1, w2 = kaiming(20, 5), kaiming(5, 1)
+    b1 = torch.zeros(REPLICAS, 1, 5, requires_grad=True)
+    b2 = torch.zeros(REPLICAS, 1, 1, requires_grad=True)
     xds = xd.expand(REPLICAS, -1, -1)
 
     def learner_stack():
         out = torch.bmm(F.relu(torch.bmm(xds, w1) + b1), w2) + b2
         return (out - 0.5).square().flatten()
 
-    ds = trainer([w1, b1, w2, b2], torch.optim.SGD([w1, b1, w2, b2], lr=1e-2), learner_stack, replicas=True)
+    sgd = torch.optim.SGD([w1, b1, w2, b2], lr=1e-2)
+    ds = trainer([w1, b1, w2, b2], sgd, learner_stack, replicas=True)
     return [
         ("grokking MLP p=97 (a)", a, None),
         ("MLP 256-256-10 b512 (b)", b, None),
@@ -141,7 +147,8 @@ def quick_grokking_epoch():
     """One epoch of the quick grokking config (p = 23), as a closure."""
     p = 23
     g = torch.Generator().manual_seed(1)
-    pairs = torch.cartesian_prod(torch.arange(p), torch.arange(p))[torch.randperm(p * p, generator=g)]
+    pairs = torch.cartesian_prod(torch.arange(p), torch.arange(p))
+    pairs = pairs[torch.randperm(p * p, generator=g)]
     labels = (pairs[:, 0] + pairs[:, 1]) % p
     n_train = int(0.7 * p * p)  # 370 train, 159 test
     x_train, x_test = one_hot_pairs(pairs[:n_train], p), one_hot_pairs(pairs[n_train:], p)
@@ -193,7 +200,8 @@ def main():
     rate = measure(quick_grokking_epoch(), warmup=50)
     print(f"{'quick grokking epoch p=23':<28} {rate:>10.1f}")
     rows.append(f"quick grokking epoch p=23,{rate:.2f},")
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "results", "step-torch.csv")
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = os.path.join(here, "..", "results", "step-torch.csv")
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(rows) + "\n")

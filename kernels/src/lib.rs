@@ -21,3 +21,7 @@ pub mod reduce;
 pub mod softmax;
 
 pub use cubecl;
+
+/// The kernels' version: the crate version and a hash of their sources (what caches of measured
+/// kernel choices are keyed by).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-", env!("DYNLAB_KERNELS_HASH"));

@@ -167,6 +167,28 @@ impl PartialEq for Device {
     }
 }
 
+/// Points cubecl's compilation cache (kept by its SPIR-V and CUDA compilers) at
+/// `<cache dir>/cubecl` when caching is on and neither a `cubecl.toml` nor the program has chosen
+/// a place: compiled kernels then survive the process. Runs once, before the first client opens.
+fn keep_compiled_kernels() {
+    use cubecl::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(dir) = crate::settings::cache_dir() else {
+            return;
+        };
+        if CubeClRuntimeConfig::storage().lock().is_some() {
+            return;
+        }
+        let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+        if config.compilation.cache.is_none() {
+            config.compilation.cache = Some(CacheConfig::File(dir.join("cubecl")));
+        }
+        // Set only if nothing read the configuration meanwhile (setting twice panics).
+        let _ = std::panic::catch_unwind(|| CubeClRuntimeConfig::set(config));
+    });
+}
+
 const KNOWN_NAMES: &str =
     "wgpu, wgpu:cpu, wgpu:discrete:N, wgpu:integrated:N, vulkan, metal, cuda, cuda:N";
 
@@ -243,6 +265,7 @@ impl Device {
         {
             use cubecl::cuda::{CudaDevice, CudaRuntime};
             let requested = format!("cuda:{index}");
+            keep_compiled_kernels();
             let client =
                 catch_backend_panic(&requested, || CudaRuntime::client(&CudaDevice::new(index)))?;
             Ok(Device {
@@ -263,6 +286,7 @@ impl Device {
     fn open_wgpu(requested: &str, choice: WgpuChoice) -> Result<Device> {
         use crate::adapters::{self, Kind};
         use cubecl::wgpu::{WgpuDevice, WgpuRuntime};
+        keep_compiled_kernels();
         let listed = catch_backend_panic(requested, adapters::list)?;
         if listed.is_empty() {
             return Err(Error::NoDevice {

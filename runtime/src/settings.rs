@@ -7,6 +7,8 @@
 //! | `DYNLAB_CONV_TUNE` | `0` turns off timing im2col against the implicit GEMM per convolution shape: im2col is always used | on | on each convolution that could be tuned |
 //! | `DYNLAB_FORCE_HOST_EIGH` | `1` sends every eigendecomposition and SVD to the f64 host solver | off | on each call |
 //! | `DYNLAB_FUSION` | `0` turns off the fused first-order backward rules (each rule then runs its chain of ops) | on | once per process, then cached |
+//! | `DYNLAB_CACHE_DIR` | where choices measured by the tuners (and, on the SPIR-V and CUDA compilers, compiled kernels) are kept across processes | `$XDG_CACHE_HOME/dynlab`, else `$HOME/.cache/dynlab` | once per process, then cached |
+//! | `DYNLAB_CACHE` | `0` keeps nothing across processes (every process tunes afresh) | on | once per process, then cached |
 //! | `DYNLAB_POISON` | `1` fills every fresh output buffer with NaN (`i32::MIN` for integers) before its kernel runs, as [`set_poison_outputs`](crate::set_poison_outputs)`(true)` does | off | once per process, then cached |
 //!
 //! For the switches, any value other than the one named (or one that is not Unicode) leaves the
@@ -51,6 +53,24 @@ pub fn force_host_eigh() -> bool {
 pub fn fusion() -> bool {
     static FUSION: OnceLock<bool> = OnceLock::new();
     *FUSION.get_or_init(|| std::env::var("DYNLAB_FUSION").map_or(true, |v| v != "0"))
+}
+
+/// The folder of what is kept across processes (`DYNLAB_CACHE_DIR`, else `$XDG_CACHE_HOME/dynlab`,
+/// else `$HOME/.cache/dynlab`), or `None` when `DYNLAB_CACHE=0` or no folder can be named. Read on
+/// the first call and cached for the process.
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    static DIR: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if std::env::var("DYNLAB_CACHE").is_ok_and(|v| v == "0") {
+            return None;
+        }
+        let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        set("DYNLAB_CACHE_DIR")
+            .map(std::path::PathBuf::from)
+            .or_else(|| set("XDG_CACHE_HOME").map(|d| std::path::PathBuf::from(d).join("dynlab")))
+            .or_else(|| set("HOME").map(|d| std::path::PathBuf::from(d).join(".cache/dynlab")))
+    })
+    .clone()
 }
 
 /// Whether fresh output buffers are poisoned with NaN: true when `DYNLAB_POISON=1`. Read on the

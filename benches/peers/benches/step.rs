@@ -24,7 +24,10 @@ use std::f64::consts::SQRT_2;
 use std::time::Instant;
 
 const REPLICAS: usize = 32;
-const KAIMING: Initializer = Initializer::KaimingUniform { gain: SQRT_2, fan_out_only: false };
+const KAIMING: Initializer = Initializer::KaimingUniform {
+    gain: SQRT_2,
+    fan_out_only: false,
+};
 
 /// One training step.
 type Step = Box<dyn FnMut()>;
@@ -40,7 +43,10 @@ impl ModuleVisitor for SquaredNorm<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
             let s = g.square().reshape([self.rows as i32, -1]).sum_dim(1);
-            self.sum = Some(self.sum.take().map_or(s.clone(), |t| t + s));
+            self.sum = Some(match self.sum.take() {
+                Some(t) => t + s,
+                None => s,
+            });
         }
     }
 }
@@ -59,9 +65,17 @@ fn trainer<M: Module + 'static>(
     Box::new(move || {
         let m = model.take().unwrap();
         let losses = loss(&m);
-        let total = if rows == 1 { losses.clone() } else { losses.clone().sum() };
+        let total = if rows == 1 {
+            losses.clone()
+        } else {
+            losses.clone().sum()
+        };
         let grads = GradientsParams::from_grads(total.backward(), &m);
-        let mut norm = SquaredNorm { grads: &grads, rows, sum: None };
+        let mut norm = SquaredNorm {
+            grads: &grads,
+            rows,
+            sum: None,
+        };
         m.visit(&mut norm);
         logged.push((losses.inner(), norm.sum.unwrap().sqrt()));
         model = Some(optim.step(lr, m, grads));
@@ -77,8 +91,15 @@ struct Mlp {
 
 impl Mlp {
     fn new([i, h, o]: [usize; 3], device: &Device) -> Mlp {
-        let layer = |i, o| LinearConfig::new(i, o).with_initializer(KAIMING).init(device);
-        Mlp { hidden: layer(i, h), out: layer(h, o) }
+        let layer = |i, o| {
+            LinearConfig::new(i, o)
+                .with_initializer(KAIMING)
+                .init(device)
+        };
+        Mlp {
+            hidden: layer(i, h),
+            out: layer(h, o),
+        }
     }
 
     fn forward(&self, x: Tensor<2>, act: fn(Tensor<2>) -> Tensor<2>) -> Tensor<2> {
@@ -126,7 +147,12 @@ fn labels(n: usize, classes: usize, seed: u64, device: &Device) -> Tensor<1, Int
 }
 
 fn adam_w(wd: f32) -> ModuleOptimizer {
-    AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.98).with_epsilon(1e-8).with_weight_decay(wd).init()
+    AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.98)
+        .with_epsilon(1e-8)
+        .with_weight_decay(wd)
+        .init()
 }
 
 /// The workloads: name, single-model step, and the 32-replica step where measured.
@@ -140,15 +166,23 @@ fn workloads(device: &Device) -> Vec<(&'static str, Step, Option<Step>)> {
     let x: Tensor<2> = Tensor::from_data(TensorData::new(onehot, [n, 2 * p]), device);
     let y = labels(n, p, 2, device);
     let ce = CrossEntropyLossConfig::new().init(device);
-    let grok = trainer(Mlp::new([2 * p, 128, p], device), adam_w(1.0), 1e-3, 1, move |m| {
-        ce.forward(m.forward(x.clone(), gelu), y.clone())
-    });
+    let grok = trainer(
+        Mlp::new([2 * p, 128, p], device),
+        adam_w(1.0),
+        1e-3,
+        1,
+        move |m| ce.forward(m.forward(x.clone(), gelu), y.clone()),
+    );
 
     // (b) MLP 256-256-10.
     let x: Tensor<2> = Tensor::random([512, 256], Distribution::Normal(0.0, 1.0), device);
     let y = labels(512, 10, 3, device);
     let ce = CrossEntropyLossConfig::new().init(device);
-    let adam = AdamConfig::new().with_beta_1(0.9).with_beta_2(0.98).with_epsilon(1e-8).init();
+    let adam = AdamConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.98)
+        .with_epsilon(1e-8)
+        .init();
     let mlp = trainer(Mlp::new([256, 256, 10], device), adam, 1e-3, 1, move |m| {
         ce.forward(m.forward(x.clone(), relu), y.clone())
     });
@@ -157,7 +191,10 @@ fn workloads(device: &Device) -> Vec<(&'static str, Step, Option<Step>)> {
     let x: Tensor<2> = Tensor::random([1024, 5], Distribution::Uniform(0.0, 1.0), device)
         * Tensor::random([1024, 5], Distribution::Bernoulli(0.05), device);
     let xavier = Initializer::XavierNormal { gain: 1.0 };
-    let tms = Tms { w: xavier.init_with([2, 5], Some(5), Some(2), device), b: Initializer::Zeros.init([5], device) };
+    let tms = Tms {
+        w: xavier.init_with([2, 5], Some(5), Some(2), device),
+        b: Initializer::Zeros.init([5], device),
+    };
     let xs = x.clone();
     let tms = trainer(tms, adam_w(0.01), 5e-3, 1, move |m| {
         let w = m.w.val();
@@ -172,7 +209,10 @@ fn workloads(device: &Device) -> Vec<(&'static str, Step, Option<Step>)> {
     let tms_stack = trainer(stack, adam_w(0.01), 5e-3, REPLICAS, move |m| {
         let w = m.w.val();
         let out = relu(x3.clone().matmul(w.clone().swap_dims(1, 2)).matmul(w) + m.b.val());
-        (out - x3.clone()).square().sum_dims_squeeze::<1, _>(&[1, 2]) / (1024.0 * 5.0)
+        (out - x3.clone())
+            .square()
+            .sum_dims_squeeze::<1, _>(&[1, 2])
+            / (1024.0 * 5.0)
     });
 
     // (d) regression learner on one random bit vector, target 0.5.
@@ -225,8 +265,12 @@ fn main() {
     let device = plain.autodiff();
     let name = format!("burn 0.22 {plain:?} fusion autodiff").replace(',', ";");
     println!("device: {name}");
-    println!("{:<28} {:>10} {:>16}", "workload", "steps/s", "32 replicas/s");
-    let mut csv = format!("device,{name}\nworkload,burn_steps_per_second,burn_replicas32_steps_per_second\n");
+    println!(
+        "{:<28} {:>10} {:>16}",
+        "workload", "steps/s", "32 replicas/s"
+    );
+    let mut csv =
+        format!("device,{name}\nworkload,burn_steps_per_second,burn_replicas32_steps_per_second\n");
     for (workload, mut single, replicas) in workloads(&device) {
         let rate = measure(&device, &mut single, 3.0);
         drop(single);

@@ -52,7 +52,9 @@ struct ShapeKey {
     options: Conv2dOptions,
 }
 
-static CHOSEN: TuneCache<ShapeKey, ConvAlgorithm> = TuneCache::new();
+static CHOSEN: TuneCache<ShapeKey, ConvAlgorithm> = TuneCache::new("conv2d", || {
+    vec![ConvAlgorithm::Im2col, ConvAlgorithm::Implicit]
+});
 
 /// The measured choices so far, one line per shape.
 pub(crate) fn tuned_choices() -> Vec<String> {

@@ -217,7 +217,7 @@ struct TuneKey {
     dtype: DType,
 }
 
-static TUNED: TuneCache<TuneKey, MatmulKernel> = TuneCache::new();
+static TUNED: TuneCache<TuneKey, MatmulKernel> = TuneCache::new("matmul", || CANDIDATES.to_vec());
 
 /// The measured choices so far, one line per shape class.
 pub(crate) fn tuned_choices() -> Vec<String> {
