@@ -2,14 +2,17 @@
 //! elements, next to a plain copy kernel on the same device (the bandwidth ceiling). Effective
 //! bandwidth counts each input read and each output written once.
 //!
-//! `cargo bench --bench elementwise` prints the table and writes `benches/results/elementwise.csv`.
+//! `cargo bench --bench elementwise` prints the table and writes `benches/results/elementwise.csv`
+//! (`DYNLAB_BENCH_RESULTS=gpu-` names it `gpu-elementwise.csv`).
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use dynlab::{Device, Rng, Tensor};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+#[path = "common/mod.rs"]
+mod common;
 
 const SIZES: [usize; 3] = [1 << 20, 1 << 22, 1 << 24];
 const ROW: usize = 1024;
@@ -93,7 +96,7 @@ fn gbps(bytes_per_element: f64, n: usize, (iters, elapsed): (u64, Duration)) -> 
     bytes_per_element * n as f64 * iters as f64 / elapsed.as_secs_f64() / 1e9
 }
 
-fn report(device: &Device) -> std::io::Result<()> {
+fn report(device: &Device) -> dynlab::Result<()> {
     let timings = TIMINGS.lock().unwrap();
     let mut csv = String::from("op,elements,gbps,copy_gbps,ratio_to_copy,device\n");
     println!(
@@ -126,12 +129,7 @@ fn report(device: &Device) -> std::io::Result<()> {
             ));
         }
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
-    std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join("elementwise.csv.tmp");
-    std::fs::File::create(&tmp)?.write_all(csv.as_bytes())?;
-    std::fs::rename(&tmp, dir.join("elementwise.csv"))?;
-    println!("wrote benches/results/elementwise.csv ({})", device.name());
+    common::write_results("elementwise.csv", &csv, device)?;
     Ok(())
 }
 

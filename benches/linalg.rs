@@ -14,6 +14,9 @@ use dynlab::runtime::linalg::{EighOptions, EighPath};
 use dynlab::{Device, Rng, Tensor};
 use std::time::Instant;
 
+#[path = "common/mod.rs"]
+mod common;
+
 const REPEATS: usize = 3;
 
 /// Largest device eigh timed by default (n = 1024 takes minutes per call on lavapipe).
@@ -135,8 +138,6 @@ fn main() -> dynlab::Result<()> {
             device.name()
         ));
     }
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results/linalg.csv");
-    dynlab::runtime::write_atomic(&path, csv.as_bytes())?;
-    println!("wrote benches/results/linalg.csv ({})", device.name());
+    common::write_results("linalg.csv", &csv, &device)?;
     Ok(())
 }

@@ -179,6 +179,40 @@ mod kernels {
         }
     }
 
+    /// The mean ℓ2 norm of the rows of each group of `rows` consecutive rows (one group per
+    /// stacked replica): one cube of `block` units per group, unit `u` taking rows
+    /// `u, u + block, …`; `out[g] = (1/rows) Σ_r √(Σ_j x_rj²)`.
+    #[cube(launch_unchecked)]
+    pub fn mean_row_norm<F: Float>(
+        input: &Tensor<F>,
+        out: &mut Array<F>,
+        in_offset: u32,
+        rows: u32,
+        row_len: u32,
+        #[comptime] block: u32,
+    ) {
+        let group = CUBE_POS_X as usize;
+        let mut shared = SharedMemory::<F>::new(block as usize);
+        let step = input.stride(input.rank() - 1);
+        let mut total = F::new(0.0);
+        let mut r = UNIT_POS;
+        while r < rows {
+            let row = group * rows as usize + r as usize;
+            let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
+            let mut squares = F::new(0.0);
+            for j in 0..row_len {
+                let x = input[base + j as usize * step];
+                squares += x * x;
+            }
+            total += F::sqrt(squares);
+            r += block;
+        }
+        let total = cube_sum::<F>(total, &mut shared, block);
+        if UNIT_POS == 0 {
+            out[group] = total / F::cast_from(rows);
+        }
+    }
+
     /// The sum of every unit's `partial` over a cube of `block` (a power of two) units, through a
     /// shared-memory tree; every unit gets it, and `shared` is free again on return.
     #[cube]

@@ -4,7 +4,9 @@
 //! with `m = max_k x_k`, and the fused cross-entropy of integer labels
 //! `ℓ = m + ln Σ_k exp(x_k − m) − x_label`, and `logsumexp(x) = m + ln Σ_k exp(x_k − m)`; the
 //! cross-entropy's gradient `∂ℓ/∂x_j · g = (softmax(x)_j − [j = label]) · g_row` in one pass, and
-//! whether the row's first maximum (a NaN counts as the maximum) is its label.
+//! whether the row's first maximum (a NaN counts as the maximum) is its label. [`cross_entropy_mean`]
+//! gives a batch's mean loss and accuracy in one launch (per group of rows: one group per stacked
+//! replica), where the per-row kernels need a reduction and a division after them.
 //!
 //! Rows come as the last dimension of a strided view (as in [`crate::reduce`]); outputs are contiguous.
 //! A row whose maximum is ±inf or NaN yields NaN (or ±inf) rather than a silently wrong finite number.
@@ -25,8 +27,9 @@ pub enum SoftmaxMode {
     LogSumExp,
     /// Writes one loss per row; the label of row `r` is `labels[r]`.
     CrossEntropy,
-    /// Writes `(softmax(x)_j − [j = label]) · scale[r]` for every element (the cross-entropy's
-    /// gradient for an upstream gradient `scale[r]` of row `r`'s loss).
+    /// Writes `(softmax(x)_j − [j = label]) · scale[r / scale_rows] · factor` for every element (the
+    /// cross-entropy's gradient for an upstream gradient `scale[r]` of row `r`'s loss, or one scale
+    /// shared by groups of `scale_rows` rows, as a mean's gradient is).
     CrossEntropyGrad,
     /// Writes one value per row: 1 when the row's first maximum is at its label, else 0.
     Correct,
@@ -46,6 +49,8 @@ fn write_row<F: Float>(
     output: &mut Array<F>,
     labels: &Array<i32>,
     scale: &Array<F>,
+    scale_rows: u32,
+    factor: F,
     base: usize,
     step: usize,
     row: usize,
@@ -90,7 +95,7 @@ fn write_row<F: Float>(
         }
         SoftmaxMode::CrossEntropyGrad => {
             let inv = F::new(1.0) / sum;
-            let g = scale[row];
+            let g = scale[row / scale_rows as usize] * factor;
             let label = labels[row];
             let mut j = first;
             while j < row_len {
@@ -127,11 +132,13 @@ mod kernels {
 
     /// One unit per row: three serial passes (max, sum of exponentials, write).
     #[cube(launch_unchecked)]
-    pub fn softmax_rows_unit<F: Float>(
+    pub fn softmax_rows_unit<F: Float + CubeElement>(
         input: &Tensor<F>,
         output: &mut Array<F>,
         labels: &Array<i32>,
         scale: &Array<F>,
+        scale_rows: u32,
+        factor: F,
         in_offset: u32,
         rows: u32,
         row_len: u32,
@@ -152,18 +159,21 @@ mod kernels {
                 sum += (input[base + j as usize * step] - m).exp();
             }
             write_row::<F>(
-                input, output, labels, scale, base, step, row, row_len, 0, 1, m, sum, mode,
+                input, output, labels, scale, scale_rows, factor, base, step, row, row_len, 0, 1,
+                m, sum, mode,
             );
         }
     }
 
     /// One cube of `block` units per row, shared-memory trees for the max and the sum.
     #[cube(launch_unchecked)]
-    pub fn softmax_rows_cube<F: Float>(
+    pub fn softmax_rows_cube<F: Float + CubeElement>(
         input: &Tensor<F>,
         output: &mut Array<F>,
         labels: &Array<i32>,
         scale: &Array<F>,
+        scale_rows: u32,
+        factor: F,
         in_offset: u32,
         rows: u32,
         row_len: u32,
@@ -207,9 +217,63 @@ mod kernels {
             }
             let sum = cube_sum::<F>(sum, &mut shared, block);
             write_row::<F>(
-                input, output, labels, scale, base, step, row, row_len, UNIT_POS, block, m, sum,
-                mode,
+                input, output, labels, scale, scale_rows, factor, base, step, row, row_len,
+                UNIT_POS, block, m, sum, mode,
             );
+        }
+    }
+
+    /// Mean cross-entropy and accuracy of each group of `rows` consecutive rows (one group per
+    /// stacked replica; one cube of `block` units per group, unit `u` taking rows `u, u + block, …`
+    /// with the passes of [`softmax_rows_unit`]): `out[g] = (1/rows) Σ ℓ_r` and
+    /// `out[groups + g] = (1/rows) Σ [argmax_r = label_r]` (the first maximum; a NaN counts as it).
+    #[cube(launch_unchecked)]
+    pub fn cross_entropy_mean<F: Float>(
+        input: &Tensor<F>,
+        labels: &Array<i32>,
+        out: &mut Array<F>,
+        in_offset: u32,
+        rows: u32,
+        row_len: u32,
+        #[comptime] block: u32,
+    ) {
+        let group = CUBE_POS_X as usize;
+        let mut shared = SharedMemory::<F>::new(block as usize);
+        let step = input.stride(input.rank() - 1);
+        let mut loss = F::new(0.0);
+        let mut hits = F::new(0.0);
+        let mut r = UNIT_POS;
+        while r < rows {
+            let row = group * rows as usize + r as usize;
+            let base = strided_offset::<F>(input, in_offset, row * row_len as usize);
+            let mut m = neg_infinity::<F>();
+            let mut best = input[base];
+            let mut at = 0u32;
+            for j in 0..row_len {
+                let x = input[base + j as usize * step];
+                m = select(x > m || is_nan::<F>(x), x, m);
+                if j > 0 && !is_nan::<F>(best) && (x > best || is_nan::<F>(x)) {
+                    best = x;
+                    at = j;
+                }
+            }
+            let m = safe_shift::<F>(m);
+            let mut sum = F::new(0.0);
+            for j in 0..row_len {
+                sum += (input[base + j as usize * step] - m).exp();
+            }
+            let label = labels[row];
+            let safe = select(label >= 0 && (label as u32) < row_len, label as u32, 0);
+            loss += m + sum.ln() - input[base + safe as usize * step];
+            hits += select(label == at as i32, F::new(1.0), F::new(0.0));
+            r += block;
+        }
+        let loss = cube_sum::<F>(loss, &mut shared, block);
+        let hits = cube_sum::<F>(hits, &mut shared, block);
+        if UNIT_POS == 0 {
+            let n = F::cast_from(rows);
+            out[group] = loss / n;
+            out[CUBE_COUNT_X as usize + group] = hits / n;
         }
     }
 }

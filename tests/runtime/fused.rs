@@ -344,3 +344,101 @@ fn read_many_reads_every_tensor_with_one_sync() {
     let err = Tensor::read_many(&[&a, &ints]).unwrap_err().to_string();
     assert!(err.contains("read_many"), "{err}");
 }
+
+/// Mean cross-entropy and accuracy per group of rows, and the gradient of the means, against the
+/// host; NaN rows, empty batches and bad groupings.
+#[device_test]
+fn cross_entropy_means_per_group_match_the_host() {
+    let mut rng = HostRng::new(47);
+    for (groups, n, c) in [(1, 37, 5), (3, 11, 97), (1, 1, 1), (4, 300, 3)] {
+        let (logits, h, labels) = logits_and_labels(&mut rng, groups * n, c);
+        let t = label_tensor(&labels);
+        let losses = r::cross_entropy(&h, &labels);
+        let mut want = vec![0.0; 2 * groups];
+        for g in 0..groups {
+            let rows = g * n..(g + 1) * n;
+            want[g] = losses[rows.clone()].iter().sum::<f64>() / n as f64;
+            let hits =
+                rows.filter(|&i| r::argmax(&h.data[i * c..(i + 1) * c]) as usize == labels[i]);
+            want[groups + g] = hits.count() as f64 / n as f64;
+        }
+        let got = logits.cross_entropy_mean(&t, groups).unwrap();
+        let what = format!("cross_entropy_mean {groups} × [{n}, {c}]");
+        assert_close(
+            &what,
+            &got,
+            &HostTensor::new(&[2, groups], want),
+            1e-6,
+            1e-5,
+        );
+
+        let (grad, hg) = random(&mut rng, &[groups], -2.0, 2.0);
+        let mut want = Vec::with_capacity(groups * n * c);
+        for (i, &l) in labels.iter().enumerate() {
+            let p = r::softmax(&h.data[i * c..(i + 1) * c]);
+            let g = hg.data[i / n] / n as f64;
+            want.extend(p.iter().enumerate().map(|(j, p)| (p - r::mask(j == l)) * g));
+        }
+        let got = logits
+            .cross_entropy_mean_backward(&t, &grad, groups)
+            .unwrap();
+        let want = HostTensor::new(&[groups * n, c], want);
+        assert_close(&format!("{what} backward"), &got, &want, 1e-7, 1e-5);
+    }
+    let empty = Tensor::zeros(&[0, 4], &device()).unwrap();
+    let none = Tensor::from_slice(&[0i32; 0], &[0], &device()).unwrap();
+    let got = empty
+        .cross_entropy_mean(&none, 1)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert!(
+        got.iter().all(|v| v.is_nan()),
+        "the mean of no rows: {got:?}"
+    );
+    let nan = Tensor::from_slice(&[f32::NAN, 0.0, 1.0, 2.0], &[2, 2], &device()).unwrap();
+    let got = nan.cross_entropy_mean(&label_tensor(&[1, 1]), 1).unwrap();
+    let got = got.to_vec::<f32>().unwrap();
+    assert!(got[0].is_nan() && got[1] == 0.5, "a NaN row: {got:?}");
+    let (logits, _, labels) = logits_and_labels(&mut rng, 6, 3);
+    let err = logits
+        .cross_entropy_mean(&label_tensor(&labels), 4)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cross_entropy_mean") && err.contains("6 rows"),
+        "{err}"
+    );
+}
+
+/// The mean row norm per group against the host, on a strided view; NaN for empty groups.
+#[device_test]
+fn mean_row_norms_per_group_match_the_host() {
+    let mut rng = HostRng::new(48);
+    for (groups, n, d) in [(1, 370, 128), (5, 7, 3), (2, 1, 1)] {
+        let (x, h) = random(&mut rng, &[d, groups * n], -2.0, 2.0);
+        let x = x.transpose(0, 1).unwrap();
+        let want: Vec<f64> = (0..groups)
+            .map(|g| {
+                let norms = (g * n..(g + 1) * n).map(|i| {
+                    (0..d)
+                        .map(|j| h.data[j * groups * n + i].powi(2))
+                        .sum::<f64>()
+                        .sqrt()
+                });
+                norms.sum::<f64>() / n as f64
+            })
+            .collect();
+        let shape: &[usize] = if groups == 1 { &[] } else { &[groups] };
+        let got = x.mean_row_norm(groups).unwrap();
+        let what = format!("mean_row_norm {groups} × [{n}, {d}]");
+        assert_close(&what, &got, &HostTensor::new(shape, want), 1e-6, 1e-5);
+    }
+    let empty = Tensor::zeros(&[0, 3], &device()).unwrap();
+    assert!(empty.mean_row_norm(1).unwrap().item().unwrap().is_nan());
+    let err = Tensor::zeros(&[5, 3], &device())
+        .unwrap()
+        .mean_row_norm(2)
+        .unwrap_err();
+    assert!(err.to_string().contains("mean_row_norm"), "{err}");
+}

@@ -92,12 +92,11 @@ fn launches_by_family(stats: &DeviceStats) -> BTreeMap<String, u64> {
 /// | phase | launches |
 /// |---|---|
 /// | forward | `x·W₀ + b₀` and `h·W₁ + b₁` (bias in the matmul epilogue): 2 matmul; ReLU: 1 unary |
-/// | loss | per-row cross-entropy: 1 softmax-row; mean: 1 reduce + 1 unary (÷ N) |
-/// | accuracy | per-row correct: 1 softmax-row; mean: 1 reduce + 1 unary |
-/// | backward | mean's rule: 1 unary (× 1/N), its broadcast made contiguous: 1 cast; cross-entropy's fused rule: 1 softmax-row; `∂W₁ = hᵀg`, `∂h = gW₁ᵀ`, `∂W₀ = xᵀ∂z`: 3 matmul; `∂b₁`, `∂b₀`: 2 reduce; ReLU's fused rule: 1 binary |
+/// | loss and accuracy | mean cross-entropy and accuracy in one kernel: 1 `cross_entropy_mean` |
+/// | backward | the mean cross-entropy's fused rule: 1 softmax-row; `∂W₁ = hᵀg`, `∂h = gW₁ᵀ`, `∂W₀ = xᵀ∂z`: 3 matmul; `∂b₁`, `∂b₀`: 2 reduce; ReLU's fused rule: 1 binary |
 /// | update | gradient norm: 1 `sum_squares`; all four parameters: 1 `sgd_multi` |
 ///
-/// 20 launches, no host synchronisation.
+/// 13 launches, no host synchronisation.
 #[device_test]
 fn launch_counter_matches_a_step_counted_by_hand() {
     let device = private_device();
@@ -127,10 +126,10 @@ fn launch_counter_matches_a_step_counted_by_hand() {
     let fused = with_fusion(true, &mut step);
     let want: BTreeMap<String, u64> = [
         ("matmul", 5),
-        ("unary_contiguous", 4),
-        ("reduce", 4),
-        ("softmax", 3),
-        ("cast_strided", 1),
+        ("unary_contiguous", 1),
+        ("cross_entropy_mean", 1),
+        ("reduce", 2),
+        ("softmax", 1),
         ("binary_contiguous", 1),
         ("sum_squares", 1),
         ("sgd_multi", 1),
@@ -139,10 +138,10 @@ fn launch_counter_matches_a_step_counted_by_hand() {
     .map(|(k, n)| (k.to_string(), n))
     .collect();
     assert_eq!(launches_by_family(&fused), want, "{:?}", fused.kernels);
-    assert_eq!(want.values().sum::<u64>(), 20);
+    assert_eq!(want.values().sum::<u64>(), 13);
     assert_eq!(fused.syncs, 0);
 
-    // Unfused, the ReLU mask, softmax − one-hot and their products are separate launches.
+    // Unfused, the ReLU mask, softmax − one-hot, the means and their products are separate launches.
     let unfused = with_fusion(false, &mut step);
     let total = |s: &DeviceStats| launches_by_family(s).values().sum::<u64>();
     assert!(

@@ -87,14 +87,15 @@ impl Hook for FeatureNorm {
         let repr = step.forward.tap(&self.tap)?.value();
         match step.forward.replicas {
             None => {
-                let norm = repr.norm(2.0, 1, false)?.mean_all()?;
+                let norm = repr.mean_row_norm(1)?;
                 step.metrics
                     .add(&self.name, &norm, step.batch.rows() as f32)
             }
-            Some(_) => {
+            Some(r) => {
                 // `[R, N, d]`: the mean row norm per replica.
                 let rows = repr.shape().get(1).copied().unwrap_or(0);
-                let norm = repr.norm(2.0, -1, false)?.mean(1, false)?;
+                let d = repr.shape().last().copied().unwrap_or(0) as isize;
+                let norm = repr.contiguous()?.reshape(&[-1, d])?.mean_row_norm(r)?;
                 step.metrics.add(&self.name, &norm, rows as f32)
             }
         }

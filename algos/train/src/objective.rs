@@ -3,9 +3,8 @@
 //! (each logged), and metrics that are not differentiated (accuracy).
 //!
 //! - [`CrossEntropy`]: mean softmax cross-entropy `−(1/N) Σ log softmax(z)_y` over integer labels;
-//!   metric `acc`, the fraction of rows whose argmax is the label. In evaluation the value is the
-//!   fused `Tensor::cross_entropy` (mean as `Σ·(1/N)`), in training the tape op (`Σ/N`); the two
-//!   may differ in the last bit.
+//!   metric `acc`, the fraction of rows whose argmax is the label; both from one fused kernel
+//!   (`Var::cross_entropy_mean`), in training and in evaluation.
 //! - [`Mse`]: mean squared error `(1/n) Σ (ŷ − y)²` over every element (PyTorch's `mse_loss`).
 //! - [`WeightedSum`]: `Σ_k w_k L_k` over named objectives; each `L_k` is logged by its name, and its
 //!   own terms and metrics as `name.term`.
@@ -84,39 +83,29 @@ pub struct CrossEntropy;
 impl Objective for CrossEntropy {
     fn loss(&self, forward: &Forward, labels: &Tensor) -> Result<Loss> {
         let logits = &forward.output;
-        let Some(r) = forward.replicas else {
-            let total = match forward.mode {
-                Mode::Train => logits.cross_entropy(labels)?,
-                Mode::Eval => Var::constant(logits.value().cross_entropy(labels)?),
-            };
-            let mut loss = Loss::new(total);
-            loss.metrics
-                .push(("acc".to_string(), accuracy(logits.value(), labels)?));
-            return Ok(loss);
+        let (flat, flat_labels, groups) = match forward.replicas {
+            None => (logits.clone(), labels.clone(), 1),
+            Some(r) => {
+                // Rows of every replica as one batch of R groups.
+                let shape = logits.shape();
+                if shape.len() != 3 || labels.shape() != [r, shape[1]] {
+                    return Err(Error::shape(
+                        "CrossEntropy::loss",
+                        format!("logits {shape:?} and labels {:?}", labels.shape()),
+                        format!("logits [{r}, N, C] and labels [{r}, N] for {r} replicas"),
+                    ));
+                }
+                let flat = logits.reshape(&[-1, shape[2] as isize])?;
+                (flat, labels.contiguous()?.reshape(&[-1])?, r)
+            }
         };
-        // Rows of every replica as one batch, then the mean per replica.
-        let shape = logits.shape();
-        if shape.len() != 3 || labels.shape() != [r, shape[1]] {
-            return Err(Error::shape(
-                "CrossEntropy::loss",
-                format!("logits {shape:?} and labels {:?}", labels.shape()),
-                format!("logits [{r}, N, C] and labels [{r}, N] for {r} replicas"),
-            ));
-        }
-        let (n, c) = (shape[1] as isize, shape[2] as isize);
-        let flat = logits.reshape(&[-1, c])?;
-        let flat_labels = labels.contiguous()?.reshape(&[-1])?;
-        let per_sample = match forward.mode {
-            Mode::Train => flat.cross_entropy_per_sample(&flat_labels)?,
-            Mode::Eval => Var::constant(flat.value().cross_entropy_per_sample(&flat_labels)?),
+        let (total, acc) = flat.cross_entropy_mean(&flat_labels, groups)?;
+        let total = match forward.mode {
+            Mode::Train => total,
+            Mode::Eval => Var::constant(total.value().clone()),
         };
-        let total = per_sample.reshape(&[r as isize, n])?.mean(1, false)?;
-        let correct = flat.value().correct(&flat_labels)?;
         let mut loss = Loss::new(total);
-        loss.metrics.push((
-            "acc".to_string(),
-            correct.reshape(&[r as isize, n])?.mean(1, false)?,
-        ));
+        loss.metrics.push(("acc".to_string(), acc));
         Ok(loss)
     }
 }

@@ -42,10 +42,15 @@ pub fn with_fusion<T>(on: bool, f: impl FnOnce() -> T) -> T {
 
 /// Whether a rule may run its fused first-order kernel: fusion on, and the sweep not recording.
 pub(super) fn fused() -> bool {
-    !recording()
-        && FUSION
-            .with(Cell::get)
-            .unwrap_or_else(dynlab_runtime::settings::fusion)
+    !recording() && fusion_on()
+}
+
+/// Whether fusion is on (this thread's choice, else `DYNLAB_FUSION`): a forward op may then
+/// compute its value with a fused kernel whose node's rule is still exact under `create_graph`.
+pub(super) fn fusion_on() -> bool {
+    FUSION
+        .with(Cell::get)
+        .unwrap_or_else(dynlab_runtime::settings::fusion)
 }
 
 /// The op's output for a rule: the saved tensor, or a recomputation on the tape when recording.

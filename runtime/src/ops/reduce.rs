@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::launch::{grid, launch, units_grid};
 use crate::tensor::Tensor;
 use cubecl::prelude::*;
-use dynlab_kernels::reduce::{reduce_rows_cube, reduce_rows_unit, ReduceOp};
+use dynlab_kernels::multi::SUM_BLOCK;
+use dynlab_kernels::reduce::{mean_row_norm, reduce_rows_cube, reduce_rows_unit, ReduceOp};
 use dynlab_kernels::softmax::SoftmaxMode;
 
 /// Row length of the first stage of whole-tensor reductions.
@@ -241,6 +242,45 @@ impl Tensor {
             1.0 => reduce(&abs, ReduceOp::Sum),
             p => reduce(&abs.powf(p)?, ReduceOp::Sum)?.powf(1.0 / p),
         }
+    }
+
+    /// The mean ℓ2 norm of the rows of `[G·n, d]` (a representation's mean row norm) over each of
+    /// `groups = G` groups of `n` consecutive rows (stacked replicas; 1: all rows): `[G]`, or `[]`
+    /// for one group; NaN for groups without rows. One launch (a cube per group).
+    pub fn mean_row_norm(&self, groups: usize) -> Result<Tensor> {
+        let op = "Tensor::mean_row_norm";
+        self.expect_f32(op)?;
+        let rows = self.shape().first().copied().unwrap_or(0);
+        if self.rank() != 2
+            || groups == 0
+            || !rows.is_multiple_of(groups)
+            || groups > u32::MAX as usize
+        {
+            return Err(Error::shape(
+                op,
+                format!("{:?} in {groups} group(s)", self.shape()),
+                "rows [G·n, d] in G ≥ 1 groups of the same size",
+            ));
+        }
+        let shape: &[usize] = if groups == 1 { &[] } else { &[groups] };
+        let n = rows / groups;
+        if n == 0 {
+            return Tensor::full(shape, f32::NAN, &self.device);
+        }
+        let out = Tensor::alloc(op, shape, DType::F32, &self.device)?;
+        launch!(
+            self.device,
+            mean_row_norm::<f32>,
+            CubeCount::Static(groups as u32, 1, 1),
+            CubeDim::new_1d(SUM_BLOCK),
+            self.view_arg(),
+            out.buffer_arg(),
+            self.offset_u32(),
+            n as u32,
+            self.shape()[1] as u32,
+            SUM_BLOCK
+        );
+        Ok(out)
     }
 
     /// `ln Σ exp(x)` along `axis`, stable for large inputs; `-inf` for an all `-inf` (or empty) row.

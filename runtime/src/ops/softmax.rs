@@ -7,7 +7,17 @@ use crate::error::{Error, Result};
 use crate::launch::{grid, launch, units_grid};
 use crate::tensor::Tensor;
 use cubecl::prelude::*;
-use dynlab_kernels::softmax::{softmax_rows_cube, softmax_rows_unit, SoftmaxMode};
+use dynlab_kernels::multi::SUM_BLOCK;
+use dynlab_kernels::softmax::{
+    cross_entropy_mean, softmax_rows_cube, softmax_rows_unit, SoftmaxMode,
+};
+
+/// How [`Tensor::row_kernel`] scales the cross-entropy gradient: `scale[r / rows] · factor`.
+pub(crate) struct RowScale<'a> {
+    scale: &'a Tensor,
+    rows: u32,
+    factor: f32,
+}
 
 impl Tensor {
     /// Runs a softmax-family row kernel over `axis`. Softmax, LogSoftmax and CrossEntropyGrad return
@@ -20,7 +30,7 @@ impl Tensor {
         axis: isize,
         mode: SoftmaxMode,
         labels: Option<&Tensor>,
-        scale: Option<&Tensor>,
+        scale: Option<RowScale>,
     ) -> Result<Tensor> {
         self.expect_f32(op)?;
         let rows = Rows::new(op, self, axis)?;
@@ -43,7 +53,12 @@ impl Tensor {
                 &labels_dummy
             }
         };
-        let scale = scale.unwrap_or(self);
+        let scale = scale.unwrap_or(RowScale {
+            scale: self,
+            rows: 1,
+            factor: 1.0,
+        });
+        let (scale_rows, factor, scale) = (scale.rows, scale.factor, scale.scale);
         if rows.rows > 0 {
             let (view, off) = (&rows.view, rows.view.offset_u32());
             let (n_rows, len) = (rows.rows as u32, rows.row_len as u32);
@@ -57,6 +72,8 @@ impl Tensor {
                     out.buffer_arg(),
                     labels.buffer_arg(),
                     scale.buffer_arg(),
+                    scale_rows,
+                    factor,
                     off,
                     n_rows,
                     len,
@@ -74,6 +91,8 @@ impl Tensor {
                         out.buffer_arg(),
                         labels.buffer_arg(),
                         scale.buffer_arg(),
+                        scale_rows,
+                        factor,
                         off,
                         n_rows,
                         len,
@@ -132,13 +151,93 @@ impl Tensor {
             ));
         }
         grad.expect_f32(op)?;
+        let scale = RowScale {
+            scale: &grad.contiguous_from_zero()?,
+            rows: 1,
+            factor: 1.0,
+        };
         self.row_kernel(
             op,
             1,
             SoftmaxMode::CrossEntropyGrad,
             Some(&labels.contiguous_from_zero()?),
-            Some(&grad.contiguous_from_zero()?),
+            Some(scale),
         )
+    }
+
+    /// Mean cross-entropy and accuracy of `[G·n, C]` logits and `[G·n]` labels over each of
+    /// `groups = G` groups of `n` consecutive rows (stacked replicas; 1 for one batch): `[2, G]`,
+    /// the means of the losses in row 0 and the fractions of rows whose first maximum is the
+    /// label in row 1. One launch (a cube per group).
+    pub fn cross_entropy_mean(&self, labels: &Tensor, groups: usize) -> Result<Tensor> {
+        let op = "Tensor::cross_entropy_mean";
+        let n = self.check_groups(op, labels, groups)?;
+        if n == 0 {
+            // The mean of no rows, as PyTorch gives it.
+            return Tensor::full(&[2, groups], f32::NAN, &self.device);
+        }
+        let out = Tensor::alloc(op, &[2, groups], DType::F32, &self.device)?;
+        let (c, labels) = (self.shape()[1] as u32, labels.contiguous_from_zero()?);
+        launch!(
+            self.device,
+            cross_entropy_mean::<f32>,
+            CubeCount::Static(groups as u32, 1, 1),
+            CubeDim::new_1d(SUM_BLOCK),
+            self.view_arg(),
+            labels.buffer_arg(),
+            out.buffer_arg(),
+            self.offset_u32(),
+            n as u32,
+            c,
+            SUM_BLOCK
+        );
+        Ok(out)
+    }
+
+    /// The gradient of [`Tensor::cross_entropy_mean`]'s losses for upstream gradients `grad` (one
+    /// per group: `[G]`, or `[]` for one group): `(softmax − onehot) · grad[g] / n` in one pass.
+    pub fn cross_entropy_mean_backward(
+        &self,
+        labels: &Tensor,
+        grad: &Tensor,
+        groups: usize,
+    ) -> Result<Tensor> {
+        let op = "Tensor::cross_entropy_mean_backward";
+        let n = self.check_groups(op, labels, groups)?;
+        if grad.numel() != groups || grad.rank() > 1 {
+            return Err(Error::shape(
+                op,
+                format!("gradient {:?} for {groups} group(s)", grad.shape()),
+                "one gradient per group ([G], or [] for one)",
+            ));
+        }
+        grad.expect_f32(op)?;
+        let scale = RowScale {
+            scale: &grad.contiguous_from_zero()?,
+            rows: n.max(1) as u32,
+            factor: 1.0 / n.max(1) as f32,
+        };
+        self.row_kernel(
+            op,
+            1,
+            SoftmaxMode::CrossEntropyGrad,
+            Some(&labels.contiguous_from_zero()?),
+            Some(scale),
+        )
+    }
+
+    /// Checks logits and labels for `groups` equal groups of rows; the rows per group.
+    fn check_groups(&self, op: &'static str, labels: &Tensor, groups: usize) -> Result<usize> {
+        self.check_logits(op, labels)?;
+        let rows = self.shape()[0];
+        if groups == 0 || !rows.is_multiple_of(groups) || groups > u32::MAX as usize {
+            return Err(Error::shape(
+                op,
+                format!("{rows} rows in {groups} group(s)"),
+                "at least one group, all of the same size",
+            ));
+        }
+        Ok(rows / groups)
     }
 
     /// 1 for each row of `[N, C]` logits whose first maximum (a NaN counts as the maximum) is at
