@@ -168,29 +168,40 @@ fn append_stored(name: &str, key: &str, value: &str) {
     }
 }
 
-/// Times each candidate (one untimed run compiles it, then the best of two timed runs, each
-/// between device syncs) and returns the fastest, or `fallback` when there is none.
+/// Times each candidate and returns the fastest, or `fallback` when there is none. One untimed run
+/// compiles each candidate; then three rounds time every candidate in turn (so that a burst of
+/// other work on the machine slows all of them, not one), each timing a batch of runs between two
+/// device syncs (as many as fill ~2 ms, at most 8, so the sync's cost does not decide between small
+/// kernels); a candidate's time is its best round.
 pub(crate) fn fastest<C: Copy>(
     device: &Device,
     candidates: impl IntoIterator<Item = C>,
     fallback: C,
     mut run: impl FnMut(C) -> Result<()>,
 ) -> Result<C> {
-    let mut best = (f64::INFINITY, fallback);
+    let mut timed: Vec<(C, u32, f64)> = Vec::new();
     for candidate in candidates {
         run(candidate)?;
         device.sync()?;
-        for _ in 0..2 {
+        let start = Instant::now();
+        run(candidate)?;
+        device.sync()?;
+        let once = start.elapsed().as_secs_f64();
+        let batch = (2e-3 / once.max(1e-6)).ceil().clamp(1.0, 8.0) as u32;
+        timed.push((candidate, batch, once));
+    }
+    for _ in 0..3 {
+        for (candidate, batch, best) in timed.iter_mut() {
             let start = Instant::now();
-            run(candidate)?;
-            device.sync()?;
-            let seconds = start.elapsed().as_secs_f64();
-            if seconds < best.0 {
-                best = (seconds, candidate);
+            for _ in 0..*batch {
+                run(*candidate)?;
             }
+            device.sync()?;
+            *best = best.min(start.elapsed().as_secs_f64() / *batch as f64);
         }
     }
-    Ok(best.1)
+    let fastest = timed.iter().min_by(|a, b| a.2.total_cmp(&b.2));
+    Ok(fastest.map_or(fallback, |t| t.0))
 }
 
 /// Runs `f` with `forced` holding `choice` on this thread, then restores what it held (so forcing
