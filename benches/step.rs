@@ -197,13 +197,15 @@ fn learner(device: &Device, rng: &mut Rng, replicas: usize) -> Workload {
     workload(name, stacked, sgd(), 0.01, Mse, batch)
 }
 
-/// Steps per second over `seconds` of steps after a warm-up, launches per step and syncs per
-/// step, with the fused rules `fused` or not.
+/// Steps per second over `seconds` of steps after a warm-up (at least 10 steps and 1 s, as in the
+/// peers' benches), launches per step and syncs per step, with the fused rules `fused` or not.
 fn measure(device: &Device, w: &mut Workload, fused: bool, seconds: f64) -> (f64, f64, f64) {
     with_fusion(fused, || {
         let mut rng = Rng::new(1);
-        for _ in 0..5 {
+        let (warm_up, mut done) = (Instant::now(), 0);
+        while done < 10 || warm_up.elapsed().as_secs_f64() < 1.0 {
             (w.step)(&mut rng).unwrap();
+            done += 1;
         }
         device.sync().unwrap();
         let before = device.stats();

@@ -5,7 +5,8 @@
 #   2. runs the test suite once: every `#[device_test]` runs on CUDA (`DYNLAB_DEVICE=cuda`) and on
 #      wgpu (Vulkan on that machine);
 #   3. runs the step bench on CUDA and on wgpu, and the kernel benches (elementwise, linalg) on CUDA;
-#   4. if time is left, the peer benches (dynlab next to Burn, wgpu) from `benches/peers`;
+#   4. if time is left, the peer benches from `benches/peers` (Burn's step on its wgpu device, then
+#      dynlab next to Burn, wgpu);
 # and writes `benches/results/gpu-*.csv`: `gpu-info.csv` (the GPU, driver, revision, date, stage
 # times), `gpu-tests.csv` (passed/failed per test binary), `gpu-step.csv`, `gpu-wgpu-step.csv`,
 # `gpu-elementwise.csv`, `gpu-linalg.csv` and the peers' `gpu-<bench>.csv`. Commit those files.
@@ -77,7 +78,7 @@ stage elementwise 90 env DYNLAB_DEVICE="$DEVICE" DYNLAB_BENCH_RESULTS=gpu- \
     cargo bench "${feature_args[@]}" --bench elementwise -- --warm-up-time 1 --measurement-time 2
 stage linalg 60 env DYNLAB_DEVICE="$DEVICE" DYNLAB_BENCH_RESULTS=gpu- \
     cargo bench "${feature_args[@]}" --bench linalg
-for bench in matmul conv attention autodiff; do
+for bench in step matmul conv attention autodiff; do
     stage "peers-$bench" 120 env DYNLAB_BENCH_RESULTS=gpu- sh -c \
         "cd benches/peers && cargo bench --bench $bench -- --warm-up-time 1 --measurement-time 2" || true
 done

@@ -19,10 +19,13 @@ Also the quick grokking config in steady state, epochs/s: p = 23, one-hot pairs 
 1e-2, wd 1.0); an epoch is one training step, train loss/accuracy from its forward, a no-grad
 test forward (loss, accuracy) and one read of those 4 numbers and the gradient norm (`.tolist()`).
 
-Timing: 10 warm-up steps (50 epochs for the quick config), then steps for at least 3 s.
+Timing: a warm-up of at least 10 steps (50 epochs for the quick config) and 1 s, then steps for
+at least 3 s. Replicas are counted as replica-steps per second (stacked steps/s x 32), as in
+dynlab's table.
 
 Usage: `python3 benches/peers/step_torch.py` (from the repository root or anywhere); prints the
-table and writes `benches/results/step-torch.csv` (temp file + rename).
+table and writes `benches/results/step-torch.csv` (temp file + rename; the file name prefixed
+with `DYNLAB_BENCH_RESULTS` when set, as dynlab's benches do).
 """
 
 import os
@@ -175,9 +178,11 @@ def quick_grokking_epoch():
 
 
 def measure(step, warmup=10):
-    """Steps per second over at least SECONDS of steps after `warmup` steps."""
-    for _ in range(warmup):
+    """Steps per second over at least SECONDS of steps after at least `warmup` steps and 1 s."""
+    done, start = 0, time.perf_counter()
+    while done < warmup or time.perf_counter() - start < 1.0:
         step()
+        done += 1
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < SECONDS or steps < 5:
         step()
@@ -194,14 +199,15 @@ def main():
     rows = [f"device,{device}", "workload,torch_steps_per_second,torch_replicas32_steps_per_second"]
     for name, single, replicas in workloads():
         rate = measure(single)
-        stacked = f"{measure(replicas):.2f}" if replicas else ""
+        stacked = f"{measure(replicas) * REPLICAS:.2f}" if replicas else ""
         print(f"{name:<28} {rate:>10.1f} {stacked:>16}")
         rows.append(f"{name},{rate:.2f},{stacked}")
     rate = measure(quick_grokking_epoch(), warmup=50)
     print(f"{'quick grokking epoch p=23':<28} {rate:>10.1f}")
     rows.append(f"quick grokking epoch p=23,{rate:.2f},")
     here = os.path.dirname(os.path.abspath(__file__))
-    out = os.path.join(here, "..", "results", "step-torch.csv")
+    prefix = os.environ.get("DYNLAB_BENCH_RESULTS", "")
+    out = os.path.join(here, "..", "results", f"{prefix}step-torch.csv")
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(rows) + "\n")

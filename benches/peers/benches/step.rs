@@ -11,8 +11,10 @@
 //! independent replicas: parameters stacked `[32, ..]`, batched matmuls over the same batch,
 //! per-replica losses summed for the backward, per-replica gradient norms.
 //!
-//! Each workload: 10 warm-up steps, a device sync, then steps for at least 3 s and a sync.
-//! `cargo bench --bench step` prints steps/s and writes `benches/results/step-burn.csv`.
+//! Each workload: a warm-up of at least 10 steps and 1 s, a device sync, then steps for at least
+//! 3 s and a sync. Replicas are counted as replica-steps per second (stacked steps/s × 32), as in
+//! dynlab's table. `cargo bench --bench step` prints them and writes
+//! `benches/results/step-burn.csv`.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
@@ -244,10 +246,14 @@ fn workloads(device: &Device) -> Vec<(&'static str, Step, Option<Step>)> {
     ]
 }
 
-/// Steps per second over at least `seconds` of steps between two syncs, after a warm-up.
+/// Steps per second over at least `seconds` of steps between two syncs, after a warm-up of at
+/// least 10 steps and 1 s (Burn compiles and autotunes its fused kernels during the first steps).
 fn measure(device: &Device, step: &mut Step, seconds: f64) -> f64 {
-    for _ in 0..10 {
+    let warm_up = Instant::now();
+    let mut done = 0;
+    while done < 10 || warm_up.elapsed().as_secs_f64() < 1.0 {
         step();
+        done += 1;
     }
     device.sync().unwrap();
     let start = Instant::now();
@@ -262,7 +268,7 @@ fn measure(device: &Device, step: &mut Step, seconds: f64) -> f64 {
 
 fn main() {
     let plain = Device::wgpu(DeviceKind::DefaultDevice);
-    let device = plain.autodiff();
+    let device = plain.clone().autodiff();
     let name = format!("burn 0.22 {plain:?} fusion autodiff").replace(',', ";");
     println!("device: {name}");
     println!(
@@ -274,11 +280,11 @@ fn main() {
     for (workload, mut single, replicas) in workloads(&device) {
         let rate = measure(&device, &mut single, 3.0);
         drop(single);
-        let stacked = replicas.map(|mut r| measure(&device, &mut r, 3.0));
+        let stacked = replicas.map(|mut r| measure(&device, &mut r, 3.0) * REPLICAS as f64);
         let stacked = stacked.map_or(String::new(), |r| format!("{r:.2}"));
         println!("{workload:<28} {rate:>10.1} {stacked:>16}");
         csv += &format!("{workload},{rate:.2},{stacked}\n");
     }
-    dynlab_peers::write_csv("step-burn.csv", &csv).expect("writing the results table");
-    println!("wrote benches/results/step-burn.csv");
+    let file = dynlab_peers::write_csv("step-burn.csv", &csv).expect("writing the results table");
+    println!("wrote benches/results/{file}");
 }

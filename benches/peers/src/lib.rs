@@ -77,19 +77,23 @@ pub fn bench_pair(
     group.finish();
 }
 
-/// Writes `csv` to `benches/results/{name}` (temp file + rename).
-pub fn write_csv(name: &str, csv: &str) -> std::io::Result<()> {
+/// Writes `csv` to `benches/results/<prefix>{name}` (temp file + rename), the prefix from
+/// `DYNLAB_BENCH_RESULTS` (empty by default; `scripts/gpu-check.sh` sets `gpu-`). Returns the file
+/// name written.
+pub fn write_csv(name: &str, csv: &str) -> std::io::Result<String> {
+    let file = format!("{}{name}", std::env::var("DYNLAB_BENCH_RESULTS").unwrap_or_default());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
     std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!("{name}.tmp"));
+    let tmp = dir.join(format!("{file}.tmp"));
     std::fs::File::create(&tmp)?.write_all(csv.as_bytes())?;
-    std::fs::rename(&tmp, dir.join(name))
+    std::fs::rename(&tmp, dir.join(&file))?;
+    Ok(file)
 }
 
 /// [`write_csv`], then says so, naming dynlab's device.
 pub fn write_result(name: &str, csv: &str, device: &Device) -> std::io::Result<()> {
-    write_csv(name, csv)?;
-    println!("wrote benches/results/{name} ({})", device.name());
+    let file = write_csv(name, csv)?;
+    println!("wrote benches/results/{file} ({})", device.name());
     Ok(())
 }
 
