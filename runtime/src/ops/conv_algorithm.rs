@@ -4,7 +4,7 @@
 //! the product instead of storing the columns first.
 //!
 //! The first [`Tensor::conv2d`] of a shape large enough to repay it runs both (one untimed run each,
-//! which compiles them and tunes the matmul, then the best of two timed runs) and caches the faster
+//! which compiles them and tunes the matmul, then the best of three timed rounds) and caches the faster
 //! for that exact shape on that device; smaller products, and every product under
 //! `DYNLAB_CONV_TUNE=0` (for bit-identical reruns: the two sum in the same order but are not
 //! guaranteed to round alike), take `im2col`. On the tape (`Var::conv2d`) the columns are kept for

@@ -479,8 +479,8 @@ fn choose_kernel(args: &LaunchArgs) -> Result<MatmulKernel> {
     Ok(best)
 }
 
-/// Times each plausible candidate (one untimed run compiles it, then the best of two timed runs)
-/// and returns the fastest. The dot-product kernel is only a candidate for skinny products; on CPU
+/// Times each plausible candidate (`tune::fastest`: one untimed run compiles it, then three
+/// interleaved rounds of timed batches) and returns the fastest. The dot-product kernel is only a candidate for skinny products; on CPU
 /// devices the shared-memory kernels are skipped (they never won there: 0.9–3 GFLOP/s against
 /// 9–14 for the vectorised register kernel at 512–2048 on lavapipe, and timing them costs seconds).
 fn measure(args: &LaunchArgs, device: &Device) -> Result<MatmulKernel> {
