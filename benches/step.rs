@@ -248,10 +248,13 @@ struct PeerResults {
     rows: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
+/// Reads `benches/results/<prefix><file>`, the prefix from `DYNLAB_BENCH_RESULTS` as for this
+/// bench's own table (so a GPU run pairs with the peers' runs on that GPU).
 fn read_peer(file: &str) -> Option<PeerResults> {
+    let prefix = std::env::var("DYNLAB_BENCH_RESULTS").unwrap_or_default();
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("benches/results")
-        .join(file);
+        .join(format!("{prefix}{file}"));
     let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines();
     let device = lines.next()?.strip_prefix("device,")?.to_string();

@@ -65,11 +65,16 @@ stage tests 60 env DYNLAB_DEVICE="$DEVICE" cargo test --release "${feature_args[
 {
     echo "device,$DEVICE ($gpu)"
     echo "binary,passed,failed,ignored,seconds"
-    awk '/Running /{bin=$2} /^test result:/{gsub(/;/,""); gsub(/s$/,"",$NF); print bin","$4","$6","$8","$NF}' \
+    awk '/Running unittests/{bin=$NF; gsub(/^\(.*\/|-[0-9a-f]+\)$/,"",bin); bin="unittests "bin}
+         /Running tests\//{bin=$2}
+         /Doc-tests /{bin="doc-tests "$2}
+         /^test result:/{gsub(/;/,""); gsub(/s$/,"",$NF); print bin","$4","$6","$8","$NF}' \
         "$LOGS/tests.log"
     grep -E '^test .* FAILED$' "$LOGS/tests.log" | sed 's/^test /failed,/; s/ \.\.\. FAILED$//'
 } >"$RESULTS/gpu-tests.csv"
 
+# The step bench reads the peers' step results from gpu-step-burn.csv (written by the peers' stage
+# below, so on a first check its Burn columns are empty: rerun the step stage afterwards to fill them).
 stage step 90 env DYNLAB_DEVICE="$DEVICE" DYNLAB_BENCH_RESULTS=gpu- \
     cargo bench "${feature_args[@]}" --bench step
 stage step-wgpu 90 env DYNLAB_DEVICE=wgpu DYNLAB_BENCH_RESULTS=gpu-wgpu- \
