@@ -20,7 +20,8 @@
 // (its expansion or launcher module) that take no doc attributes: the lint is allowed per file.
 #![allow(missing_docs)]
 
-use crate::reduce::cube_sum;
+use crate::optim::{adam_element, sgd_element};
+use crate::reduce::{cube_max, cube_sum};
 use cubecl::prelude::*;
 
 /// Units of the one cube that [`sum_squares`] runs.
@@ -121,16 +122,23 @@ pub fn adam_multi<F: Float + CubeElement>(
                 c1 = F::new(1.0) - beta1.powf(n);
                 c2 = F::new(1.0) - beta2.powf(n);
             }
-            let p = params.index(k)[i];
-            let g = grads.index(k)[i] * scale + l2 * p;
-            let m = ms.index_mut(k);
-            let v = vs.index_mut(k);
-            let m_new = beta1 * m[i] + (F::new(1.0) - beta1) * g;
-            let v_new = beta2 * v[i] + (F::new(1.0) - beta2) * g * g;
-            m[i] = m_new;
-            v[i] = v_new;
-            let update = (m_new / c1) / (F::sqrt(v_new / c2) + eps);
-            out[i] = p * (F::new(1.0) - lr * decoupled) - lr * update;
+            adam_element(
+                i,
+                params.index(k),
+                grads.index(k),
+                ms.index_mut(k),
+                vs.index_mut(k),
+                out,
+                lr,
+                scale,
+                l2,
+                decoupled,
+                beta1,
+                beta2,
+                c1,
+                c2,
+                eps,
+            );
         }
     }
 }
@@ -163,18 +171,21 @@ pub fn sgd_multi<F: Float + CubeElement>(
             let r = replica_of(i, out.len(), replicas);
             let scale = clip_factor::<F>(norm, r, clip, grad_scale);
             let t = 4 * (k * replicas as usize + r);
-            let (lr, decay) = (table[t], table[t + 1]);
-            let p = params.index(k)[i];
-            let g = grads.index(k)[i] * scale + decay * p;
-            if momentum {
-                let buf = bufs.index_mut(k);
-                let b = table[t + 2] * buf[i] + table[t + 3] * g;
-                buf[i] = b;
-                let step = if nesterov { g + mu * b } else { b };
-                out[i] = p - lr * step;
-            } else {
-                out[i] = p - lr * g;
-            }
+            sgd_element(
+                i,
+                params.index(k),
+                grads.index(k),
+                bufs.index_mut(k),
+                out,
+                table[t],
+                scale,
+                table[t + 1],
+                table[t + 2],
+                table[t + 3],
+                mu,
+                momentum,
+                nesterov,
+            );
         }
     }
 }
@@ -236,23 +247,4 @@ pub fn adam_stats<F: Float + CubeElement>(
         out[base + 3] = update_sq;
         out[base + 4] = decay_sq;
     }
-}
-
-/// The largest `partial` over a cube of `block` units (a power of two), through `shared`.
-#[cube]
-fn cube_max<F: Float>(partial: F, shared: &mut SharedMemory<F>, #[comptime] block: u32) -> F {
-    let u = UNIT_POS as usize;
-    shared[u] = partial;
-    sync_cube();
-    let mut s = (block / 2).runtime();
-    while s > 0 {
-        if UNIT_POS < s {
-            shared[u] = F::max(shared[u], shared[u + s as usize]);
-        }
-        sync_cube();
-        s /= 2;
-    }
-    let total = shared[0];
-    sync_cube();
-    total
 }

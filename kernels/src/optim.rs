@@ -27,12 +27,52 @@ pub fn sgd_momentum_step<F: Float + CubeElement>(
 ) {
     let i = ABSOLUTE_POS;
     if i < out.len() {
-        let p = param[i];
-        let g = grad[i] * grad_scale + weight_decay * p;
+        sgd_element(
+            i,
+            param,
+            grad,
+            buf,
+            out,
+            lr,
+            grad_scale,
+            weight_decay,
+            momentum_now,
+            grad_coef,
+            momentum,
+            true,
+            nesterov,
+        );
+    }
+}
+
+/// The SGD update of element `i` (see [`sgd_momentum_step`]): with `with_momentum` the buffer
+/// `buf[i]` is updated and stepped along, else `buf` is not touched and `p' = p − η·g`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgd_element<F: Float + CubeElement>(
+    i: usize,
+    param: &Array<F>,
+    grad: &Array<F>,
+    buf: &mut Array<F>,
+    out: &mut Array<F>,
+    lr: F,
+    grad_scale: F,
+    weight_decay: F,
+    momentum_now: F,
+    grad_coef: F,
+    momentum: F,
+    #[comptime] with_momentum: bool,
+    #[comptime] nesterov: bool,
+) {
+    let p = param[i];
+    let g = grad[i] * grad_scale + weight_decay * p;
+    if with_momentum {
         let b = momentum_now * buf[i] + grad_coef * g;
         buf[i] = b;
         let step = if nesterov { g + momentum * b } else { b };
         out[i] = p - lr * step;
+    } else {
+        out[i] = p - lr * g;
     }
 }
 
@@ -146,7 +186,7 @@ pub fn adam_step_counted<F: Float + CubeElement>(
 /// new parameter `out[i]` (see [`adam_step`]).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn adam_element<F: Float + CubeElement>(
+pub(crate) fn adam_element<F: Float + CubeElement>(
     i: usize,
     param: &Array<F>,
     grad: &Array<F>,

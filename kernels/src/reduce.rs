@@ -221,13 +221,38 @@ mod kernels {
         shared: &mut SharedMemory<F>,
         #[comptime] block: u32,
     ) -> F {
+        cube_tree::<F>(partial, shared, block, false)
+    }
+
+    /// The largest `partial` over a cube of `block` units, as [`cube_sum`].
+    #[cube]
+    pub(crate) fn cube_max<F: Float>(
+        partial: F,
+        shared: &mut SharedMemory<F>,
+        #[comptime] block: u32,
+    ) -> F {
+        cube_tree::<F>(partial, shared, block, true)
+    }
+
+    /// The shared-memory tree of [`cube_sum`] (`max` off) and [`cube_max`] (`max` on).
+    #[cube]
+    fn cube_tree<F: Float>(
+        partial: F,
+        shared: &mut SharedMemory<F>,
+        #[comptime] block: u32,
+        #[comptime] max: bool,
+    ) -> F {
         let u = UNIT_POS as usize;
         shared[u] = partial;
         sync_cube();
         let mut s = (block / 2).runtime();
         while s > 0 {
             if UNIT_POS < s {
-                shared[u] = shared[u] + shared[u + s as usize];
+                if max {
+                    shared[u] = F::max(shared[u], shared[u + s as usize]);
+                } else {
+                    shared[u] = shared[u] + shared[u + s as usize];
+                }
             }
             sync_cube();
             s /= 2;

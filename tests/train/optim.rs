@@ -238,6 +238,20 @@ fn assorted(rng: &mut HostRng, count: usize) -> Vec<(Tensor, Vec<f64>)> {
         .collect()
 }
 
+/// A uniform random gradient in [−1, 1) for each parameter: on the host and as a tensor.
+fn random_grads(rng: &mut HostRng, params: &[Tensor]) -> (Vec<Vec<f32>>, Vec<Tensor>) {
+    let grads: Vec<Vec<f32>> = params
+        .iter()
+        .map(|p| rng.vec(p.numel(), -1.0, 1.0))
+        .collect();
+    let tensors = grads
+        .iter()
+        .zip(params)
+        .map(|(g, p)| Tensor::from_slice(g, p.shape(), &device()).unwrap())
+        .collect();
+    (grads, tensors)
+}
+
 #[device_test]
 fn multi_tensor_norms_match_reference() {
     let mut rng = HostRng::new(21);
@@ -348,15 +362,7 @@ fn multi_tensor_adam_matches_reference_per_parameter() {
                 })
                 .collect();
             for step in 1..=3u64 {
-                let grads: Vec<Vec<f32>> = params
-                    .iter()
-                    .map(|p| rng.vec(p.numel(), -1.0, 1.0))
-                    .collect();
-                let gts: Vec<Tensor> = grads
-                    .iter()
-                    .zip(&params)
-                    .map(|(g, p)| Tensor::from_slice(g, p.shape(), &device()).unwrap())
-                    .collect();
+                let (grads, gts) = random_grads(&mut rng, &params);
                 let norm: f64 = grads
                     .iter()
                     .flatten()
@@ -446,15 +452,7 @@ fn multi_tensor_sgd_matches_reference_per_parameter() {
             .map(|(_, v)| (v.clone(), vec![0.0; v.len()]))
             .collect();
         for step in 1..=3u64 {
-            let grads: Vec<Vec<f32>> = params
-                .iter()
-                .map(|p| rng.vec(p.numel(), -1.0, 1.0))
-                .collect();
-            let gts: Vec<Tensor> = grads
-                .iter()
-                .zip(&params)
-                .map(|(g, p)| Tensor::from_slice(g, p.shape(), &device()).unwrap())
-                .collect();
+            let (grads, gts) = random_grads(&mut rng, &params);
             let mut items: Vec<SgdTensor> = params
                 .iter()
                 .zip(&gts)
