@@ -71,6 +71,61 @@ fn histories_keep_a_declared_schema_and_add_columns_by_name() {
 }
 
 #[test]
+fn first_rows_reaching_per_replica_match_a_scan_of_each_replica() {
+    // Three replicas interleaved epoch by epoch, a null and a NaN accuracy, a key outside 0..3.
+    let mut h = History::default();
+    let accs = [
+        0.1,
+        0.5,
+        f32::NAN,
+        0.95,
+        0.2,
+        0.99,
+        0.97,
+        0.3,
+        0.99,
+        1.0,
+        0.9,
+        0.96,
+    ];
+    for (row, &acc) in accs.iter().enumerate() {
+        let replica = if row == 10 { 7 } else { row as u64 % 3 };
+        let acc = if row == 4 {
+            Value::Null
+        } else {
+            Value::F32(acc)
+        };
+        h.push_cells(&[("replica", Value::U64(replica)), ("acc", acc)])
+            .unwrap();
+    }
+    let scan = |k: u64, threshold: f64| {
+        (0..h.rows()).find(|&r| {
+            h.cell("replica", r).unwrap().as_f64() == Some(k as f64)
+                && h.cell("acc", r)
+                    .unwrap()
+                    .as_f64()
+                    .is_some_and(|a| a >= threshold)
+        })
+    };
+    for threshold in [0.0, 0.9, 0.96, 0.999, 2.0] {
+        let want: Vec<Option<usize>> = (0..4).map(|k| scan(k, threshold)).collect();
+        assert_eq!(
+            h.first_rows_reaching_per("acc", threshold, "replica", 4),
+            want,
+            "threshold {threshold}"
+        );
+    }
+    assert_eq!(
+        h.first_rows_reaching_per("acc", 0.9, "replica", 3),
+        [Some(3), None, Some(5)]
+    );
+    assert_eq!(
+        h.first_rows_reaching_per("missing", 0.0, "replica", 2),
+        [None, None]
+    );
+}
+
+#[test]
 fn csv_round_trips_exactly() {
     let h = sample();
     let csv = h.to_csv();

@@ -284,20 +284,36 @@ impl History {
             .position(|v| v.as_f64().is_some_and(|v| v >= threshold))
     }
 
-    /// [`History::first_row_reaching`] among the rows whose column `key` holds `key_value` (one
-    /// replica's rows of a history of several).
-    pub fn first_row_reaching_where(
+    /// [`History::first_row_reaching`] for each value `k` in `0..count` of column `key`, among the
+    /// rows whose `key` holds `k` (each replica's rows of a history of several), in one pass.
+    pub fn first_rows_reaching_per(
         &self,
         name: &str,
         threshold: f64,
         key: &str,
-        key_value: f64,
-    ) -> Option<usize> {
-        let (values, keys) = (&self.column(name)?.values, &self.column(key)?.values);
-        (0..self.rows).find(|&r| {
-            keys[r].as_f64() == Some(key_value)
-                && values[r].as_f64().is_some_and(|v| v >= threshold)
-        })
+        count: usize,
+    ) -> Vec<Option<usize>> {
+        let mut first = vec![None; count];
+        let (Some(values), Some(keys)) = (self.column(name), self.column(key)) else {
+            return first;
+        };
+        let mut missing = count;
+        for r in 0..self.rows {
+            if missing == 0 {
+                break;
+            }
+            let Some(k) = keys.values[r].as_f64() else {
+                continue;
+            };
+            let slot = (k >= 0.0 && k.fract() == 0.0 && k < count as f64).then_some(k as usize);
+            if let Some(slot) = slot.filter(|&k| first[k].is_none()) {
+                if values.values[r].as_f64().is_some_and(|v| v >= threshold) {
+                    first[slot] = Some(r);
+                    missing -= 1;
+                }
+            }
+        }
+        first
     }
 
     /// The rows whose column `key` holds `key_value`, as a history of their own (same columns).

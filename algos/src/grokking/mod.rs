@@ -173,23 +173,25 @@ impl<M: Module> Grokking<M> {
         })
     }
 
-    /// The first epoch whose `column` reaches `threshold` in replica `r`.
-    fn first_epoch(history: &History, column: &str, threshold: f32, r: usize) -> Option<u64> {
-        let row = history.first_row_reaching_where(column, threshold as f64, REPLICA, r as f64)?;
-        history.cell("epoch", row)?.as_f64().map(|e| e as u64)
+    /// The first epoch whose `column` reaches `threshold`, of each replica (one pass over the
+    /// history).
+    fn first_epochs(&self, history: &History, column: &str, threshold: f32) -> Vec<Option<u64>> {
+        let rows = history.first_rows_reaching_per(
+            column,
+            threshold as f64,
+            REPLICA,
+            self.config.replicas,
+        );
+        let epoch = |row: usize| history.cell("epoch", row)?.as_f64().map(|e| e as u64);
+        rows.into_iter().map(|row| row.and_then(epoch)).collect()
     }
 
     /// `(memorised, grokked)` epochs of each replica.
     fn phases(&self, history: &History) -> Vec<Phases> {
         let t = &self.config.train;
-        (0..self.config.replicas)
-            .map(|r| {
-                (
-                    Self::first_epoch(history, "train_acc", t.memorised_at, r),
-                    Self::first_epoch(history, "test_acc", t.grokked_at, r),
-                )
-            })
-            .collect()
+        let memorised = self.first_epochs(history, "train_acc", t.memorised_at);
+        let grokked = self.first_epochs(history, "test_acc", t.grokked_at);
+        memorised.into_iter().zip(grokked).collect()
     }
 }
 
@@ -261,9 +263,10 @@ impl<M: Module> Experiment for Grokking<M> {
         else {
             return false;
         };
-        self.phases(history)
+        let grokked = self.first_epochs(history, "test_acc", self.config.train.grokked_at);
+        grokked
             .iter()
-            .all(|(_, g)| g.is_some_and(|g| last as u64 >= g + after))
+            .all(|g| g.is_some_and(|g| last as u64 >= g + after))
     }
 
     fn save(&self) -> Result<Record> {
