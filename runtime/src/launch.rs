@@ -10,6 +10,8 @@ use crate::tensor::Tensor;
 use crate::Device;
 use cubecl::prelude::*;
 use cubecl::std::FastDivmod;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Launches the `#[cube(launch_unchecked)]` kernel `$kernel` on `$device`: its generic arguments
@@ -210,4 +212,26 @@ impl Tensor {
     pub(crate) fn offset_u32(&self) -> u32 {
         self.offset as u32
     }
+}
+
+thread_local! {
+    /// The placeholders of [`placeholder`], by device name and dtype.
+    static PLACEHOLDERS: RefCell<HashMap<(String, DType), Tensor>> = Default::default();
+}
+
+/// A `[1]` zero tensor of `dtype` (f32 or i32), one per device (and thread), bound where a kernel
+/// takes a buffer it does not read — a product without accumulator or bias, a layer norm without
+/// γ and β, a row kernel without labels, attention without a mask: made once instead of an upload
+/// per call.
+pub(crate) fn placeholder(device: &Device, dtype: DType) -> Result<Tensor> {
+    let key = (device.name().to_string(), dtype);
+    if let Some(t) = PLACEHOLDERS.with(|cache| cache.borrow().get(&key).cloned()) {
+        return Ok(t);
+    }
+    let t = match dtype {
+        DType::I32 => Tensor::from_slice(&[0i32], &[1], device)?,
+        _ => Tensor::from_slice(&[0f32], &[1], device)?,
+    };
+    PLACEHOLDERS.with(|cache| cache.borrow_mut().insert(key, t.clone()));
+    Ok(t)
 }

@@ -3,7 +3,7 @@
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::launch;
+use crate::launch::{launch, placeholder};
 use crate::ops::elementwise::vector_width;
 use crate::tensor::Tensor;
 use cubecl::prelude::*;
@@ -141,7 +141,7 @@ impl Geometry {
                     format!("broadcastable to {:?}", self.shape(&[self.t, self.s])),
                 )
             }),
-            None => Tensor::zeros(&[1], &q.device),
+            None => placeholder(&q.device, DType::F32),
         }
     }
 

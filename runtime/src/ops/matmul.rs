@@ -9,7 +9,7 @@
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::{launch, units_grid};
+use crate::launch::{launch, placeholder, units_grid};
 use crate::settings;
 use crate::shape::broadcast_shapes;
 use crate::tensor::Tensor;
@@ -298,28 +298,8 @@ impl Tensor {
     }
 }
 
-thread_local! {
-    /// One `[1, 1]` zero tensor per device, bound where a product has no accumulator or bias (the
-    /// kernels do not read it): made once instead of a fill launch per product.
-    static UNUSED: std::cell::RefCell<std::collections::HashMap<String, Tensor>> =
-        Default::default();
-}
-
-fn unused_operand(device: &crate::Device) -> Result<Tensor> {
-    UNUSED.with(|cache| {
-        if let Some(t) = cache.borrow().get(device.name()) {
-            return Ok(t.clone());
-        }
-        let t = Tensor::zeros(&[1, 1], device)?;
-        cache
-            .borrow_mut()
-            .insert(device.name().to_string(), t.clone());
-        Ok(t)
-    })
-}
-
 fn launch_product(op: &'static str, p: &Plan, out: &Tensor, options: MatmulOptions) -> Result<()> {
-    let dummy = unused_operand(&p.a.device)?;
+    let dummy = placeholder(&p.a.device, DType::F32)?.reshape(&[1, 1])?;
     let c = match options.accumulate {
         Some(c) => {
             c.expect_f32(op)?;

@@ -4,7 +4,7 @@
 use super::rows::Rows;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::launch::{grid, launch, units_grid};
+use crate::launch::{grid, launch, placeholder, units_grid};
 use crate::tensor::Tensor;
 use cubecl::prelude::*;
 use dynlab_kernels::multi::SUM_BLOCK;
@@ -49,7 +49,7 @@ impl Tensor {
         let labels = match labels {
             Some(l) => l,
             None => {
-                labels_dummy = Tensor::from_slice(&[0i32], &[1], &self.device)?;
+                labels_dummy = placeholder(&self.device, DType::I32)?;
                 &labels_dummy
             }
         };
