@@ -84,41 +84,37 @@ pub struct DeviceStats {
 impl DeviceStats {
     /// What happened between `earlier` and this snapshot.
     pub fn since(&self, earlier: &DeviceStats) -> DeviceStats {
-        let diff = |now: &BTreeMap<&'static str, u64>, then: &BTreeMap<&'static str, u64>| {
-            now.iter()
-                .map(|(k, &n)| (*k, n - then.get(k).copied().unwrap_or(0)))
-                .filter(|&(_, n)| n > 0)
-                .collect()
-        };
         DeviceStats {
             launches: self.launches - earlier.launches,
             syncs: self.syncs - earlier.syncs,
             allocations: self.allocations - earlier.allocations,
             bytes_allocated: self.bytes_allocated - earlier.bytes_allocated,
             uploads: self.uploads - earlier.uploads,
-            kernels: diff(&self.kernels, &earlier.kernels),
-            ops: diff(&self.ops, &earlier.ops),
-            kernel_seconds: self
-                .kernel_seconds
-                .iter()
-                .map(|(k, &s)| {
-                    (
-                        *k,
-                        s - earlier.kernel_seconds.get(k).copied().unwrap_or(0.0),
-                    )
-                })
-                .filter(|&(_, s)| s > 0.0)
-                .collect(),
+            kernels: grown(&self.kernels, &earlier.kernels),
+            ops: grown(&self.ops, &earlier.ops),
+            kernel_seconds: grown(&self.kernel_seconds, &earlier.kernel_seconds),
         }
     }
+}
+
+/// The entries of `now` that grew since `then`, by how much.
+fn grown<T>(
+    now: &BTreeMap<&'static str, T>,
+    then: &BTreeMap<&'static str, T>,
+) -> BTreeMap<&'static str, T>
+where
+    T: Copy + Default + PartialOrd + std::ops::Sub<Output = T>,
+{
+    now.iter()
+        .map(|(k, &n)| (*k, n - then.get(k).copied().unwrap_or_default()))
+        .filter(|&(_, n)| n > T::default())
+        .collect()
 }
 
 /// The counters behind [`DeviceStats`], shared by every clone of a device.
 #[derive(Default)]
 struct Counters {
-    launches: AtomicU64,
     syncs: AtomicU64,
-    allocations: AtomicU64,
     bytes_allocated: AtomicU64,
     uploads: AtomicU64,
     kernels: Mutex<BTreeMap<&'static str, u64>>,
@@ -354,14 +350,16 @@ impl Device {
     /// What the device has done since it opened or since the last [`Device::reset_stats`].
     pub fn stats(&self) -> DeviceStats {
         let c = &self.counters;
+        let kernels = c.kernels.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let ops = c.ops.lock().unwrap_or_else(|e| e.into_inner()).clone();
         DeviceStats {
-            launches: c.launches.load(Ordering::Relaxed),
+            launches: kernels.values().sum(),
             syncs: c.syncs.load(Ordering::Relaxed),
-            allocations: c.allocations.load(Ordering::Relaxed),
+            allocations: ops.values().sum(),
             bytes_allocated: c.bytes_allocated.load(Ordering::Relaxed),
             uploads: c.uploads.load(Ordering::Relaxed),
-            kernels: c.kernels.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            ops: c.ops.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            kernels,
+            ops,
             kernel_seconds: c
                 .kernel_seconds
                 .lock()
@@ -373,13 +371,7 @@ impl Device {
     /// Sets every counter of [`Device::stats`] back to zero.
     pub fn reset_stats(&self) {
         let c = &self.counters;
-        for counter in [
-            &c.launches,
-            &c.syncs,
-            &c.allocations,
-            &c.bytes_allocated,
-            &c.uploads,
-        ] {
+        for counter in [&c.syncs, &c.bytes_allocated, &c.uploads] {
             counter.store(0, Ordering::Relaxed);
         }
         c.kernels.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -412,7 +404,6 @@ impl Device {
 
     /// Counts a launch of `kernel`.
     pub(crate) fn count_launch(&self, kernel: &'static str) {
-        self.counters.launches.fetch_add(1, Ordering::Relaxed);
         let mut kernels = self
             .counters
             .kernels
@@ -434,7 +425,6 @@ impl Device {
             .unwrap_or_else(|e| e.into_inner())
             .entry(op)
             .or_insert(0) += 1;
-        c.allocations.fetch_add(1, Ordering::Relaxed);
         c.bytes_allocated.fetch_add(bytes as u64, Ordering::Relaxed);
         if upload {
             c.uploads.fetch_add(1, Ordering::Relaxed);
