@@ -28,7 +28,6 @@ use dynlab::optim::{LrSchedule, Method, Optimizer, ParamGroup};
 use dynlab::train::{Batch, CrossEntropy, Mse, Objective, Trainer};
 use dynlab::{Device, Rng, Tensor};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
 #[path = "common/mod.rs"]
@@ -248,14 +247,10 @@ struct PeerResults {
     rows: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
-/// Reads `benches/results/<prefix><file>`, the prefix from `DYNLAB_BENCH_RESULTS` as for this
-/// bench's own table (so a GPU run pairs with the peers' runs on that GPU).
+/// Reads a peer's table from [`common::results_path`], under the same prefix as this bench's own
+/// (so a GPU run pairs with the peers' runs on that GPU).
 fn read_peer(file: &str) -> Option<PeerResults> {
-    let prefix = std::env::var("DYNLAB_BENCH_RESULTS").unwrap_or_default();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("benches/results")
-        .join(format!("{prefix}{file}"));
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = std::fs::read_to_string(common::results_path(file).0).ok()?;
     let mut lines = text.lines();
     let device = lines.next()?.strip_prefix("device,")?.to_string();
     let header: Vec<&str> = lines.next()?.split(',').collect();

@@ -52,9 +52,11 @@ struct ShapeKey {
     options: Conv2dOptions,
 }
 
-static CHOSEN: TuneCache<ShapeKey, ConvAlgorithm> = TuneCache::new("conv2d", || {
-    vec![ConvAlgorithm::Im2col, ConvAlgorithm::Implicit]
-});
+/// The algorithms timed against each other (and the values a stored choice may take).
+const CANDIDATES: [ConvAlgorithm; 2] = [ConvAlgorithm::Im2col, ConvAlgorithm::Implicit];
+
+static CHOSEN: TuneCache<ShapeKey, ConvAlgorithm> =
+    TuneCache::new("conv2d", || CANDIDATES.to_vec());
 
 /// The measured choices so far, one line per shape.
 pub(crate) fn tuned_choices() -> Vec<String> {
@@ -101,12 +103,9 @@ fn choose(x: &Tensor, weight: &Tensor, window: &Window) -> Result<ConvAlgorithm>
     if let Some(algorithm) = CHOSEN.get(&key) {
         return Ok(algorithm);
     }
-    let best = fastest(
-        x.device(),
-        [ConvAlgorithm::Im2col, ConvAlgorithm::Implicit],
-        ConvAlgorithm::Im2col,
-        |algorithm| run(algorithm, x, weight, window).map(drop),
-    )?;
+    let best = fastest(x.device(), CANDIDATES, ConvAlgorithm::Im2col, |algorithm| {
+        run(algorithm, x, weight, window).map(drop)
+    })?;
     CHOSEN.insert(key, best);
     Ok(best)
 }
