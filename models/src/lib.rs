@@ -27,8 +27,9 @@ mod state;
 pub mod zoo;
 
 pub use layers::{
-    weight_norm, weight_norm_init, Activation, Affine, BatchNorm, Conv2d, Dropout, Embedding,
-    Flatten, Init, LayerNorm, Linear, MaxPool2d,
+    orthogonal, orthogonality_penalty, weight_norm, weight_norm_init, Activation, Affine,
+    BatchNorm, Conv2d, Dropout, Embedding, Flatten, Init, LayerNorm, Linear, MaxPool2d, NormConv2d,
+    NormalizedWeightsLinear, SvdConv2d, SvdFactors, SvdLinear, WeightNormForm, RELU_CORRECTION,
 };
 pub use module::{
     prefixed, AsModule, Buffer, Ctx, Mode, Module, Param, ParamKind, Parts, PartsMut, Replacement,
@@ -36,4 +37,8 @@ pub use module::{
 pub use record::{Record, Stateful};
 pub use replicas::Replicas;
 pub use state::{load_safetensors, save_safetensors, TensorFile};
-pub use zoo::{BaselineMlp, ConvNet, ConvNetShape, Mlp, PairEncoding, Tms};
+pub use zoo::{
+    build_model, BaselineMlp, ConvLayer, ConvNet, ConvNetOptions, ConvNetShape, ConvNetVariant,
+    DeepFfnn, DeepFfnnOptions, DenseLayer, FfnnInit, FfnnVariant, Mlp, ModelParams, NormLayer,
+    PairEncoding, ParamValue, Tms, ZooModel, MODEL_NAMES,
+};

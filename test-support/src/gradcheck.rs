@@ -25,6 +25,19 @@ pub fn check_gradients(
     let vars: Vec<Var> = inputs.iter().map(|(t, _)| Var::param(t.clone())).collect();
     let hosts: Vec<HostTensor> = inputs.iter().map(|(_, h)| h.clone()).collect();
     let out = dev(&vars).unwrap();
+    check_output_gradients(name, &vars, hosts, &out, reference, rng)
+}
+
+/// [`check_gradients`] for an output already computed from `vars` (leaves whose values `hosts`
+/// holds in f64): a module's forward pass, where the leaves are the module's own parameters.
+pub fn check_output_gradients(
+    name: &str,
+    vars: &[Var],
+    hosts: Vec<HostTensor>,
+    out: &Var,
+    reference: &dyn Fn(&[HostTensor]) -> HostTensor,
+    rng: &mut HostRng,
+) {
     let want_out = reference(&hosts);
     assert_close(
         &format!("{name} forward"),

@@ -17,7 +17,7 @@ pub mod reference;
 pub use cases::{assert_close, host_f64, layouts, random, HostRng, SHAPES};
 
 pub use dynlab_test_macros::device_test;
-pub use gradcheck::{check_gradients, weighted_sum};
+pub use gradcheck::{check_gradients, check_output_gradients, weighted_sum};
 
 use dynlab_runtime::Device;
 use std::cell::RefCell;

@@ -4,7 +4,7 @@
 //! and buffers (BatchNorm's running statistics) travel with the state dict.
 
 use dynlab::models::{
-    Activation, BatchNorm, ConvNet, ConvNetShape, Ctx, Dropout, Init, Linear, Mlp, Module,
+    Activation, BatchNorm, Conv2d, ConvNet, ConvNetShape, Ctx, Dropout, Init, Linear, Mlp, Module,
 };
 use dynlab::{Error, Rng, Tensor, Var};
 use dynlab_test_support::reference::{self as r, HostTensor, Window2d};
@@ -84,7 +84,7 @@ fn convnet_taps_are_the_reference_features() {
     let (x, hx) = random(&mut HostRng::new(2), &[2, 2, 25, 24], -1.0, 1.0);
     let mut ctx = Ctx::eval().with_all_taps();
     let out = net.forward(&Var::constant(x), &mut ctx).unwrap();
-    let conv = |x: &HostTensor, c: &dynlab::models::Conv2d| {
+    let conv = |x: &HostTensor, c: &Conv2d| {
         let win = Window2d {
             stride: [1, 1],
             padding: [0, 0],
@@ -101,14 +101,17 @@ fn convnet_taps_are_the_reference_features() {
         };
         r::pool2d(x, [2, 2], win, true)
     };
-    let z1 = conv(&hx, &net.conv1);
+    let layer = |path: &str| net.find(path).unwrap();
+    let conv_at = |path| layer(path).downcast_ref::<Conv2d>().unwrap();
+    let linear_at = |path| layer(path).downcast_ref::<Linear>().unwrap();
+    let z1 = conv(&hx, conv_at("conv1"));
     let p1 = pool(&relu(&z1));
-    let p2 = pool(&relu(&conv(&p1, &net.conv2)));
-    let p3 = pool(&relu(&conv(&p2, &net.conv3)));
+    let p2 = pool(&relu(&conv(&p1, conv_at("conv2"))));
+    let p3 = pool(&relu(&conv(&p2, conv_at("conv3"))));
     let flat = HostTensor::new(&[2, p3.numel() / 2], p3.data.clone());
-    let f1 = relu(&linear_f64(&flat, &net.fc1));
-    let f2 = relu(&linear_f64(&f1, &net.fc2));
-    let y = linear_f64(&f2, &net.fc3);
+    let f1 = relu(&linear_f64(&flat, linear_at("fc1")));
+    let f2 = relu(&linear_f64(&f1, linear_at("fc2")));
+    let y = linear_f64(&f2, linear_at("fc3"));
     let tap = |name: &str| ctx.tapped(name).unwrap().value().clone();
     assert_eq!(p3.shape, [2, 5, 1, 1]);
     assert_close("conv1", &tap("conv1"), &z1, 1e-5, 1e-4);
@@ -161,7 +164,8 @@ fn visit_and_find_reach_every_layer_by_path() {
     fc2.weight
         .set(Tensor::zeros(&[6, 7], &device()).unwrap())
         .unwrap();
-    let w = net.fc2.weight.value().to_vec::<f32>().unwrap();
+    let fc2 = net.find("fc2").unwrap().downcast_ref::<Linear>().unwrap();
+    let w = fc2.weight.value().to_vec::<f32>().unwrap();
     assert!(w.iter().all(|&v| v == 0.0));
     // Nested paths with dotted child names.
     let mlp = Mlp::new(

@@ -4,3 +4,4 @@
 
 mod contract;
 mod layers;
+mod plasticity;

@@ -1,9 +1,15 @@
-//! Rank of a feature matrix (samples × units) from its singular values `s_1 ≥ … ≥ s_k`:
-//! - effective rank (Roy & Vetterli 2007): `p_i = s_i / Σ s`, `erank = exp(−Σ p_i ln p_i)`;
+//! Rank of a feature matrix (samples × units) from its singular values `s_1 ≥ … ≥ s_k`, as the
+//! plasticity studies define them (`lls src/utils/zeroth_order_features.py`):
+//! - effective rank (Roy & Vetterli 2007) with the studies' guard: `ε = max(10⁻¹², 10⁻⁸·s_1)`,
+//!   `p_i = s_i / (Σ s + ε)`, `erank = exp(−Σ p_i ln(p_i + ε/Σ s))` (within ~10⁻⁸ of the exact
+//!   `p_i = s_i/Σ s`);
 //! - approximate rank: the smallest `r` with `Σ_{i≤r} s_i² ≥ 0.99 Σ s²` (99% of the energy; the
 //!   plasticity studies' "approximate rank", Kumar et al. 2021);
 //! - cumulative-σ rank: the smallest `r` with `Σ_{i≤r} s_i ≥ 0.99 Σ s` (Dohare et al. 2024);
-//! - numerical rank: `#{s_i > tol · s_1}`;
+//! - numerical rank: `#{s_i > tol · s_1}` (the matrix rank, `tol = max(m, n)·ε_f32`; the
+//!   permuted-MNIST study's "rank");
+//! - the studies' "numerical rank" `#{s_i ≥ 10⁻²·s_1}` ([`RankMeasures::sigma_threshold_rank`]);
+//! - nuclear norm `Σ s`;
 //! - rank at q% variance: the smallest `r` with `Σ_{i≤r} s_i² ≥ q/100 · Σ s²` of the centred matrix
 //!   (principal components needed for q% of the variance).
 
@@ -23,6 +29,10 @@ pub struct RankMeasures {
     pub cumulative_sigma_rank: usize,
     /// With tolerance `max(m, n) · ε_f32`.
     pub numerical_rank: usize,
+    /// `#{s_i ≥ 10⁻²·s_1}` (the lls studies' "numerical rank").
+    pub sigma_threshold_rank: usize,
+    /// `Σ s`.
+    pub nuclear_norm: f64,
     /// Which solver gave the singular values.
     pub path: EighPath,
 }
@@ -53,19 +63,21 @@ impl RankMeasures {
         let mut s: Vec<f64> = values.iter().map(|v| v.max(0.0)).collect();
         s.sort_by(|a, b| b.total_cmp(a));
         let total: f64 = s.iter().sum();
+        let top = s.first().copied().unwrap_or(0.0);
         let effective_rank = if total > 0.0 {
+            let eps = (1e-8 * top).max(1e-12);
             let entropy: f64 = s
                 .iter()
-                .map(|v| v / total)
-                .filter(|&p| p > 0.0)
-                .map(|p| -p * p.ln())
+                .map(|v| v / (total + eps))
+                .map(|p| -p * (p + eps / total).ln())
                 .sum();
             entropy.exp()
         } else {
             0.0
         };
-        let top = s.first().copied().unwrap_or(0.0);
         RankMeasures {
+            sigma_threshold_rank: s.iter().filter(|&&v| v > 0.0 && v >= 1e-2 * top).count(),
+            nuclear_norm: total,
             effective_rank,
             approximate_rank: leading_count(s.iter().map(|v| v * v), 0.99),
             cumulative_sigma_rank: leading_count(s.iter().copied(), 0.99),

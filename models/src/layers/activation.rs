@@ -13,15 +13,37 @@ pub enum Activation {
     Gelu,
     /// `tanh x`.
     Tanh,
+    /// `1 / (1 + e^{−x})`.
+    Sigmoid,
+    /// `max(x, 0) + 0.01·min(x, 0)` (PyTorch's default slope).
+    LeakyRelu,
+    /// `x` for `x > 0`, else `e^x − 1` (Clevert et al. 2016, α = 1).
+    Elu,
+    /// `λ·elu_α(x)` with Klambauer et al.'s (2017) α ≈ 1.6733, λ ≈ 1.0507.
+    Selu,
+    /// `x·σ(x)` (Ramachandran et al. 2017; PyTorch's SiLU).
+    Swish,
 }
 
+/// SELU's constants (Klambauer et al. 2017), as PyTorch has them.
+const SELU_ALPHA: f32 = 1.673_263_2;
+const SELU_SCALE: f32 = 1.050_701;
+/// PyTorch's default negative slope of the leaky ReLU.
+const LEAKY_SLOPE: f32 = 0.01;
+
 impl Activation {
-    /// Parses `relu`, `gelu`, `tanh` (the config spelling).
+    /// Parses `relu`, `gelu`, `tanh`, `sigmoid`, `leaky_relu`, `elu`, `selu`, `swish` (or
+    /// `silu`), the config spelling.
     pub fn parse(name: &str) -> Option<Activation> {
         Some(match name {
             "relu" => Activation::Relu,
             "gelu" => Activation::Gelu,
             "tanh" => Activation::Tanh,
+            "sigmoid" => Activation::Sigmoid,
+            "leaky_relu" => Activation::LeakyRelu,
+            "elu" => Activation::Elu,
+            "selu" => Activation::Selu,
+            "swish" | "silu" => Activation::Swish,
             _ => return None,
         })
     }
@@ -32,8 +54,52 @@ impl Activation {
             Activation::Relu => x.relu(),
             Activation::Gelu => x.gelu(),
             Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => x.sigmoid(),
+            Activation::LeakyRelu => x.leaky_relu(LEAKY_SLOPE),
+            Activation::Elu => elu(x, 1.0),
+            Activation::Selu => elu(x, SELU_ALPHA)?.mul_scalar(SELU_SCALE),
+            Activation::Swish => x.mul(&x.sigmoid()?),
         }
     }
+
+    /// Whether `h`, an output of this nonlinearity, is saturated (the plasticity studies' rule,
+    /// `lls src/utils/zeroth_order_features.py`): ReLU at 0, sigmoid below 0.01 or above 0.99,
+    /// tanh beyond ±0.99, SELU below −1.7, ELU below −0.99; GELU, the leaky ReLU and swish never.
+    pub fn is_saturated(self, h: f64) -> bool {
+        match self {
+            Activation::Relu => h == 0.0,
+            Activation::Sigmoid => !(0.01..=0.99).contains(&h),
+            Activation::Tanh => h.abs() > 0.99,
+            Activation::Selu => h < -1.7,
+            Activation::Elu => h < -0.99,
+            Activation::Gelu | Activation::LeakyRelu | Activation::Swish => false,
+        }
+    }
+
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Gelu => "gelu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::LeakyRelu => "leaky_relu",
+            Activation::Elu => "elu",
+            Activation::Selu => "selu",
+            Activation::Swish => "swish",
+        }
+    }
+}
+
+/// `x` for `x > 0`, else `α(e^x − 1)`; the exponential is taken of `min(x, 0)` so that it never
+/// overflows on the branch that is not chosen.
+fn elu(x: &Var, alpha: f32) -> Result<Var> {
+    let negative = x
+        .minimum_scalar(0.0)?
+        .exp()?
+        .sub_scalar(1.0)?
+        .mul_scalar(alpha)?;
+    Var::where_(&x.value().gt_scalar(0.0)?, x, &negative)
 }
 
 impl Module for Activation {

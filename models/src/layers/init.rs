@@ -4,6 +4,7 @@
 //! `a = √5`) `U(−1/√a, 1/√a)`, i.e. `σ = 1/√(3a)`, with the bias drawn from the same interval. The
 //! uniform forms draw from `U(−√3σ, √3σ)` (same variance).
 
+use crate::module::{Param, ParamKind};
 use dynlab_runtime::{Device, Result, Rng, Tensor};
 
 /// A weight initialisation (see the module docs for each standard deviation).
@@ -72,4 +73,48 @@ impl Init {
             _ => Tensor::rand_normal(shape, 0.0, std, rng, device),
         }
     }
+}
+
+/// A `rows × cols` matrix with orthonormal columns (`rows ≥ cols`) or rows (`rows < cols`), as
+/// PyTorch's `nn.init.orthogonal_`: the Q factor of a standard normal matrix (Haar-distributed),
+/// here by modified Gram–Schmidt in f64 on the host.
+pub fn orthogonal(rows: usize, cols: usize, rng: &mut Rng, device: &Device) -> Result<Tensor> {
+    let (tall, wide) = (rows.max(cols), rows.min(cols));
+    let draw = Tensor::rand_normal(&[wide, tall], 0.0, 1.0, rng, device)?;
+    let mut vectors: Vec<Vec<f64>> = draw
+        .to_vec::<f32>()?
+        .chunks(tall.max(1))
+        .map(|v| v.iter().map(|&x| x as f64).collect())
+        .collect();
+    vectors.truncate(wide);
+    for i in 0..vectors.len() {
+        let (done, rest) = vectors.split_at_mut(i);
+        let v = &mut rest[0];
+        for _pass in 0..2 {
+            for q in done.iter() {
+                let dot: f64 = q.iter().zip(v.iter()).map(|(a, b)| a * b).sum();
+                v.iter_mut().zip(q).for_each(|(x, qk)| *x -= dot * qk);
+            }
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    // `vectors` holds `wide` orthonormal vectors of length `tall`: the rows of a wide matrix, or
+    // the columns of a tall one.
+    let data: Vec<f32> = if rows < cols {
+        vectors.iter().flatten().map(|&x| x as f32).collect()
+    } else {
+        (0..rows)
+            .flat_map(|r| vectors.iter().map(move |v| v[r] as f32))
+            .collect()
+    };
+    Tensor::from_vec(data, &[rows, cols], device)
+}
+
+/// A zero bias of `outputs` entries when `bias` asks for one.
+pub(crate) fn zero_bias(bias: bool, outputs: usize, device: &Device) -> Result<Option<Param>> {
+    Ok(bias
+        .then(|| Tensor::zeros(&[outputs], device))
+        .transpose()?
+        .map(|b| Param::new(b, ParamKind::Bias)))
 }

@@ -13,6 +13,9 @@ use dynlab_runtime::{Device, Error, Result};
 pub struct LayerNorm {
     /// `γ`, `β`.
     pub affine: Affine,
+    /// Whether `γ`, `β` are applied and trained (PyTorch's `elementwise_affine`); without, the
+    /// layer has no parameters.
+    pub elementwise_affine: bool,
     /// Added to the variance.
     pub eps: f32,
 }
@@ -22,7 +25,16 @@ impl LayerNorm {
     pub fn new(dim: usize, eps: f32, device: &Device) -> Result<LayerNorm> {
         Ok(LayerNorm {
             affine: Affine::new(dim, device)?,
+            elementwise_affine: true,
             eps,
+        })
+    }
+
+    /// Normalisation only, over `dim` features (no `γ`, `β`).
+    pub fn without_affine(dim: usize, eps: f32, device: &Device) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            elementwise_affine: false,
+            ..LayerNorm::new(dim, eps, device)?
         })
     }
 }
@@ -40,6 +52,9 @@ impl Module for LayerNorm {
                 format!("input {:?}", x.shape()),
                 format!("[..., {dim}]"),
             ));
+        }
+        if !self.elementwise_affine {
+            return x.layer_norm(None, self.eps);
         }
         let (gamma, beta) = (self.affine.gamma.var(), self.affine.beta.var());
         let Some(r) = replicas else {
@@ -60,10 +75,18 @@ impl Module for LayerNorm {
     }
 
     fn parts(&self) -> Parts<'_> {
-        self.affine.parts()
+        if self.elementwise_affine {
+            self.affine.parts()
+        } else {
+            Parts::default()
+        }
     }
 
     fn parts_mut(&mut self) -> PartsMut<'_> {
-        self.affine.parts_mut()
+        if self.elementwise_affine {
+            self.affine.parts_mut()
+        } else {
+            PartsMut::default()
+        }
     }
 }

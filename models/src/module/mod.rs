@@ -257,6 +257,12 @@ impl<'a> Parts<'a> {
         self
     }
 
+    /// Adds a child known only as a trait object (a layer chosen at run time).
+    pub fn child_dyn(mut self, name: impl Into<String>, m: &'a dyn Module) -> Self {
+        self.children.push((name.into(), m));
+        self
+    }
+
     /// Adds children `prefix.0`, `prefix.1`, … (a list of layers).
     pub fn children<M: Module>(mut self, prefix: &str, ms: &'a [M]) -> Self {
         let named = ms.iter().enumerate();
@@ -291,6 +297,12 @@ impl<'a> PartsMut<'a> {
         if let Some(m) = m.into() {
             self.children.push((name.into(), m));
         }
+        self
+    }
+
+    /// Adds a child known only as a trait object.
+    pub fn child_dyn(mut self, name: impl Into<String>, m: &'a mut dyn Module) -> Self {
+        self.children.push((name.into(), m));
         self
     }
 

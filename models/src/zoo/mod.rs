@@ -1,14 +1,22 @@
 //! Models built from the layers: the [`Mlp`], the loss-of-plasticity [`ConvNet`], the grokking
-//! study's [`BaselineMlp`] and the toy model of superposition [`Tms`]. The rest of the plasticity studies' zoo (VGG, ResNets, deep FFNNs with
-//! their normalised variants) joins them here. Every model names its hidden activations as taps
+//! study's [`BaselineMlp`], the toy model of superposition [`Tms`], and the plasticity studies'
+//! ConvNet variants and deep FFNNs ([`DeepFfnn`]), built by name through [`build_model`]
+//! (`registry`). Variants choose their layers at run time ([`DenseLayer`], [`ConvLayer`],
+//! [`NormLayer`]) and list the concrete layer as the child, so `find("fc1")` downcasts to it. Every model names its hidden activations as taps
 //! `hidden.0`, `hidden.1`, … and the input of its head as `features`.
 
+mod choice;
 mod convnet;
+mod deep_ffnn;
 mod grokking;
 mod mlp;
+pub mod registry;
 mod tms;
 
-pub use convnet::{ConvNet, ConvNetShape};
+pub use choice::{ConvLayer, DenseLayer, NormLayer};
+pub use convnet::{ConvNet, ConvNetOptions, ConvNetShape, ConvNetVariant};
+pub use deep_ffnn::{DeepFfnn, DeepFfnnOptions, FfnnInit, FfnnVariant};
 pub use grokking::{BaselineMlp, PairEncoding};
 pub use mlp::Mlp;
+pub use registry::{build_model, ModelParams, ParamValue, ZooModel, MODEL_NAMES};
 pub use tms::Tms;
