@@ -40,5 +40,5 @@ pub use state::{load_safetensors, save_safetensors, TensorFile};
 pub use zoo::{
     build_model, BaselineMlp, ConvLayer, ConvNet, ConvNetOptions, ConvNetShape, ConvNetVariant,
     DeepFfnn, DeepFfnnOptions, DenseLayer, FfnnInit, FfnnVariant, Mlp, ModelParams, NormLayer,
-    PairEncoding, ParamValue, Tms, ZooModel, MODEL_NAMES,
+    PairEncoding, ParamValue, ResNet, ResNetOptions, Tms, Vgg, VggOptions, ZooModel, MODEL_NAMES,
 };

@@ -6,8 +6,8 @@
 use dynlab::models::{
     build_model, orthogonal, orthogonality_penalty, Activation, ConvNet, ConvNetOptions,
     ConvNetShape, ConvNetVariant, Ctx, DeepFfnn, DeepFfnnOptions, FfnnInit, FfnnVariant,
-    ModelParams, Module, NormConv2d, NormalizedWeightsLinear, Param, ParamValue, SvdConv2d,
-    SvdLinear, WeightNormForm, MODEL_NAMES,
+    ModelParams, Module, NormConv2d, NormalizedWeightsLinear, Param, ParamValue, ResNet,
+    ResNetOptions, SvdConv2d, SvdLinear, Vgg, VggOptions, WeightNormForm, MODEL_NAMES,
 };
 use dynlab::runtime::Conv2dOptions;
 use dynlab::{Rng, Tensor, Var};
@@ -365,13 +365,8 @@ fn orthogonal_init_has_orthonormal_columns_or_rows() {
     }
 }
 
-fn convnet_params(name: &str, classes: i64) -> ModelParams {
-    ModelParams::default()
-        .with("classes", ParamValue::Int(classes))
-        .with(
-            "activation",
-            ParamValue::Str(if name == "convnet" { "relu" } else { "relu" }.into()),
-        )
+fn convnet_params(classes: i64) -> ModelParams {
+    ModelParams::default().with("classes", ParamValue::Int(classes))
 }
 
 /// Parameter counts of the reference implementations at their defaults (32 × 32 × 3 inputs, 10
@@ -408,7 +403,7 @@ fn registered_models_have_the_reference_parameter_counts() {
         ),
     ];
     for (name, count) in expected {
-        let model = build_model(name, &convnet_params(name, 10), &mut rng, &device()).unwrap();
+        let model = build_model(name, &convnet_params(10), &mut rng, &device()).unwrap();
         assert_eq!(model.num_params(), count, "{name}");
         let x = Var::constant(Tensor::zeros(&[2, 3, 32, 32], &device()).unwrap());
         let y = model.forward(&x, &mut Ctx::train()).unwrap();
@@ -425,7 +420,7 @@ fn registered_models_have_the_reference_parameter_counts() {
         let model = build_model(name, &ModelParams::default(), &mut rng, &device()).unwrap();
         assert_eq!(model.num_params(), ffnn + extra, "{name}");
     }
-    assert_eq!(MODEL_NAMES.len(), 11);
+    assert_eq!(MODEL_NAMES.len(), 16);
 }
 
 #[device_test]
@@ -447,10 +442,10 @@ fn registry_errors_name_the_model_and_the_parameter() {
     let p = ModelParams::default().with("num_features", ParamValue::Str("wide".into()));
     let e = err("deep_ffnn", p);
     assert!(e.contains("num_features") && e.contains("integer"), "{e}");
-    let p = convnet_params("convnet", 2).with("activation", ParamValue::Str("sin".into()));
+    let p = convnet_params(2).with("activation", ParamValue::Str("sin".into()));
     let e = err("convnet", p);
     assert!(e.contains("activation") && e.contains("relu"), "{e}");
-    let p = convnet_params("convnet", 2).with("image_size", ParamValue::Int(20));
+    let p = convnet_params(2).with("image_size", ParamValue::Int(20));
     let e = err("convnet", p);
     assert!(e.contains("ConvNet::new") && e.contains("24"), "{e}");
     let _ = &mut rng;
@@ -610,4 +605,219 @@ fn deep_ffnn_variants_match_a_host_forward() {
     let std = (v.iter().map(|&a| (a as f64).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
     let want = 5.0 / 3.0 * (2.0f64 / 700.0).sqrt();
     assert!((std - want).abs() < 0.03 * want, "std {std} vs {want}");
+}
+
+fn win(stride: usize, padding: usize) -> Window2d {
+    Window2d {
+        stride: [stride, stride],
+        padding: [padding, padding],
+        dilation: [1, 1],
+    }
+}
+
+fn relu_h(x: &HostTensor) -> HostTensor {
+    r::map(x, |v| v.max(0.0))
+}
+
+/// A layer's filters (and bias) as the host sees them, whatever its type.
+fn conv_weights(m: &dyn Module) -> (HostTensor, Option<HostTensor>) {
+    if let Some(c) = m.downcast_ref::<dynlab::models::Conv2d>() {
+        let b = c.bias.as_ref().map(|b| host(b.value()));
+        return (host(c.weight.value()), b);
+    }
+    let c = m.downcast_ref::<NormConv2d>().unwrap();
+    let b = c.bias.as_ref().map(|b| host(b.value()));
+    (host(c.effective_weight().unwrap().value()), b)
+}
+
+fn dense_weights(m: &dyn Module) -> (HostTensor, HostTensor) {
+    if let Some(l) = m.downcast_ref::<dynlab::models::Linear>() {
+        return (
+            host(l.weight.value()),
+            host(l.bias.as_ref().unwrap().value()),
+        );
+    }
+    let l = m.downcast_ref::<NormalizedWeightsLinear>().unwrap();
+    (
+        host(l.effective_weight().unwrap().value()),
+        host(l.bias.as_ref().unwrap().value()),
+    )
+}
+
+/// Batch norm in evaluation mode at its initial state (running mean 0, variance 1, γ 1, β 0).
+fn bn_eval(x: &HostTensor) -> HostTensor {
+    r::map(x, |v| v / (1.0f64 + 1e-5).sqrt())
+}
+
+/// The tiny ResNet's forward in evaluation mode on the host, layer by layer from the model's own
+/// parameters.
+fn resnet_host(net: &ResNet, x: &HostTensor) -> HostTensor {
+    let conv_at = |path: &str, x: &HostTensor, stride: usize, padding: usize| {
+        let (w, b) = conv_weights(net.find(path).unwrap());
+        r::conv2d(x, &w, b.as_ref(), win(stride, padding), 1)
+    };
+    let mut h = relu_h(&bn_eval(&conv_at("conv1", x, 2, 3)));
+    h = r::pool2d(&h, [3, 3], win(2, 1), true);
+    for stage in 1..=4 {
+        for block in 0..2 {
+            let p = format!("layer{stage}.{block}");
+            let stride = if stage > 1 && block == 0 { 2 } else { 1 };
+            let a = relu_h(&bn_eval(&conv_at(&format!("{p}.conv1"), &h, stride, 1)));
+            let a = bn_eval(&conv_at(&format!("{p}.conv2"), &a, 1, 1));
+            let shortcut = if net.find(&format!("{p}.downsample.0")).is_some() {
+                bn_eval(&conv_at(&format!("{p}.downsample.0"), &h, stride, 0))
+            } else {
+                h.clone()
+            };
+            h = relu_h(&r::zip(&a, &shortcut, |u, v| u + v));
+        }
+    }
+    let [n, c] = [h.shape[0], h.shape[1]];
+    let plane = h.shape[2] * h.shape[3];
+    let pooled: Vec<f64> = h
+        .data
+        .chunks(plane)
+        .map(|p| p.iter().sum::<f64>() / plane as f64)
+        .collect();
+    let (w, b) = dense_weights(net.find("fc").unwrap());
+    affine(&HostTensor::new(&[n, c], pooled), &w, &b)
+}
+
+#[device_test]
+fn resnet_matches_a_host_forward_and_the_reference_parameter_counts() {
+    let mut rng = Rng::new(19);
+    let mut host_rng = HostRng::new(19);
+    let (x, hx) = random(&mut host_rng, &[2, 3, 20, 18], -1.0, 1.0);
+    for normalized in [false, true] {
+        let options = ResNetOptions {
+            in_channels: 3,
+            base_width: 2,
+            classes: 3,
+            normalized,
+        };
+        let net = ResNet::new(options, &mut rng, &device()).unwrap();
+        let mut ctx = Ctx::eval().with_all_taps();
+        let y = net.forward(&Var::constant(x.clone()), &mut ctx).unwrap();
+        dynlab_test_support::assert_close(
+            &format!("resnet (normalized {normalized})"),
+            y.value(),
+            &resnet_host(&net, &hx),
+            1e-5,
+            1e-4,
+        );
+        assert_eq!(ctx.tapped("features").unwrap().shape(), &[2, 16]);
+        assert_eq!(ctx.tapped("hidden.4").unwrap().shape(), &[2, 16, 1, 1]);
+        // Training mode runs (batch statistics) and every parameter gets a gradient.
+        let y = net
+            .forward(&Var::constant(x.clone()), &mut Ctx::train())
+            .unwrap();
+        let grads = y.square().unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, p) in net.params() {
+            assert!(grads.tensor(p.var()).is_some(), "no gradient for {name}");
+        }
+    }
+    // torchvision's resnet18 has 11,689,512 parameters with 1000 classes; with 10: 11,181,642.
+    let resnet18 = 11_689_512 - (512 * 1000 + 1000) + (512 * 10 + 10);
+    let counts = [
+        ("resnet_custom", resnet18),
+        // One scale per output channel of each of the 20 convolutions, one scalar for the head.
+        ("resnet_normalized_conv", resnet18 + 4800 + 1),
+        ("full_rank_resnet_custom", resnet18 + 4800 + 1),
+    ];
+    for (name, count) in counts {
+        let p = ModelParams::default().with("classes", ParamValue::Int(10));
+        let model = build_model(name, &p, &mut rng, &device()).unwrap();
+        assert_eq!(model.num_params(), count, "{name}");
+    }
+}
+
+/// The tiny VGG's forward in evaluation mode (no dropout) on the host.
+fn vgg_host(net: &Vgg, x: &HostTensor) -> HostTensor {
+    let mut h = x.clone();
+    let mut index = 0;
+    for count in [2, 2, 3, 3, 3] {
+        for _ in 0..count {
+            let (w, b) = conv_weights(net.find(&format!("features.{index}")).unwrap());
+            h = relu_h(&r::conv2d(&h, &w, b.as_ref(), win(1, 1), 1));
+            index += 1;
+        }
+        h = r::pool2d(&h, [2, 2], win(2, 0), true);
+    }
+    // 1 × 1 maps: the adaptive pool repeats each value 7 × 7 times.
+    let [n, c] = [h.shape[0], h.shape[1]];
+    let flat: Vec<f64> = h
+        .data
+        .iter()
+        .flat_map(|&v| std::iter::repeat_n(v, 49))
+        .collect();
+    let mut h = HostTensor::new(&[n, c * 49], flat);
+    for i in 0..3 {
+        let (w, b) = dense_weights(net.find(&format!("classifier.{i}")).unwrap());
+        h = affine(&h, &w, &b);
+        if i < 2 {
+            h = relu_h(&h);
+        }
+    }
+    h
+}
+
+#[device_test]
+fn vgg_matches_a_host_forward_and_the_reference_parameter_counts() {
+    let mut rng = Rng::new(20);
+    let mut host_rng = HostRng::new(20);
+    let (x, hx) = random(&mut host_rng, &[2, 3, 32, 32], -1.0, 1.0);
+    for normalized in [false, true] {
+        let options = VggOptions {
+            in_channels: 3,
+            widths: [2, 3, 4, 5, 5],
+            hidden: 6,
+            classes: 3,
+            normalized,
+            dropout: 0.5,
+            pooled_side: 7,
+        };
+        let net = Vgg::new(options, &mut rng, &device()).unwrap();
+        let y = net
+            .forward(&Var::constant(x.clone()), &mut Ctx::eval())
+            .unwrap();
+        dynlab_test_support::assert_close(
+            &format!("vgg (normalized {normalized})"),
+            y.value(),
+            &vgg_host(&net, &hx),
+            1e-5,
+            1e-4,
+        );
+        // 48 × 48 ends at 1 × 1 too; 64 × 64 ends at 2 × 2, which the adaptive pool cannot
+        // reproduce exactly: an error naming the shape.
+        let bad = Var::constant(Tensor::zeros(&[1, 3, 64, 64], &device()).unwrap());
+        let e = net.forward(&bad, &mut Ctx::eval()).unwrap_err().to_string();
+        assert!(
+            e.contains("Vgg::forward") && e.contains("[1, 5, 2, 2]"),
+            "{e}"
+        );
+    }
+    // torchvision's vgg16 has 138,357,544 parameters with 1000 classes; with 10: 134,301,514.
+    // Its 25088 × 4096 layer exceeds wgpu's 128 MiB per buffer: on wgpu that is a DeviceLimit
+    // error, and the 32 × 32 form (a 512 × 4096 first layer) is counted instead.
+    let vgg16 = 138_357_544 - (4096 * 1000 + 1000) + (4096 * 10 + 10);
+    let vgg16_32 = vgg16 - (25088 - 512) * 4096;
+    let conv_channels = 2 * 64 + 2 * 128 + 3 * 256 + 3 * 512 + 3 * 512;
+    let on_wgpu = device().name().starts_with("wgpu");
+    for (name, count) in [
+        ("vgg_custom", vgg16),
+        ("vgg_custom_norm", vgg16 + conv_channels + 3),
+    ] {
+        let full = ModelParams::default().with("classes", ParamValue::Int(10));
+        match build_model(name, &full, &mut rng, &device()) {
+            Ok(model) => assert_eq!(model.num_params(), count, "{name}"),
+            Err(e) => assert!(on_wgpu && e.to_string().contains("134217728 bytes"), "{e}"),
+        }
+        let small = full.clone().with("pooled_side", ParamValue::Int(1));
+        let model = build_model(name, &small, &mut rng, &device()).unwrap();
+        assert_eq!(
+            model.num_params(),
+            count - (vgg16 - vgg16_32),
+            "{name} (32 × 32 form)"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Models built from the layers: the [`Mlp`], the loss-of-plasticity [`ConvNet`], the grokking
 //! study's [`BaselineMlp`], the toy model of superposition [`Tms`], and the plasticity studies'
-//! ConvNet variants and deep FFNNs ([`DeepFfnn`]), built by name through [`build_model`]
+//! ConvNet variants, deep FFNNs ([`DeepFfnn`]), VGG-16 ([`Vgg`]) and ResNet-18 ([`ResNet`]), built by name through [`build_model`]
 //! (`registry`). Variants choose their layers at run time ([`DenseLayer`], [`ConvLayer`],
 //! [`NormLayer`]) and list the concrete layer as the child, so `find("fc1")` downcasts to it. Every model names its hidden activations as taps
 //! `hidden.0`, `hidden.1`, … and the input of its head as `features`.
@@ -11,7 +11,9 @@ mod deep_ffnn;
 mod grokking;
 mod mlp;
 pub mod registry;
+mod resnet;
 mod tms;
+mod vgg;
 
 pub use choice::{ConvLayer, DenseLayer, NormLayer};
 pub use convnet::{ConvNet, ConvNetOptions, ConvNetShape, ConvNetVariant};
@@ -19,4 +21,6 @@ pub use deep_ffnn::{DeepFfnn, DeepFfnnOptions, FfnnInit, FfnnVariant};
 pub use grokking::{BaselineMlp, PairEncoding};
 pub use mlp::Mlp;
 pub use registry::{build_model, ModelParams, ParamValue, ZooModel, MODEL_NAMES};
+pub use resnet::{BasicBlock, ResNet, ResNetOptions};
 pub use tms::Tms;
+pub use vgg::{Vgg, VggOptions};

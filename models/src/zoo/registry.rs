@@ -15,19 +15,23 @@
 //!   `ffnn_normal_bn`): `input_size` [784], `num_features` [2000], `num_hidden_layers` [2],
 //!   `num_outputs` [10], `activation` ["relu"], `init` ["xavier"; or "kaiming"],
 //!   `weight_correction_scale` [√2].
+//! - VGG-16 (`vgg_custom`, `vgg_custom_norm`): `classes` (required), `in_channels` [3],
+//!   `dropout` [0.5], `pooled_side` [7; 1 for the 32 × 32 equivalent that fits wgpu's buffers].
+//! - ResNet-18 (`resnet_custom`, `resnet_normalized_conv`, `full_rank_resnet_custom`): `classes`
+//!   (required), `in_channels` [3].
 
 use crate::layers::{Activation, WeightNormForm, RELU_CORRECTION};
 use crate::module::{Ctx, Module, Parts, PartsMut};
 use crate::zoo::{
     ConvNet, ConvNetOptions, ConvNetShape, ConvNetVariant, DeepFfnn, DeepFfnnOptions, FfnnInit,
-    FfnnVariant,
+    FfnnVariant, ResNet, ResNetOptions, Vgg, VggOptions,
 };
 use dynlab_autodiff::Var;
 use dynlab_runtime::{Device, Error, Result, Rng};
 use std::collections::BTreeMap;
 
 /// The names [`build_model`] knows.
-pub const MODEL_NAMES: [&str; 11] = [
+pub const MODEL_NAMES: [&str; 16] = [
     "convnet",
     "convnet_norm",
     "convnet_svd",
@@ -39,6 +43,11 @@ pub const MODEL_NAMES: [&str; 11] = [
     "deep_ffnn_weight_norm_multi_channel_rescale",
     "deep_ffnn_weight_batch_norm",
     "ffnn_normal_bn",
+    "vgg_custom",
+    "vgg_custom_norm",
+    "resnet_custom",
+    "resnet_normalized_conv",
+    "full_rank_resnet_custom",
 ];
 
 /// One parameter's value in a model's table.
@@ -160,6 +169,10 @@ pub enum ZooModel {
     ConvNet(ConvNet),
     /// A deep FFNN variant.
     DeepFfnn(DeepFfnn),
+    /// VGG-16.
+    Vgg(Vgg),
+    /// ResNet-18.
+    ResNet(ResNet),
 }
 
 impl ZooModel {
@@ -168,6 +181,8 @@ impl ZooModel {
         match self {
             ZooModel::ConvNet(m) => m,
             ZooModel::DeepFfnn(m) => m,
+            ZooModel::Vgg(m) => m,
+            ZooModel::ResNet(m) => m,
         }
     }
 
@@ -175,6 +190,8 @@ impl ZooModel {
         match self {
             ZooModel::ConvNet(m) => m,
             ZooModel::DeepFfnn(m) => m,
+            ZooModel::Vgg(m) => m,
+            ZooModel::ResNet(m) => m,
         }
     }
 }
@@ -208,6 +225,19 @@ pub fn build_model(
         ZooModel::ConvNet(build_convnet(name, variant, params, rng, device)?)
     } else if let Some(variant) = ffnn_variant(name) {
         ZooModel::DeepFfnn(build_ffnn(name, variant, params, rng, device)?)
+    } else if name == "vgg_custom" || name == "vgg_custom_norm" {
+        let mut o = VggOptions::reference(
+            params.usize_or(name, "classes", None)?,
+            name != "vgg_custom",
+        );
+        o.in_channels = params.usize_or(name, "in_channels", Some(3))?;
+        o.dropout = params.f32_or(name, "dropout", 0.5)?;
+        o.pooled_side = params.usize_or(name, "pooled_side", Some(7))?;
+        ZooModel::Vgg(Vgg::new(o, rng, device)?)
+    } else if let Some(normalized) = resnet_variant(name) {
+        let mut o = ResNetOptions::reference(params.usize_or(name, "classes", None)?, normalized);
+        o.in_channels = params.usize_or(name, "in_channels", Some(3))?;
+        ZooModel::ResNet(ResNet::new(o, rng, device)?)
     } else {
         return Err(Error::value(
             "build_model",
@@ -229,6 +259,15 @@ fn convnet_variant(name: &str) -> Option<ConvNetVariant> {
         "convnet_batch_norm" => ConvNetVariant::BatchNorm,
         _ => return None,
     })
+}
+
+/// Whether the ResNet `name` is the normalised one (`None`: not a ResNet).
+fn resnet_variant(name: &str) -> Option<bool> {
+    match name {
+        "resnet_custom" => Some(false),
+        "resnet_normalized_conv" | "full_rank_resnet_custom" => Some(true),
+        _ => None,
+    }
 }
 
 fn ffnn_variant(name: &str) -> Option<FfnnVariant> {
