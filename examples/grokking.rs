@@ -12,59 +12,13 @@
 //! replica's history and curves in `replicas/<r>/`.
 
 use dynlab::algos::grokking::{run, GrokkingConfig};
-use dynlab::harness::{load_config, RunMode, RunOptions};
-
-struct Args {
-    config: String,
-    overrides: Vec<String>,
-    options: RunOptions,
-}
+use dynlab::harness::{load_config, parse_run_args};
 
 const USAGE: &str =
     "usage: grokking --config FILE.toml [--set key=value ...] [--resume | --overwrite] [--stop-at EPOCH] [--quiet]";
 
-fn parse_args() -> Result<Args, String> {
-    let mut config = None;
-    let mut overrides = Vec::new();
-    let mut options = RunOptions {
-        progress: true,
-        ..Default::default()
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--config" => config = Some(value()?),
-            "--set" => overrides.push(value()?),
-            "--stop-at" => {
-                let v = value()?;
-                options.stop_at = Some(v.parse().map_err(|e| format!("--stop-at {v}: {e}"))?)
-            }
-            "--resume" | "--overwrite" if options.mode != RunMode::New => {
-                return Err(format!(
-                    "--resume and --overwrite exclude each other\n{USAGE}"
-                ))
-            }
-            "--resume" => options.mode = RunMode::Resume,
-            "--overwrite" => options.mode = RunMode::Overwrite,
-            "--quiet" => options.progress = false,
-            "--help" | "-h" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
-        }
-    }
-    let config = config.ok_or_else(|| format!("--config is required\n{USAGE}"))?;
-    Ok(Args {
-        config,
-        overrides,
-        options,
-    })
-}
-
 fn main() {
-    let result = parse_args().and_then(|args| {
+    let result = parse_run_args(std::env::args().skip(1), USAGE).and_then(|args| {
         let (config, resolved) = load_config::<GrokkingConfig>(&args.config, &args.overrides)
             .map_err(|e| e.to_string())?;
         let o = run(&config, &resolved, args.options).map_err(|e| e.to_string())?;

@@ -4,8 +4,9 @@
 //! [`runtime`] (devices, tensors, eager ops, errors) ← [`autodiff`] (tape whose backward rules are
 //! differentiable ops) ← [`models`] (the module contract, layers, the model zoo) ← [`optim`]
 //! (optimizers with typed state) ← [`train`] (objectives, hooks, the step driver) ← [`harness`]
-//! (run folders, histories, plots, the experiment driver) ← [`algos`] (the studies). The common
-//! types are re-exported at the root.
+//! (run folders, histories, plots, the experiment driver) ← [`algos`] (the studies); [`data`]
+//! (dataset loaders, device-side transforms, task streams) sits beside the harness on [`train`]. The
+//! common types are re-exported at the root.
 //!
 //! ```no_run
 //! use dynlab::{Device, Tensor};
@@ -64,6 +65,7 @@
 pub use dynlab_algos as algos;
 pub use dynlab_autodiff as autodiff;
 pub use dynlab_autodiff::{grad, no_grad, GradOptions, Var};
+pub use dynlab_data as data;
 pub use dynlab_harness as harness;
 pub use dynlab_kernels as kernels;
 pub use dynlab_models as models;

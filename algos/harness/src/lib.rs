@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+mod cli;
 mod config;
 mod experiment;
 mod history;
@@ -20,6 +21,7 @@ mod progress;
 mod run;
 mod summary;
 
+pub use cli::{parse_run_args, RunArgs};
 pub use config::{load_config, parse_config};
 pub use experiment::{run_experiment, Experiment, Outcome, RunOptions};
 pub use history::{Column, ColumnType, ColumnValue, History, Row, Value};

@@ -1,0 +1,510 @@
+//! The supervised runner of the loss-of-plasticity studies (Dohare et al. 2024, "Loss of
+//! plasticity in deep continual learning"; the lls rank-tracking experiments): a registered model
+//! trained online over a task stream (permuted inputs, permuted labels, class pairs,
+//! class-incremental) by a learner (`backprop` here; the continual-learning algorithms plug in as
+//! further learners), with, every `rank_every` steps, on a fixed probe batch and per hidden layer,
+//! the rank measures, dead/dormant/saturated units and feature norms ([`measure`]), the weight
+//! norms, and the current task's train and test loss and accuracy. One history row per
+//! measurement (layer metrics as columns `l<i>_<measure>`), written as CSV and Parquet, with plots
+//! of the accuracy per task and the rank per layer over time.
+//!
+//! The probe batch is the first `probe_size` rows of the held-out split as the current task sees
+//! them (its permutation, its classes); train accuracy and loss are the online ones, over the
+//! interval's training batches before each update; test accuracy is over the whole held-out split
+//! as the current task sees it.
+//!
+//! `cargo run --release --example supervised -- --config examples/configs/plasticity_rank_tracking.toml`.
+
+pub mod config;
+pub mod measure;
+
+pub use config::{
+    DataConfig, EvaluationConfig, LearnerConfig, LoggingConfig, NetConfig, NetValue, StreamKind,
+    SupervisedConfig, SupervisedPlan,
+};
+
+use dynlab_data::{
+    cifar100_files, cifar10_files, digits, load_cifar10, load_cifar100, load_idx, load_npy,
+    shipped_digits_dir, split_per_class, Cifar100Labels, CifarSplit, ClassIncremental, ClassPairs,
+    ImageLayout, PermutedInputs, PermutedLabels, Resize, Schedule, SplitRule, TaskStream,
+};
+use dynlab_harness::{
+    history_row, plot_history, run_experiment, Experiment, Figure, History, Panel, RunDir,
+    RunOptions, Summary, Value,
+};
+use dynlab_models::{build_model, Activation, Record, Stateful, ZooModel};
+use dynlab_runtime::{Device, Error, Result, Rng};
+use dynlab_train::{Batch, CrossEntropy, Dataset, Trainer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+history_row! {
+    /// One row per measurement.
+    pub struct MeasureRow {
+        /// Optimizer steps taken.
+        pub step: u64,
+        /// The task of the interval's last step.
+        pub task: u64,
+        /// Learning rate of the last step.
+        pub lr: f32,
+        /// Online cross-entropy over the interval's training batches.
+        pub train_loss: f32,
+        /// Online accuracy over the interval's training batches.
+        pub train_acc: f32,
+        /// Cross-entropy on the held-out split as the current task sees it.
+        pub test_loss: f32,
+        /// Accuracy on the held-out split as the current task sees it.
+        pub test_acc: f32,
+        /// Mean global gradient norm over the interval.
+        pub grad_norm: f32,
+    }
+}
+
+/// Where a run's results are.
+#[derive(Clone, Debug)]
+pub struct SupervisedOutcome {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Every measurement's row (across resumes).
+    pub history: History,
+    /// Test accuracy at the end of each task reached (the task's last row).
+    pub task_test_acc: Vec<f64>,
+    /// Training steps per second of this call (measurements included).
+    pub steps_per_second: f64,
+    /// Wall-clock seconds of the whole run, across resumes.
+    pub seconds: f64,
+    /// Kernel launches per optimizer step in this call (measurements included).
+    pub launches_per_step: Option<f64>,
+    /// Host synchronisations per optimizer step in this call.
+    pub syncs_per_step: Option<f64>,
+}
+
+/// Seed of the task structure and the batch order, derived from the config's seed.
+const STREAM_SEED_MIX: u64 = 0x57EA_4D15_C0DE_0001;
+/// Seed of the train/test split.
+const SPLIT_SEED_MIX: u64 = 0x5B11_7000_0000_0002;
+
+/// The task stream the config asks for.
+enum Stream {
+    Inputs(PermutedInputs),
+    Labels(PermutedLabels),
+    Pairs(ClassPairs),
+    Incremental(ClassIncremental),
+}
+
+impl Stream {
+    fn get(&self) -> &dyn TaskStream {
+        match self {
+            Stream::Inputs(s) => s,
+            Stream::Labels(s) => s,
+            Stream::Pairs(s) => s,
+            Stream::Incremental(s) => s,
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut dyn TaskStream {
+        match self {
+            Stream::Inputs(s) => s,
+            Stream::Labels(s) => s,
+            Stream::Pairs(s) => s,
+            Stream::Incremental(s) => s,
+        }
+    }
+}
+
+/// The experiment's state.
+struct Supervised {
+    config: SupervisedConfig,
+    device: Device,
+    trainer: Trainer<ZooModel>,
+    stream: Stream,
+    test: Dataset,
+    activation: Activation,
+    rng: Rng,
+    /// Rows of the task that the last interval ended in (for the test view's cache).
+    task_views: Option<(usize, Dataset)>,
+}
+
+/// Reads the dataset the config names (inputs `[N, C, H, W]` in `[0, 1]`, labels `[N]`).
+fn load_dataset(d: &DataConfig, device: &Device) -> Result<Dataset> {
+    let path = d.path.as_deref().map(Path::new);
+    let root = |what: &str| {
+        path.ok_or_else(|| Error::config("data.path", format!("`{what}` needs a path")))
+    };
+    match d.dataset.as_str() {
+        "digits" => digits(
+            path.map_or_else(shipped_digits_dir, Path::to_path_buf),
+            device,
+        ),
+        "idx" => {
+            let dir = root("idx")?;
+            load_idx(
+                dir.join("train-images-idx3-ubyte"),
+                dir.join("train-labels-idx1-ubyte"),
+                device,
+            )
+        }
+        "cifar10" => load_cifar10(&cifar10_files(root("cifar10")?, CifarSplit::Train), device),
+        "cifar100" => load_cifar100(
+            &cifar100_files(root("cifar100")?, CifarSplit::Train),
+            Cifar100Labels::Fine,
+            device,
+        ),
+        "npy" => {
+            let dir = root("npy")?;
+            load_npy(
+                dir.join("images.npy"),
+                dir.join("labels.npy"),
+                ImageLayout::Nhwc,
+                device,
+            )
+        }
+        other => Err(Error::config(
+            "data.dataset",
+            format!("`{other}` is not one of digits, idx, cifar10, cifar100, npy"),
+        )),
+    }
+}
+
+/// Resizes, repeats channels and flattens the inputs as `[data]` asks.
+fn prepare_inputs(d: &DataConfig, data: Dataset) -> Result<Dataset> {
+    let mut x = data.inputs;
+    if let Some(side) = d.resize {
+        x = Resize::new(side, side)?.resize(&x)?;
+    }
+    if let Some(c) = d.channels {
+        let s = x.shape().to_vec();
+        if s[1] != c {
+            if s[1] != 1 {
+                return Err(Error::config(
+                    "data.channels",
+                    format!(
+                        "{c} channels from images with {} (only 1 → c repeats)",
+                        s[1]
+                    ),
+                ));
+            }
+            x = x.expand(&[s[0], c, s[2], s[3]])?.copy()?;
+        }
+    }
+    if d.flatten {
+        x = x.reshape(&[x.shape()[0] as isize, -1])?;
+    }
+    Dataset::new(x, data.targets)
+}
+
+/// The data `[data]` describes, split into `(train, test)` by class (seeded).
+fn load_split(config: &SupervisedConfig, device: &Device) -> Result<(Dataset, Dataset)> {
+    let data = prepare_inputs(&config.data, load_dataset(&config.data, device)?)?;
+    split_per_class(
+        &data,
+        SplitRule::Fraction(1.0 - config.data.test_fraction),
+        config.seed ^ SPLIT_SEED_MIX,
+    )
+}
+
+/// The probe batch: the first `probe_size` rows of `view`.
+fn probe_of(view: &Dataset, probe_size: usize) -> Result<dynlab_runtime::Tensor> {
+    view.inputs.narrow(0, 0, probe_size.min(view.len()))
+}
+
+/// The probe batch the runner measures `task` on (the first `probe_size` held-out rows as the
+/// task sees them), for analysing a run's checkpoint outside the runner.
+pub fn probe_inputs(
+    config: &SupervisedConfig,
+    task: usize,
+    device: &Device,
+) -> Result<dynlab_runtime::Tensor> {
+    let plan = config.plan()?;
+    let (train, test) = load_split(config, device)?;
+    let stream = make_stream(plan.stream, train, config)?;
+    probe_of(
+        &stream.get().task_view(task, &test)?,
+        config.evaluation.probe_size,
+    )
+}
+
+fn make_stream(kind: StreamKind, train: Dataset, config: &SupervisedConfig) -> Result<Stream> {
+    let d = &config.data;
+    let schedule = Schedule::new(d.tasks, d.examples_per_task, config.learner.batch_size)?;
+    let seed = config.seed ^ STREAM_SEED_MIX;
+    Ok(match kind {
+        StreamKind::PermutedInputs => Stream::Inputs(
+            PermutedInputs::new(train, schedule, seed)?.with_identity_first(d.identity_first),
+        ),
+        StreamKind::Single => {
+            Stream::Inputs(PermutedInputs::new(train, schedule, seed)?.with_identity_first(true))
+        }
+        StreamKind::PermutedLabels => Stream::Labels(
+            PermutedLabels::new(train, schedule, seed)?.with_identity_first(d.identity_first),
+        ),
+        StreamKind::ClassPairs => Stream::Pairs(ClassPairs::new(train, schedule, seed)?),
+        StreamKind::ClassIncremental => {
+            Stream::Incremental(ClassIncremental::new(train, schedule, 2, 2, seed)?)
+        }
+    })
+}
+
+impl Supervised {
+    fn new(config: &SupervisedConfig) -> Result<Supervised> {
+        let plan = config.plan()?;
+        let device = Device::default()?;
+        let (train, test) = load_split(config, &device)?;
+        let stream = make_stream(plan.stream, train, config)?;
+        let mut init_rng = Rng::new(config.seed);
+        let model = build_model(&config.net.model, &plan.model, &mut init_rng, &device)?;
+        let activation = match config.net.params.get("activation") {
+            Some(NetValue::Str(name)) => Activation::parse(name).unwrap_or(Activation::Relu),
+            _ => Activation::Relu,
+        };
+        let trainer = Trainer::new(
+            model,
+            plan.optim.optimizer()?,
+            plan.optim.schedule,
+            CrossEntropy,
+        )
+        .with_clip_norm(plan.optim.clip_norm);
+        Ok(Supervised {
+            config: config.clone(),
+            device,
+            trainer,
+            stream,
+            test,
+            activation,
+            rng: Rng::new(config.seed ^ STREAM_SEED_MIX),
+            task_views: None,
+        })
+    }
+
+    /// The held-out split as `task` sees it (cached for the task).
+    fn test_view(&mut self, task: usize) -> Result<Dataset> {
+        if let Some((t, view)) = &self.task_views {
+            if *t == task {
+                return Ok(view.clone());
+            }
+        }
+        let view = self.stream.get().task_view(task, &self.test)?;
+        self.task_views = Some((task, view.clone()));
+        Ok(view)
+    }
+
+    fn steps_total(&self) -> u64 {
+        self.stream.get().total_steps() as u64
+    }
+}
+
+fn metric(values: &BTreeMap<String, f32>, name: &str) -> f32 {
+    values.get(name).copied().unwrap_or(f32::NAN)
+}
+
+impl Experiment for Supervised {
+    fn device(&self) -> Option<&Device> {
+        Some(&self.device)
+    }
+
+    fn units(&self) -> u64 {
+        self.steps_total()
+            .div_ceil(self.config.evaluation.rank_every)
+    }
+
+    fn unit_name(&self) -> &str {
+        "measurements"
+    }
+
+    fn checkpoint_every(&self) -> u64 {
+        self.config.logging.checkpoint_every
+    }
+
+    fn run_unit(&mut self, _unit: u64, history: &mut History) -> Result<String> {
+        let mut task = 0;
+        for _ in 0..self.config.evaluation.rank_every {
+            let Some((t, batch)) = self.stream.get_mut().next_step()? else {
+                break;
+            };
+            self.trainer.step(&batch, &mut self.rng)?;
+            task = t;
+        }
+        let view = self.test_view(task)?;
+        let test = Batch {
+            inputs: view.inputs.clone(),
+            targets: view.targets.clone(),
+        };
+        self.trainer.evaluate_into(&test, "test_")?;
+        let log = self.trainer.log()?;
+        let row = MeasureRow {
+            step: self.trainer.optimizer.steps(),
+            task: task as u64,
+            lr: metric(&log, "lr"),
+            train_loss: metric(&log, "loss"),
+            train_acc: metric(&log, "acc"),
+            test_loss: metric(&log, "test_loss"),
+            test_acc: metric(&log, "test_acc"),
+            grad_norm: metric(&log, "grad_norm"),
+        };
+        history.push(&row)?;
+        let probe = probe_of(&view, self.config.evaluation.probe_size)?;
+        let probe_rows = probe.shape()[0];
+        let layers = measure::measure_layers(
+            &self.trainer.model,
+            &probe,
+            self.activation,
+            self.config.evaluation.energy_percent,
+        )?;
+        let input_features: usize = probe.shape()[1..].iter().product();
+        let input_rank = probe_rows.min(input_features) as f64;
+        measure::record_layers(history, &layers, input_rank)?;
+        measure::record_weight_norms(history, &self.trainer.model)?;
+        let ranks: Vec<String> = layers
+            .iter()
+            .map(|l| format!("{:.1}", l.ranks.effective_rank))
+            .collect();
+        Ok(format!(
+            "task {task} train {:.3} test {:.3} (acc) erank [{}]",
+            row.train_acc,
+            row.test_acc,
+            ranks.join(", ")
+        ))
+    }
+
+    fn save(&self) -> Result<Record> {
+        Ok(Record::default()
+            .nest("trainer", self.trainer.save_state()?)
+            .nest("rng", self.rng.save_state()?)
+            .with_value("stream_position", self.stream.get().position() as u64))
+    }
+
+    fn restore(&mut self, record: &Record) -> Result<()> {
+        self.trainer.load_state(&record.part("trainer"))?;
+        self.rng.load_state(&record.part("rng"))?;
+        let position: u64 = record.value("stream_position")?;
+        self.stream.get_mut().seek(position as usize)
+    }
+
+    fn finish(&mut self, run: &RunDir, history: &History, summary: &mut Summary) -> Result<()> {
+        let c = &self.config;
+        let title = format!(
+            "{}: {} on {} ({}, {} tasks)",
+            c.name, c.net.model, c.data.dataset, c.data.stream, c.data.tasks
+        );
+        plot_history(run.file("accuracy.png"), history, &accuracy_figure(&title))?;
+        let layers = (0..)
+            .take_while(|i| history.column(&format!("l{i}_effective_rank")).is_some())
+            .count();
+        plot_history(run.file("ranks.png"), history, &rank_figure(&title, layers))?;
+        let per_task = task_final_test_acc(history);
+        summary.set("task_test_acc", per_task.clone());
+        summary.set(
+            "final_test_acc",
+            per_task.last().copied().unwrap_or(f64::NAN),
+        );
+        summary.set("layers", layers as i64);
+        summary.set("steps", self.trainer.optimizer.steps() as i64);
+        Ok(())
+    }
+
+    fn seeds(&self) -> Vec<(&'static str, u64)> {
+        let seed = self.config.seed;
+        vec![
+            ("init", seed),
+            ("split", seed ^ SPLIT_SEED_MIX),
+            ("tasks_and_batches", seed ^ STREAM_SEED_MIX),
+        ]
+    }
+
+    fn steps(&self) -> u64 {
+        self.trainer.optimizer.steps()
+    }
+}
+
+/// The last row's test accuracy of each task, in task order.
+fn task_final_test_acc(history: &History) -> Vec<f64> {
+    let mut last: BTreeMap<u64, f64> = BTreeMap::new();
+    for row in 0..history.rows() {
+        let task = history.cell("task", row).and_then(Value::as_f64);
+        let acc = history.cell("test_acc", row).and_then(Value::as_f64);
+        if let (Some(task), Some(acc)) = (task, acc) {
+            last.insert(task as u64, acc);
+        }
+    }
+    last.into_values().collect()
+}
+
+fn accuracy_figure(title: &str) -> Figure {
+    Figure {
+        title: title.to_string(),
+        x: "step".into(),
+        log_x: false,
+        panels: vec![
+            Panel::new("accuracy (current task)", "accuracy")
+                .line("train_acc", "train (online)")
+                .line("test_acc", "test"),
+            Panel::new("cross-entropy", "loss")
+                .line("train_loss", "train (online)")
+                .line("test_loss", "test"),
+            Panel::new("task", "task").line("task", "task"),
+        ],
+        markers: Vec::new(),
+    }
+}
+
+fn rank_figure(title: &str, layers: usize) -> Figure {
+    let per_layer = |panel: Panel, measure: &str| {
+        (0..layers).fold(panel, |p, i| {
+            p.line(&format!("l{i}_{measure}"), &format!("layer {i}"))
+        })
+    };
+    Figure {
+        title: title.to_string(),
+        x: "step".into(),
+        log_x: false,
+        panels: vec![
+            per_layer(
+                Panel::new("effective rank", "effective rank"),
+                "effective_rank",
+            ),
+            per_layer(
+                Panel::new("approximate rank (99%)", "rank"),
+                "approximate_rank",
+            ),
+            per_layer(Panel::new("dead units", "units"), "dead"),
+        ],
+        markers: Vec::new(),
+    }
+}
+
+/// Runs (or resumes) the experiment described by `config`; `resolved_toml` is saved as the run's
+/// `config.toml`.
+pub fn run(
+    config: &SupervisedConfig,
+    resolved_toml: &str,
+    options: RunOptions,
+) -> Result<SupervisedOutcome> {
+    let mut experiment = Supervised::new(config)?;
+    let steps_before_call = experiment.steps();
+    let outcome = run_experiment(
+        &mut experiment,
+        &config.runs_dir,
+        &config.name,
+        resolved_toml,
+        History::of::<MeasureRow>(),
+        options,
+    )?;
+    // `steps_before_call` is read before a resume restores the trainer: count from the history.
+    let resumed_at = outcome
+        .history
+        .rows()
+        .checked_sub(outcome.units_run as usize + 1)
+        .and_then(|row| outcome.history.cell("step", row).and_then(Value::as_f64))
+        .map_or(steps_before_call, |s| s as u64);
+    let steps_run = experiment.steps() - resumed_at;
+    let call_seconds = outcome.units_run as f64 / outcome.units_per_second.max(1e-12);
+    Ok(SupervisedOutcome {
+        run_dir: outcome.run_dir,
+        task_test_acc: task_final_test_acc(&outcome.history),
+        steps_per_second: steps_run as f64 / call_seconds.max(1e-9),
+        seconds: outcome.seconds,
+        launches_per_step: outcome.launches_per_step,
+        syncs_per_step: outcome.syncs_per_step,
+        history: outcome.history,
+    })
+}
