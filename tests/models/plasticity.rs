@@ -694,6 +694,7 @@ fn resnet_matches_a_host_forward_and_the_reference_parameter_counts() {
             base_width: 2,
             classes: 3,
             normalized,
+            activation: Activation::Relu,
         };
         let net = ResNet::new(options, &mut rng, &device()).unwrap();
         let mut ctx = Ctx::eval().with_all_taps();
@@ -818,6 +819,271 @@ fn vgg_matches_a_host_forward_and_the_reference_parameter_counts() {
             model.num_params(),
             count - (vgg16 - vgg16_32),
             "{name} (32 × 32 form)"
+        );
+    }
+}
+
+/// Batch norm in training mode at γ = 1, β = 0: per channel over every axis but 1.
+fn bn_train(x: &HostTensor) -> HostTensor {
+    let c = x.shape[1];
+    let inner: usize = x.shape[2..].iter().product();
+    let count = x.numel() / c;
+    let channel = |idx: usize| idx / inner % c;
+    let mut mean = vec![0.0; c];
+    for (idx, v) in x.data.iter().enumerate() {
+        mean[channel(idx)] += v / count as f64;
+    }
+    let mut var = vec![0.0; c];
+    for (idx, v) in x.data.iter().enumerate() {
+        var[channel(idx)] += (v - mean[channel(idx)]).powi(2) / count as f64;
+    }
+    let data = x.data.iter().enumerate().map(|(idx, v)| {
+        let ch = channel(idx);
+        (v - mean[ch]) / (var[ch] + 1e-5).sqrt()
+    });
+    HostTensor::new(&x.shape, data.collect())
+}
+
+/// Layer norm over everything but the batch axis, γ = 1, β = 0.
+fn ln_all(x: &HostTensor) -> HostTensor {
+    let n = x.shape[0];
+    let flat = HostTensor::new(&[n, x.numel() / n], x.data.clone());
+    HostTensor::new(&x.shape, r::layer_norm(&flat, None, 1e-5).data)
+}
+
+fn any_conv(m: &dyn Module) -> (HostTensor, Option<HostTensor>) {
+    match m.downcast_ref::<SvdConv2d>() {
+        Some(c) => (
+            host(c.effective_weight().unwrap().value()),
+            c.bias.as_ref().map(|b| host(b.value())),
+        ),
+        None => conv_weights(m),
+    }
+}
+
+fn any_dense(m: &dyn Module) -> (HostTensor, HostTensor) {
+    match m.downcast_ref::<SvdLinear>() {
+        Some(l) => {
+            let w = host(l.factors.product(l.k).unwrap().value());
+            (transpose(&w), host(l.bias.as_ref().unwrap().value()))
+        }
+        None => dense_weights(m),
+    }
+}
+
+/// A ConvNet variant's forward in training mode on the host, from the model's own layers.
+fn convnet_host(net: &ConvNet, variant: ConvNetVariant, x: &HostTensor) -> HostTensor {
+    let norm = |h: &HostTensor| match variant {
+        ConvNetVariant::BatchNorm => bn_train(h),
+        ConvNetVariant::ConvAndFcLayerNorm => ln_all(h),
+        _ => h.clone(),
+    };
+    let fc_norm = |h: &HostTensor| match variant {
+        ConvNetVariant::BatchNorm => bn_train(h),
+        ConvNetVariant::FcLayerNorm | ConvNetVariant::ConvAndFcLayerNorm => ln_all(h),
+        _ => h.clone(),
+    };
+    let mut h = x.clone();
+    for name in ["conv1", "conv2", "conv3"] {
+        let (w, b) = any_conv(net.find(name).unwrap());
+        let z = norm(&r::conv2d(&h, &w, b.as_ref(), win(1, 0), 1));
+        h = r::pool2d(&relu_h(&z), [2, 2], win(2, 0), true);
+    }
+    let n = h.shape[0];
+    h = HostTensor::new(&[n, h.numel() / n], h.data);
+    for name in ["fc1", "fc2"] {
+        let (w, b) = any_dense(net.find(name).unwrap());
+        h = relu_h(&fc_norm(&affine(&h, &w, &b)));
+    }
+    let (w, b) = any_dense(net.find("fc3").unwrap());
+    affine(&h, &w, &b)
+}
+
+#[device_test]
+fn convnet_variants_match_a_host_forward() {
+    let mut rng = Rng::new(21);
+    let mut host_rng = HostRng::new(21);
+    let shape = ConvNetShape {
+        channels: [2, 3, 4, 5],
+        image: [24, 26],
+        hidden: [6, 7],
+        classes: 3,
+    };
+    let (x, hx) = random(&mut host_rng, &[3, 2, 24, 26], -1.0, 1.0);
+    for variant in [
+        ConvNetVariant::Norm,
+        ConvNetVariant::Svd,
+        ConvNetVariant::FcLayerNorm,
+        ConvNetVariant::ConvAndFcLayerNorm,
+        ConvNetVariant::BatchNorm,
+    ] {
+        let options = ConvNetOptions::new(variant, Activation::Relu);
+        let net = ConvNet::with_options(shape, options, &mut rng, &device()).unwrap();
+        let y = net
+            .forward(&Var::constant(x.clone()), &mut Ctx::train())
+            .unwrap();
+        dynlab_test_support::assert_close(
+            &format!("{variant:?}"),
+            y.value(),
+            &convnet_host(&net, variant, &hx),
+            1e-4,
+            1e-3,
+        );
+    }
+}
+
+/// `L(θ) = Σ model(x) ⊙ r` for the parameters `theta` (set in a clone of `model`).
+fn weighted_output<M: Module + Clone>(
+    model: &M,
+    theta: &[Tensor],
+    x: &Tensor,
+    r: &Tensor,
+    train: bool,
+) -> f64 {
+    let mut m = model.clone();
+    for ((_, p), t) in m.params_mut().into_iter().zip(theta) {
+        p.set(t.clone()).unwrap();
+    }
+    let mut ctx = if train { Ctx::train() } else { Ctx::eval() };
+    let y = m.forward(&Var::constant(x.clone()), &mut ctx).unwrap();
+    y.value().mul(r).unwrap().sum_all().unwrap().item().unwrap() as f64
+}
+
+/// The gradient of `Σ model(x) ⊙ r` over all parameters, projected on a random direction `d`
+/// (each parameter's part scaled to its RMS), against the central difference
+/// `(L(θ + εd) − L(θ − εd)) / 2ε` on the device.
+fn check_model_gradient<M: Module + Clone>(name: &str, model: &M, input: &[usize], train: bool) {
+    let mut host_rng = HostRng::new(99);
+    let (x, _) = random(&mut host_rng, input, -1.0, 1.0);
+    let out_shape = {
+        let mut ctx = if train { Ctx::train() } else { Ctx::eval() };
+        let y = model
+            .clone()
+            .forward(&Var::constant(x.clone()), &mut ctx)
+            .unwrap();
+        y.shape().to_vec()
+    };
+    let (r, _) = random(&mut host_rng, &out_shape, -1.0, 1.0);
+    let theta: Vec<Tensor> = model
+        .params()
+        .iter()
+        .map(|(_, p)| p.value().clone())
+        .collect();
+    let directions: Vec<Tensor> = theta
+        .iter()
+        .map(|t| {
+            let v = t.to_vec::<f32>().unwrap();
+            let rms = (v.iter().map(|a| a * a).sum::<f32>() / v.len().max(1) as f32).sqrt();
+            let (d, _) = random(&mut host_rng, t.shape(), -1.0, 1.0);
+            d.mul_scalar(rms.max(1e-3)).unwrap()
+        })
+        .collect();
+    let mut ctx = if train { Ctx::train() } else { Ctx::eval() };
+    let y = model.forward(&Var::constant(x.clone()), &mut ctx).unwrap();
+    let grads = y
+        .mul(&Var::constant(r.clone()))
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let analytic: f64 = model
+        .params()
+        .iter()
+        .zip(&directions)
+        .map(|((pname, p), d)| {
+            let g = grads
+                .tensor(p.var())
+                .unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
+            g.mul(d).unwrap().sum_all().unwrap().item().unwrap() as f64
+        })
+        .sum();
+    let eps = 1e-3f32;
+    let shifted = |sign: f32| -> Vec<Tensor> {
+        theta
+            .iter()
+            .zip(&directions)
+            .map(|(t, d)| t.add(&d.mul_scalar(sign * eps).unwrap()).unwrap())
+            .collect()
+    };
+    let plus = weighted_output(model, &shifted(1.0), &x, &r, train);
+    let minus = weighted_output(model, &shifted(-1.0), &x, &r, train);
+    let numeric = (plus - minus) / (2.0 * eps as f64);
+    assert!(
+        (analytic - numeric).abs() <= 2e-2 * numeric.abs().max(analytic.abs()) + 1e-3,
+        "{name}: directional derivative {analytic} vs central difference {numeric}"
+    );
+}
+
+#[device_test]
+fn every_model_family_has_exact_parameter_gradients() {
+    let mut rng = Rng::new(22);
+    let d = device();
+    let shape = ConvNetShape {
+        channels: [2, 3, 4, 5],
+        image: [24, 24],
+        hidden: [6, 7],
+        classes: 3,
+    };
+    for variant in [
+        ConvNetVariant::Plain,
+        ConvNetVariant::Norm,
+        ConvNetVariant::Svd,
+        ConvNetVariant::FcLayerNorm,
+        ConvNetVariant::ConvAndFcLayerNorm,
+        ConvNetVariant::BatchNorm,
+    ] {
+        let options = ConvNetOptions::new(variant, Activation::Tanh);
+        let net = ConvNet::with_options(shape, options, &mut rng, &d).unwrap();
+        check_model_gradient(&format!("{variant:?}"), &net, &[3, 2, 24, 24], true);
+    }
+    for variant in [
+        FfnnVariant::Plain,
+        FfnnVariant::WeightNorm(WeightNormForm::SingleRescale),
+        FfnnVariant::WeightNorm(WeightNormForm::PerChannel),
+        FfnnVariant::WeightNorm(WeightNormForm::BatchNormed),
+        FfnnVariant::BatchNorm,
+    ] {
+        let options = DeepFfnnOptions {
+            inputs: 5,
+            width: 4,
+            hidden_layers: 2,
+            outputs: 3,
+            activation: Activation::Tanh,
+            init: FfnnInit::Xavier,
+            variant,
+            k: 1.4,
+        };
+        let net = DeepFfnn::new(options, &mut rng, &d).unwrap();
+        // The batch-normed weights' EMA moves with every training forward: checked in eval mode.
+        let train = variant != FfnnVariant::WeightNorm(WeightNormForm::BatchNormed);
+        check_model_gradient(&format!("{variant:?}"), &net, &[4, 5], train);
+    }
+    let vgg = VggOptions {
+        in_channels: 2,
+        widths: [2, 2, 3, 3, 3],
+        hidden: 4,
+        classes: 3,
+        normalized: true,
+        dropout: 0.0,
+        pooled_side: 1,
+    };
+    let net = Vgg::new(vgg, &mut rng, &d).unwrap();
+    check_model_gradient("vgg_custom_norm", &net, &[2, 2, 32, 32], true);
+    for normalized in [false, true] {
+        let options = ResNetOptions {
+            in_channels: 2,
+            base_width: 2,
+            classes: 3,
+            normalized,
+            activation: Activation::Tanh,
+        };
+        let net = ResNet::new(options, &mut rng, &d).unwrap();
+        check_model_gradient(
+            &format!("resnet (normalized {normalized})"),
+            &net,
+            &[3, 2, 18, 18],
+            true,
         );
     }
 }

@@ -175,6 +175,27 @@ fn rank_tracking_on_permuted_digits_logs_every_metric_and_counts_dead_units() {
     )
     .unwrap();
     assert_eq!(again.history.rows(), 4);
+    // A run stopped after 2 measurements and resumed logs the straight run's history.
+    let mut halves = config.clone();
+    halves.name = "rank-ci-resumed".into();
+    let first = RunOptions {
+        stop_at: Some(2),
+        ..options
+    };
+    assert_eq!(run(&halves, &resolved, first).unwrap().history.rows(), 2);
+    let resume = RunOptions {
+        mode: RunMode::Resume,
+        ..options
+    };
+    let resumed = run(&halves, &resolved, resume).unwrap().history;
+    for column in h.columns().iter().filter(|c| c.name != "seconds") {
+        assert_eq!(
+            resumed.numbers(&column.name),
+            h.numbers(&column.name),
+            "{} after resuming",
+            column.name
+        );
+    }
 }
 
 #[device_test]

@@ -18,7 +18,7 @@
 //! - VGG-16 (`vgg_custom`, `vgg_custom_norm`): `classes` (required), `in_channels` [3],
 //!   `dropout` [0.5], `pooled_side` [7; 1 for the 32 × 32 equivalent that fits wgpu's buffers].
 //! - ResNet-18 (`resnet_custom`, `resnet_normalized_conv`, `full_rank_resnet_custom`): `classes`
-//!   (required), `in_channels` [3].
+//!   (required), `in_channels` [3], `activation` ["relu"].
 
 use crate::layers::{Activation, WeightNormForm, RELU_CORRECTION};
 use crate::module::{Ctx, Module, Parts, PartsMut};
@@ -237,6 +237,7 @@ pub fn build_model(
     } else if let Some(normalized) = resnet_variant(name) {
         let mut o = ResNetOptions::reference(params.usize_or(name, "classes", None)?, normalized);
         o.in_channels = params.usize_or(name, "in_channels", Some(3))?;
+        o.activation = params.activation(name)?;
         ZooModel::ResNet(ResNet::new(o, rng, device)?)
     } else {
         return Err(Error::value(

@@ -12,7 +12,8 @@
 //!   convolution a [`NormConv2d`] (`k = √2`, fan-in correction, no bias), batch norm kept, the head a
 //!   [`NormalizedWeightsLinear`] (single rescale). The reference's `full_rank_resnet_custom` is that
 //!   same network: despite its class name ("skip to last") no extra skip path exists in its code,
-//!   so both names build this one.
+//!   so both names build this one. Their activation comes from the config (ReLU by default), as
+//!   in the reference.
 //!
 //! Children as torchvision names them: `conv1`, `bn1`, `layer1.0` … `layer4.1` (each with `conv1`,
 //! `bn1`, `conv2`, `bn2` and, where it projects, `downsample.0`, `downsample.1`), `fc`. Taps
@@ -44,6 +45,8 @@ pub struct ResNetOptions {
     pub classes: usize,
     /// NormConv2d convolutions and a normalised head.
     pub normalized: bool,
+    /// The nonlinearity (ReLU in torchvision; the normalised variants take it from the config).
+    pub activation: Activation,
 }
 
 impl ResNetOptions {
@@ -54,6 +57,7 @@ impl ResNetOptions {
             base_width: 64,
             classes,
             normalized,
+            activation: Activation::Relu,
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct BasicBlock {
     pub bn2: BatchNorm,
     /// The projecting shortcut (1 × 1 convolution and batch norm) where the shape changes.
     pub downsample: Option<(ConvLayer, BatchNorm)>,
+    /// The nonlinearity.
+    pub activation: Activation,
 }
 
 /// ResNet-18 and its normalised variants (see the module docs).
@@ -84,6 +90,8 @@ pub struct ResNet {
     pub blocks: Vec<BasicBlock>,
     /// The head.
     pub fc: DenseLayer,
+    /// The nonlinearity.
+    pub activation: Activation,
 }
 
 fn conv(
@@ -124,6 +132,7 @@ fn batch_norm(channels: usize, device: &Device) -> Result<BatchNorm> {
 
 impl BasicBlock {
     fn new(
+        activation: Activation,
         normalized: bool,
         inputs: usize,
         outputs: usize,
@@ -145,6 +154,7 @@ impl BasicBlock {
             conv2: conv(normalized, outputs, outputs, 3, 1, rng, device)?,
             bn2: batch_norm(outputs, device)?,
             downsample,
+            activation,
         })
     }
 }
@@ -152,7 +162,7 @@ impl BasicBlock {
 impl Module for BasicBlock {
     fn forward(&self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
         let h = self.conv1.call("conv1", x, ctx)?;
-        let h = Activation::Relu.apply(&ctx.call("bn1", &self.bn1, &h)?)?;
+        let h = self.activation.apply(&ctx.call("bn1", &self.bn1, &h)?)?;
         let h = self.conv2.call("conv2", &h, ctx)?;
         let h = ctx.call("bn2", &self.bn2, &h)?;
         let shortcut = match &self.downsample {
@@ -162,7 +172,7 @@ impl Module for BasicBlock {
             }
             None => x.clone(),
         };
-        Activation::Relu.apply(&h.add(&shortcut)?)
+        self.activation.apply(&h.add(&shortcut)?)
     }
 
     fn parts(&self) -> Parts<'_> {
@@ -212,15 +222,11 @@ impl ResNet {
         for stage in 0..4 {
             let width = w << stage;
             let stride = if stage == 0 { 1 } else { 2 };
+            let (act, norm) = (o.activation, o.normalized);
             blocks.push(BasicBlock::new(
-                o.normalized,
-                channels,
-                width,
-                stride,
-                rng,
-                device,
+                act, norm, channels, width, stride, rng, device,
             )?);
-            blocks.push(BasicBlock::new(o.normalized, width, width, 1, rng, device)?);
+            blocks.push(BasicBlock::new(act, norm, width, width, 1, rng, device)?);
             channels = width;
         }
         let fc = if o.normalized {
@@ -243,6 +249,7 @@ impl ResNet {
             bn1: batch_norm(w, device)?,
             blocks,
             fc,
+            activation: o.activation,
         })
     }
 }
@@ -255,7 +262,7 @@ fn block_name(i: usize) -> String {
 impl Module for ResNet {
     fn forward(&self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
         let h = self.conv1.call("conv1", x, ctx)?;
-        let h = Activation::Relu.apply(&ctx.call("bn1", &self.bn1, &h)?)?;
+        let h = self.activation.apply(&ctx.call("bn1", &self.bn1, &h)?)?;
         let pool = MaxPool2d {
             kernel: [3, 3],
             options: Conv2dOptions {
