@@ -24,12 +24,26 @@ const BATCH: usize = 128;
 const CLASSES: usize = 10;
 const SECONDS: f64 = 4.0;
 
-/// The models timed, with their input shape (without the batch) and extra parameters.
-fn models() -> Vec<(&'static str, Vec<usize>, Vec<(&'static str, ParamValue)>)> {
-    let image = vec![3, 32, 32];
-    let classes = ("classes", ParamValue::Int(CLASSES as i64));
-    let conv = |name| (name, image.clone(), vec![classes.clone()]);
-    let ffnn = |name| (name, vec![784], vec![]);
+/// A model timed: its registry name, input shape (without the batch) and parameters.
+struct Case {
+    name: &'static str,
+    input: Vec<usize>,
+    params: ModelParams,
+}
+
+/// The models timed.
+fn cases() -> Vec<Case> {
+    let classes = ModelParams::default().with("classes", ParamValue::Int(CLASSES as i64));
+    let conv = |name| Case {
+        name,
+        input: vec![3, 32, 32],
+        params: classes.clone(),
+    };
+    let ffnn = |name| Case {
+        name,
+        input: vec![784],
+        params: ModelParams::default(),
+    };
     vec![
         conv("convnet"),
         conv("convnet_norm"),
@@ -39,27 +53,19 @@ fn models() -> Vec<(&'static str, Vec<usize>, Vec<(&'static str, ParamValue)>)> 
         ffnn("deep_ffnn"),
         ffnn("deep_ffnn_weight_norm_single_rescale"),
         ffnn("ffnn_normal_bn"),
-        (
-            "vgg_custom",
-            image.clone(),
-            vec![classes.clone(), ("pooled_side", ParamValue::Int(1))],
-        ),
+        Case {
+            params: classes.clone().with("pooled_side", ParamValue::Int(1)),
+            ..conv("vgg_custom")
+        },
         conv("resnet_custom"),
     ]
 }
 
-/// Steps per second of `name` at batch 128.
-fn steps_per_second(
-    name: &str,
-    input: &[usize],
-    extra: &[(&'static str, ParamValue)],
-    device: &Device,
-) -> dynlab::Result<f64> {
+/// The case's parameter count and steps per second at batch 128.
+fn measure(case: &Case, device: &Device) -> dynlab::Result<(usize, f64)> {
     let mut rng = Rng::new(0);
-    let params = extra
-        .iter()
-        .fold(ModelParams::default(), |p, (k, v)| p.with(k, v.clone()));
-    let model = build_model(name, &params, &mut rng, device)?;
+    let model = build_model(case.name, &case.params, &mut rng, device)?;
+    let params = model.num_params();
     let method = Method::Sgd {
         momentum: 0.0,
         dampening: 0.0,
@@ -68,7 +74,7 @@ fn steps_per_second(
     let optimizer = Optimizer::new(method, ParamGroup::all(0.0))?;
     let mut trainer = Trainer::new(model, optimizer, LrSchedule::constant(0.01), CrossEntropy);
     let shape: Vec<usize> = std::iter::once(BATCH)
-        .chain(input.iter().copied())
+        .chain(case.input.iter().copied())
         .collect();
     let batch = Batch {
         inputs: Tensor::rand_uniform(&shape, 0.0, 1.0, &mut rng, device)?,
@@ -85,7 +91,7 @@ fn steps_per_second(
         steps += 1;
     }
     trainer.log()?;
-    Ok(steps as f64 / start.elapsed().as_secs_f64())
+    Ok((params, steps as f64 / start.elapsed().as_secs_f64()))
 }
 
 /// PyTorch's steps/s per model from `zoo-torch.csv` (`device,…` line, header, rows).
@@ -108,6 +114,10 @@ fn torch_results() -> (Option<String>, BTreeMap<String, f64>) {
     (device, rows)
 }
 
+fn cell(v: Option<f64>, digits: usize) -> String {
+    v.map_or(String::new(), |v| format!("{v:.digits$}"))
+}
+
 fn main() {
     let device = Device::default().expect("a device");
     let picked: Option<Vec<String>> = std::env::var("DYNLAB_ZOO_MODELS")
@@ -127,27 +137,18 @@ fn main() {
         "device,{}\nmodel,params,steps_per_second,torch_steps_per_second,ratio_to_torch\n",
         device.name()
     );
-    for (name, input, extra) in models() {
+    for case in cases() {
+        let name = case.name;
         if picked
             .as_ref()
             .is_some_and(|p| !p.iter().any(|m| m == name))
         {
             continue;
         }
-        let params = {
-            let p = extra
-                .iter()
-                .fold(ModelParams::default(), |p, (k, v)| p.with(k, v.clone()));
-            build_model(name, &p, &mut Rng::new(0), &device).map(|m| m.num_params())
-        };
-        let rate = params
-            .and_then(|params| Ok((params, steps_per_second(name, &input, &extra, &device)?)));
-        match rate {
+        match measure(&case, &device) {
             Ok((params, rate)) => {
                 let peer = torch.get(name).copied();
                 let ratio = peer.map(|t| rate / t);
-                let cell =
-                    |v: Option<f64>, d: usize| v.map_or(String::new(), |v| format!("{v:.d$}"));
                 println!(
                     "{name:<38} {params:>10} {rate:>10.2} {:>10} {:>8}",
                     cell(peer, 2),
