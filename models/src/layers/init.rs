@@ -5,7 +5,8 @@
 //! uniform forms draw from `U(−√3σ, √3σ)` (same variance).
 
 use crate::module::{Param, ParamKind};
-use dynlab_runtime::{Device, Result, Rng, Tensor};
+use dynlab_autodiff::Var;
+use dynlab_runtime::{Device, Error, Result, Rng, Tensor};
 
 /// A weight initialisation (see the module docs for each standard deviation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,4 +118,24 @@ pub(crate) fn zero_bias(bias: bool, outputs: usize, device: &Device) -> Result<O
         .then(|| Tensor::zeros(&[outputs], device))
         .transpose()?
         .map(|b| Param::new(b, ParamKind::Bias)))
+}
+
+/// Checks that `x` is `[N, inputs]` (the dense layers whose weight is computed from factors).
+pub(crate) fn expect_rows(op: &'static str, x: &Var, inputs: usize) -> Result<()> {
+    if x.shape().len() != 2 || x.shape()[1] != inputs {
+        return Err(Error::shape(
+            op,
+            format!("input {:?}", x.shape()),
+            format!("[N, {inputs}]"),
+        ));
+    }
+    Ok(())
+}
+
+/// `x W + b`, or `x W` without a bias.
+pub(crate) fn dense_product(x: &Var, w: &Var, bias: Option<&Param>) -> Result<Var> {
+    match bias {
+        Some(b) => x.linear(w, b.var()),
+        None => x.matmul(w),
+    }
 }

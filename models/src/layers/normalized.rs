@@ -22,7 +22,7 @@
 //! Raw weights are Kaiming-normal over the fan-in for the first two forms and standard normal for
 //! the batch-normed one (the reference re-initialises only the first two); biases start at 0.
 
-use crate::layers::init::zero_bias;
+use crate::layers::init::{dense_product, expect_rows, zero_bias};
 use crate::layers::Init;
 use crate::module::{Buffer, Ctx, Module, Param, ParamKind, Parts, PartsMut};
 use dynlab_autodiff::{no_grad, Var};
@@ -241,22 +241,11 @@ impl NormalizedWeightsLinear {
 impl Module for NormalizedWeightsLinear {
     /// `x [N, in] → [N, out]`.
     fn forward(&self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
-        let inputs = self.inputs();
-        if x.shape().len() != 2 || x.shape()[1] != inputs {
-            return Err(Error::shape(
-                "NormalizedWeightsLinear::forward",
-                format!("input {:?}", x.shape()),
-                format!("[N, {inputs}]"),
-            ));
-        }
+        expect_rows("NormalizedWeightsLinear::forward", x, self.inputs())?;
         if self.form == WeightNormForm::BatchNormed && ctx.is_training() {
             self.track_input_mean(x)?;
         }
-        let w = self.effective_weight()?;
-        match &self.bias {
-            Some(b) => x.linear(&w, b.var()),
-            None => x.matmul(&w),
-        }
+        dense_product(x, &self.effective_weight()?, self.bias.as_ref())
     }
 
     fn parts(&self) -> Parts<'_> {

@@ -17,7 +17,7 @@
 //! `λ Σ_l [mse(N_lᵀN_l, I) + mse(C_l C_lᵀ, I)]` (λ = 1e-4 in the studies) over every SVD layer of a
 //! model (`src/loss_for_regularization/regularized_loss_for_svd_conv.py`).
 
-use crate::layers::init::zero_bias;
+use crate::layers::init::{dense_product, expect_rows, zero_bias};
 use crate::layers::orthogonal;
 use crate::module::{Ctx, Module, Param, ParamKind, Parts, PartsMut};
 use dynlab_autodiff::Var;
@@ -143,19 +143,9 @@ impl SvdLinear {
 impl Module for SvdLinear {
     /// `x [N, in] → [N, out]`.
     fn forward(&self, x: &Var, _ctx: &mut Ctx) -> Result<Var> {
-        let inputs = self.inputs();
-        if x.shape().len() != 2 || x.shape()[1] != inputs {
-            return Err(Error::shape(
-                "SvdLinear::forward",
-                format!("input {:?}", x.shape()),
-                format!("[N, {inputs}]"),
-            ));
-        }
+        expect_rows("SvdLinear::forward", x, self.inputs())?;
         let w = self.factors.product(self.k)?.transpose(0, 1)?;
-        match &self.bias {
-            Some(b) => x.linear(&w, b.var()),
-            None => x.matmul(&w),
-        }
+        dense_product(x, &w, self.bias.as_ref())
     }
 
     fn parts(&self) -> Parts<'_> {
