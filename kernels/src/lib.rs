@@ -19,6 +19,7 @@ pub mod optim;
 pub mod random;
 pub mod reduce;
 pub mod softmax;
+pub mod units;
 
 pub use cubecl;
 

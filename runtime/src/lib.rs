@@ -33,6 +33,7 @@ pub use ops::norm::{LayerNormGrads, LayerNormOutput};
 pub use ops::optim::{AdamStep, SgdStep};
 pub use ops::random::Rng;
 pub use ops::rows::with_row_kernel;
+pub use ops::units::{UnitLayout, UnitStats, UnitUtility, WeightView};
 pub use shape::MAX_ELEMENTS;
 pub use tensor::Tensor;
 pub use tune::tuned_choices;

@@ -3,6 +3,8 @@
 //! recount from the checkpointed model), the unit counts and rank dynamics against host
 //! recounts, and the runner's config errors.
 
+mod gnt;
+
 use dynlab::algos::continual::measure::hidden_features;
 use dynlab::algos::continual::{probe_inputs, run, SupervisedConfig};
 use dynlab::algos::metrics::{rank_dynamics, unit_stats};

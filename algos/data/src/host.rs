@@ -8,17 +8,28 @@ use dynlab_train::Dataset;
 use std::path::Path;
 
 /// SplitMix64: a small, fast, seeded generator for host-side draws (Steele, Lea & Flood, 2014).
+/// Its whole state is one word ([`HostRng::state`]; `HostRng::new(state)` resumes it).
 #[derive(Clone, Debug)]
-pub(crate) struct HostRng(u64);
+pub struct HostRng(u64);
 
 impl HostRng {
     /// A generator for `seed`.
-    pub(crate) fn new(seed: u64) -> HostRng {
+    pub fn new(seed: u64) -> HostRng {
         HostRng(seed)
     }
 
+    /// The state word (a generator made with `HostRng::new(state)` continues this one exactly).
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
+    /// Uniform on `[0, 1)` with 53 random bits.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// The next 64 random bits.
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -27,7 +38,7 @@ impl HostRng {
     }
 
     /// Uniform on `0..n` (`n ≥ 1`), without modulo bias (rejection of the incomplete last zone).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         let n = n.max(1) as u64;
         let zone = u64::MAX - u64::MAX % n;
         loop {
@@ -39,12 +50,12 @@ impl HostRng {
     }
 
     /// A fair coin.
-    pub(crate) fn bit(&mut self) -> bool {
+    pub fn bit(&mut self) -> bool {
         self.next_u64() >> 63 == 1
     }
 
     /// Shuffles `values` in place (Fisher–Yates).
-    pub(crate) fn shuffle<T>(&mut self, values: &mut [T]) {
+    pub fn shuffle<T>(&mut self, values: &mut [T]) {
         for i in (1..values.len()).rev() {
             let j = self.below(i + 1);
             values.swap(i, j);
@@ -52,7 +63,7 @@ impl HostRng {
     }
 
     /// A uniformly random permutation of `0..n`.
-    pub(crate) fn permutation(&mut self, n: usize) -> Vec<usize> {
+    pub fn permutation(&mut self, n: usize) -> Vec<usize> {
         let mut p: Vec<usize> = (0..n).collect();
         self.shuffle(&mut p);
         p

@@ -47,6 +47,7 @@ pub use cifar::{
     cifar100_files, cifar10_files, load_cifar10, load_cifar100, Cifar100Labels, CifarSplit,
 };
 pub use digits::{digits, shipped_digits_dir, DIGITS_CLASSES};
+pub use host::HostRng;
 pub use idx::{load_idx, read_idx_images, read_idx_labels};
 pub use split::{class_counts, split_per_class, SplitRule};
 pub use streams::{

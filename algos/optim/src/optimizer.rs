@@ -410,6 +410,16 @@ impl Optimizer {
             None => Ok(()),
         }
     }
+
+    /// Zeroes the state of parameter `param` where `mask` (broadcast to its shape) is non-zero:
+    /// the entries of replaced units, for any layout (replicas, filter banks). A parameter that has
+    /// no state yet has nothing to reset.
+    pub fn reset_masked(&mut self, param: &str, mask: &Tensor) -> Result<()> {
+        match self.state.get_mut(param) {
+            Some(state) => state.reset_masked(mask),
+            None => Ok(()),
+        }
+    }
 }
 
 fn method_mismatch(name: &str, method: Method, state: &ParamState) -> Error {

@@ -78,6 +78,15 @@ impl ParamState {
         }
         Ok(())
     }
+
+    /// Zeroes every slot (moments, momentum, per-element step counts) where `mask` (broadcast to
+    /// the parameter's shape) is non-zero: one masked fill per slot.
+    pub fn reset_masked(&mut self, mask: &Tensor) -> Result<()> {
+        for (_, slot) in self.slots_mut() {
+            *slot = slot.masked_fill(mask, 0.0)?;
+        }
+        Ok(())
+    }
 }
 
 /// `t` with the entries at `indices` along `axis` set to 0 (one masked fill).

@@ -15,9 +15,13 @@
 //!
 //! `cargo run --release --example supervised -- --config examples/configs/plasticity_rank_tracking.toml`.
 
+pub mod bit_flipping;
 pub mod config;
+pub mod gnt;
+pub mod learners;
 pub mod measure;
 
+pub use bit_flipping::{run_bit_flipping, BitFlippingConfig, BitFlippingOutcome};
 pub use config::{
     DataConfig, EvaluationConfig, LearnerConfig, LoggingConfig, NetConfig, NetValue, StreamKind,
     SupervisedConfig, SupervisedPlan,

@@ -10,7 +10,7 @@ use crate::data::Batch;
 use crate::metrics::Metrics;
 use crate::objective::Forward;
 use dynlab_autodiff::Grads;
-use dynlab_models::Module;
+use dynlab_models::{Module, Record};
 use dynlab_optim::{global_grad_norm, AdamDiagnostics, Optimizer};
 use dynlab_runtime::{Result, Tensor};
 
@@ -65,6 +65,17 @@ pub trait Hook {
 
     /// At log time, before the metrics are read.
     fn on_log(&mut self, _log: &mut LogView) -> Result<()> {
+        Ok(())
+    }
+
+    /// The state a resumed run needs (statistics, counters, random streams); saved with the
+    /// trainer's. Stateless hooks keep the default (nothing).
+    fn save_state(&self) -> Result<Record> {
+        Ok(Record::default())
+    }
+
+    /// Restores what [`Hook::save_state`] saved.
+    fn load_state(&mut self, _record: &Record) -> Result<()> {
         Ok(())
     }
 }

@@ -290,15 +290,22 @@ fn rows_per_replica(batch: &Batch, replicas: Option<usize>) -> usize {
 /// The model (`model.`), the optimizer (`optim.`) and the log count.
 impl<M: Module> Stateful for Trainer<M> {
     fn save_state(&self) -> Result<Record> {
-        Ok(Record::default()
+        let mut record = Record::default()
             .with_value("logs", self.logs)
             .nest("model", Record::of_module(&self.model))
-            .nest("optim", self.optimizer.save_state()?))
+            .nest("optim", self.optimizer.save_state()?);
+        for (i, hook) in self.hooks.iter().enumerate() {
+            record = record.nest(&format!("hook{i}"), hook.save_state()?);
+        }
+        Ok(record)
     }
 
     fn load_state(&mut self, record: &Record) -> Result<()> {
         record.part("model").restore_module(&mut self.model)?;
         self.optimizer.load_state(&record.part("optim"))?;
+        for (i, hook) in self.hooks.iter_mut().enumerate() {
+            hook.load_state(&record.part(&format!("hook{i}")))?;
+        }
         self.logs = record.value("logs")?;
         Ok(())
     }

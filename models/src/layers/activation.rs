@@ -32,6 +32,17 @@ const SELU_SCALE: f32 = 1.050_701;
 const LEAKY_SLOPE: f32 = 0.01;
 
 impl Activation {
+    /// PyTorch's `calculate_gain` for the activation (1 for those it has no entry for).
+    pub fn gain(self) -> f32 {
+        match self {
+            Activation::Relu => std::f32::consts::SQRT_2,
+            Activation::Tanh => 5.0 / 3.0,
+            Activation::Selu => 0.75,
+            Activation::LeakyRelu => (2.0f32 / (1.0 + LEAKY_SLOPE * LEAKY_SLOPE)).sqrt(),
+            _ => 1.0,
+        }
+    }
+
     /// Parses `relu`, `gelu`, `tanh`, `sigmoid`, `leaky_relu`, `elu`, `selu`, `swish` (or
     /// `silu`), the config spelling.
     pub fn parse(name: &str) -> Option<Activation> {

@@ -91,17 +91,6 @@ pub struct DeepFfnn {
     pub activation: Activation,
 }
 
-/// PyTorch's `calculate_gain` for the activation.
-fn gain(activation: Activation) -> f32 {
-    match activation {
-        Activation::Relu => std::f32::consts::SQRT_2,
-        Activation::Tanh => 5.0 / 3.0,
-        Activation::Selu => 0.75,
-        Activation::LeakyRelu => (2.0f32 / (1.0 + 0.01 * 0.01)).sqrt(),
-        _ => 1.0,
-    }
-}
-
 impl DeepFfnn {
     /// The network `options` describes.
     pub fn new(options: DeepFfnnOptions, rng: &mut Rng, device: &Device) -> Result<DeepFfnn> {
@@ -155,7 +144,7 @@ fn plain(
         FfnnInit::Xavier => Linear::new(inputs, outputs, true, Init::XavierNormal, rng, device)?,
     };
     if o.init == FfnnInit::Xavier {
-        let scaled = layer.weight.value().mul_scalar(gain(o.activation))?;
+        let scaled = layer.weight.value().mul_scalar(o.activation.gain())?;
         layer.weight.set(scaled)?;
     }
     Ok(layer)

@@ -13,3 +13,4 @@ pub(crate) mod random;
 mod reduce;
 pub(crate) mod rows;
 mod softmax;
+pub(crate) mod units;

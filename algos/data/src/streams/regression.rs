@@ -48,6 +48,9 @@ pub struct RegressionConfig {
     pub tasks: usize,
     /// Append a constant-1 input column (the learner's bias input).
     pub bias_input: bool,
+    /// At each task change re-draw all `f` flipping bits uniformly (the reference code's default,
+    /// `flip_one = False`) instead of flipping one (the paper's description, the default here).
+    pub redraw_all: bool,
     /// Seed of the target network, the flips and the random bits.
     pub seed: u64,
 }
@@ -63,6 +66,7 @@ impl Default for RegressionConfig {
             batch_size: 1,
             tasks: 100,
             bias_input: true,
+            redraw_all: false,
             seed: 0,
         }
     }
@@ -208,12 +212,16 @@ impl SlowlyChangingRegression {
     }
 
     /// The flipping bits (0/1) of `task` (`None` past the last task): task 0's drawn from the seed,
-    /// then for each later task `t` the bit [`SlowlyChangingRegression::flipped_bit`]`(t)` flipped.
-    /// Replays the flips, `O(task)`.
+    /// then for each later task `t` the bit [`SlowlyChangingRegression::flipped_bit`]`(t)` flipped
+    /// (replays the flips, `O(task)`); with `redraw_all`, task `t`'s own uniform draw.
     pub fn flipping_bits(&self, task: usize) -> Option<Vec<u8>> {
         let c = &self.config;
         if task >= c.tasks {
             return None;
+        }
+        if c.redraw_all && task > 0 {
+            let mut rng = HostRng::new(mix(c.seed, &[tag::FLIPS, task as u64, 1]));
+            return Some((0..c.flipping).map(|_| u8::from(rng.bit())).collect());
         }
         let mut rng = HostRng::new(mix(c.seed, &[tag::FLIPS]));
         let mut bits: Vec<u8> = (0..c.flipping).map(|_| u8::from(rng.bit())).collect();
@@ -225,12 +233,13 @@ impl SlowlyChangingRegression {
         Some(bits)
     }
 
-    /// The flipping bit that changes at the start of `task` (`None` for task 0, or without
-    /// flipping bits), uniform on `0..f`.
+    /// The flipping bit that changes at the start of `task` (`None` for task 0, without flipping
+    /// bits, or with `redraw_all`), uniform on `0..f`.
     pub fn flipped_bit(&self, task: usize) -> Option<usize> {
         let f = self.config.flipping;
         let salt = [tag::FLIPS, task as u64];
-        (task > 0 && f > 0).then(|| HostRng::new(mix(self.config.seed, &salt)).below(f))
+        let flips = task > 0 && f > 0 && !self.config.redraw_all;
+        flips.then(|| HostRng::new(mix(self.config.seed, &salt)).below(f))
     }
 
     /// Input columns served: `m`, plus 1 with the bias input.
