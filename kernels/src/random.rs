@@ -126,6 +126,48 @@ pub fn normal<F: Float + CubeElement>(
     }
 }
 
+/// `output[i] = input[i] + scale[i / group] · z_i` with `z_i ~ N(0, 1)` (the same draws as
+/// [`normal()`] with mean 0 and std 1), four elements per unit: noise added to a parameter in one
+/// pass, with one standard deviation per group of `group` consecutive elements (per replica).
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn add_scaled_normal<F: Float + CubeElement>(
+    input: &Array<F>,
+    scale: &Array<F>,
+    output: &mut Array<F>,
+    group: usize,
+    k0: u32,
+    k1: u32,
+    off_lo: u32,
+    off_hi: u32,
+) {
+    let block = ABSOLUTE_POS as u32;
+    let base = ABSOLUTE_POS * 4;
+    if base < output.len() {
+        let (a, b, c, d) = words(block, off_lo, off_hi, k0, k1);
+        let (z0, z1) = box_muller::<F>(a, b);
+        let (z2, z3) = box_muller::<F>(c, d);
+        add_noise::<F>(input, scale, output, group, base, z0);
+        add_noise::<F>(input, scale, output, group, base + 1, z1);
+        add_noise::<F>(input, scale, output, group, base + 2, z2);
+        add_noise::<F>(input, scale, output, group, base + 3, z3);
+    }
+}
+
+#[cube]
+fn add_noise<F: Float>(
+    input: &Array<F>,
+    scale: &Array<F>,
+    output: &mut Array<F>,
+    group: usize,
+    pos: usize,
+    z: F,
+) {
+    if pos < output.len() {
+        output[pos] = input[pos] + scale[pos / group] * z;
+    }
+}
+
 /// `output[i] = 1` with probability `probs[i]` (a view broadcast to the output's shape), else 0.
 #[cube(launch_unchecked)]
 pub fn bernoulli<F: Float>(

@@ -406,6 +406,7 @@ fn generate_and_test_steps_match_the_host() {
         utility: UnitUtility::AdaptableContribution,
         accumulate: true,
         bias_transfer: true,
+        rank_restoring: None,
         init: FreshInit::Kaiming { gain: 2f32.sqrt() },
         seed: 9,
     };
@@ -612,6 +613,7 @@ fn replicas_replace_at_their_own_rates() {
         utility: UnitUtility::Contribution,
         accumulate: true,
         bias_transfer: true,
+        rank_restoring: None,
         init: FreshInit::Default,
         seed: 1,
     };

@@ -4,6 +4,7 @@
 //! recounts, and the runner's config errors.
 
 mod gnt;
+mod rank_restoring;
 
 use dynlab::algos::continual::measure::hidden_features;
 use dynlab::algos::continual::{probe_inputs, run, SupervisedConfig};

@@ -176,3 +176,52 @@ fn randperm_is_a_permutation() {
         }
     }
 }
+
+/// `x.add_normal_noise(std)` is `x + std_g · z` with `z` the draws `rand_normal(0, 1)` makes from
+/// the same generator state (groups of `n / G` elements per std), on odd sizes, size 1 and empty,
+/// against the f64 composition; the generator advances as `rand_normal`'s does.
+#[device_test]
+fn add_normal_noise_adds_the_normal_draws_scaled_per_group() {
+    let d = device();
+    let mut host = HostRng::new(5);
+    for (shape, groups) in [
+        (vec![3, 7], 3),
+        (vec![1], 1),
+        (vec![2, 5, 1], 2),
+        (vec![0, 4], 1),
+    ] {
+        let (x, x_host) = random(&mut host, &shape, -1.0, 1.0);
+        let stds: Vec<f32> = (0..groups).map(|g| 0.5 + g as f32).collect();
+        let std = Tensor::from_slice(&stds, &[groups], &d).unwrap();
+        let mut rng = Rng::new(17);
+        let mut twin = rng;
+        let got = x.add_normal_noise(&std, &mut rng).unwrap();
+        let z = Tensor::rand_normal(&shape, 0.0, 1.0, &mut twin, &d).unwrap();
+        assert_eq!(rng, twin, "{shape:?}: generator state");
+        let z = z.to_vec::<f32>().unwrap();
+        let per = x_host.data.len().max(1) / groups;
+        let want: Vec<f64> = (x_host.data.iter().zip(&z).enumerate())
+            .map(|(i, (&xv, &zv))| xv + f64::from(stds[i / per]) * f64::from(zv))
+            .collect();
+        let want = dynlab_test_support::reference::HostTensor {
+            shape: shape.clone(),
+            data: want,
+        };
+        assert_close(
+            &format!("add_normal_noise {shape:?}"),
+            &got,
+            &want,
+            1e-6,
+            1e-6,
+        );
+    }
+    let x = Tensor::zeros(&[5], &d).unwrap();
+    let e = x
+        .add_normal_noise(&Tensor::ones(&[2], &d).unwrap(), &mut Rng::new(1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("add_normal_noise") && e.contains("2 stds"),
+        "{e}"
+    );
+}

@@ -7,7 +7,8 @@
 //! Every learner of `[[learners]]` runs `seeds` times, and all of them train as replicas of one
 //! stacked model (`dynlab_models::Replicas`): learner `l`, seed `s` is replica `l·seeds + s`, with
 //! its step size and weight decay as per-replica optimizer multipliers, its Shrink & Perturb noise
-//! and its CBP replacement rate per replica (0 where the learner has none). Seed `s` fixes the data
+//! and its replacement rate per replica (0 where the learner has none; one generate-and-test hook
+//! per kind among `cbp`, `rr_cbp2`, `rr_cbp_e_2`). Seed `s` fixes the data
 //! stream and the initial network for every learner (paired comparisons).
 //!
 //! One history row per bin of `bin` examples: per learner, the squared error averaged over the bin
@@ -19,7 +20,7 @@
 //! input bit (the layers' biases play that role).
 
 use super::gnt::{DenseUnits, GenerateAndTest};
-use super::learners::{check_learner, CbpConfig, Perturb};
+use super::learners::{check_learner, CbpConfig, Perturb, GNT_KINDS};
 use dynlab_data::{RegressionConfig, SlowlyChangingRegression, TaskStream};
 use dynlab_harness::{
     history_row, plot_history, run_experiment, Experiment, Figure, History, Panel, RunDir,
@@ -234,8 +235,9 @@ impl BitFlippingConfig {
                     ),
                 ));
             }
-            if l.kind == "cbp" {
-                l.cbp.gnt(activation, 0, &format!("learners[{i}].cbp"))?;
+            if GNT_KINDS.contains(&l.kind.as_str()) {
+                l.cbp
+                    .gnt(&l.kind, activation, 0, &format!("learners[{i}].cbp"))?;
             }
             if self.learners[..i].iter().any(|o| o.name == l.name) {
                 return Err(Error::config(key, format!("the name `{}` twice", l.name)));
@@ -398,22 +400,27 @@ impl BitFlipping {
         if noise.iter().any(|&s| s > 0.0) {
             trainer = trainer.with_hook(Perturb::new(noise, config.seed ^ 0x5_4E70)?);
         }
-        let cbps: Vec<&CbpConfig> = (config.learners.iter())
-            .filter(|l| l.kind == "cbp")
-            .map(|l| &l.cbp)
-            .collect();
-        if let Some(&first) = cbps.first() {
-            if cbps.iter().any(|c| !same_but_rate(c, first)) {
+        for kind in GNT_KINDS {
+            let group: Vec<&LearnerEntry> = (config.learners.iter())
+                .filter(|l| l.kind == kind)
+                .collect();
+            let Some(&first) = group.first() else {
+                continue;
+            };
+            if group.iter().any(|l| !same_but_rate(&l.cbp, &first.cbp)) {
                 return Err(Error::config(
                     "learners.cbp",
-                    "cbp learners that differ in more than replacement_rate (one \
-                     generate-and-test runs every replica)",
+                    format!(
+                        "{kind} learners that differ in more than replacement_rate (one \
+                         generate-and-test runs every {kind} replica)"
+                    ),
                 ));
             }
-            let gnt = first.gnt(activation, config.seed ^ 0xC_B000, "learners.cbp")?;
-            let rates = per_replica(&|l| match l.kind.as_str() {
-                "cbp" => l.cbp.replacement_rate,
-                _ => 0.0,
+            let seed = config.seed ^ 0xC_B000;
+            let gnt = first.cbp.gnt(kind, activation, seed, "learners.cbp")?;
+            let rates = per_replica(&|l| match l.kind == kind {
+                true => l.cbp.replacement_rate,
+                false => 0.0,
             });
             trainer = trainer.with_hook(
                 GenerateAndTest::new(gnt, DenseUnits::stack(1))?.with_replica_rates(rates)?,

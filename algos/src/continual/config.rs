@@ -4,6 +4,7 @@
 //! `[evaluation]` (rank tracking) and `[logging]`. Unknown keys are errors; [`SupervisedConfig::plan`]
 //! checks every value and names the key it rejects.
 
+use super::learners::{check_learner, CbpConfig, GNT_KINDS};
 use dynlab_models::{ModelParams, ParamValue};
 use dynlab_optim::{OptimConfig, OptimPlan};
 use dynlab_runtime::{Error, Result};
@@ -101,14 +102,24 @@ pub enum NetValue {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LearnerConfig {
-    /// The algorithm: `backprop` (the continual-learning algorithms add theirs).
+    /// The algorithm: `backprop` (with `optim.weight_decay`: BP + L2), `shrink_perturb`, `cbp`,
+    /// `rr_cbp2` or `rr_cbp_e_2` (see [`super::learners`]).
     #[serde(default = "default_learner")]
     pub kind: String,
     /// Rows per step.
     pub batch_size: usize,
     /// The optimizer.
     pub optim: OptimConfig,
+    /// Shrink & Perturb's noise std (`shrink_perturb`).
+    #[serde(default)]
+    pub noise_std: f32,
+    /// Generate-and-test's hyperparameters (`cbp` and the rank-restoring kinds).
+    #[serde(default)]
+    pub cbp: CbpConfig,
 }
+
+/// The models `cbp` runs on (dense stacks whose hidden layers are `layers.<i>`, tapped `hidden.<i>`).
+pub const CBP_MODELS: [&str; 2] = ["deep_ffnn", "ffnn_normal_bn"];
 
 /// `[evaluation]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -251,10 +262,17 @@ impl SupervisedConfig {
                 format!("{} is not in (0, 1)", d.test_fraction),
             ));
         }
-        if self.learner.kind != "backprop" {
+        check_learner(&self.learner.kind, self.learner.noise_std, "learner")?;
+        let gnt = GNT_KINDS.contains(&self.learner.kind.as_str());
+        if gnt && !CBP_MODELS.contains(&self.net.model.as_str()) {
             return Err(Error::config(
                 "learner.kind",
-                format!("`{}` is not one of backprop", self.learner.kind),
+                format!(
+                    "{} on `{}` (generate-and-test runs on the dense stacks: {})",
+                    self.learner.kind,
+                    self.net.model,
+                    CBP_MODELS.join(", ")
+                ),
             ));
         }
         let e = &self.evaluation;

@@ -33,9 +33,14 @@
 //! `maturity_threshold: 100` is read under another key, so its runs used maturity 10: the configs
 //! here default to the paper's 100 and say so.
 //!
+//! **Rank restoring** (RR-CBP2, `GntConfig::rank_restoring`): the same utilities and choice, with
+//! fresh input weights generated in directions the kept units do not span, in the geometry of the
+//! layer's input covariance, and biases that centre the new units ([`super::rank_restoring`]).
+//!
 //! Dense layers (`[in, units]` weights, `[R, in, units]` for stacked replicas, the next layer's
 //! `[units, out]`); each replica replaces its own units, at its own rate (0: backprop alone).
 
+use super::rank_restoring::{self, RrConfig, RrCounts};
 use dynlab_data::HostRng;
 use dynlab_models::{Module, Param, Record, Stateful};
 use dynlab_optim::{Optimizer, ParamState};
@@ -93,6 +98,9 @@ pub struct GntConfig {
     pub bias_transfer: bool,
     /// Distribution of fresh input weights.
     pub init: FreshInit,
+    /// Generate fresh input weights by rank restoring (RR-CBP2, [`super::rank_restoring`]) instead
+    /// of drawing them from `init`.
+    pub rank_restoring: Option<RrConfig>,
     /// Seed of the fresh weights and of the replacement coin.
     pub seed: u64,
 }
@@ -119,10 +127,15 @@ impl GntConfig {
     }
 }
 
+/// The name [`GenerateAndTest::generate_and_test`]'s `features` gives the model's input under.
+pub const MODEL_INPUT: &str = "input";
+
 /// One hidden layer generate-and-test works on: the tap of its features and the names of its
 /// parameters and of the next layer's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DenseUnits {
+    /// The tap holding the layer's inputs ([`MODEL_INPUT`] for the model's input).
+    pub input: String,
     /// The tap holding the layer's features (after the activation), `[N, units]` or `[R, N, units]`.
     pub tap: String,
     /// The layer's weight, `[in, units]`.
@@ -141,6 +154,10 @@ impl DenseUnits {
     pub fn stack(hidden: usize) -> Vec<DenseUnits> {
         (0..hidden)
             .map(|i| DenseUnits {
+                input: match i {
+                    0 => MODEL_INPUT.to_string(),
+                    _ => format!("hidden.{}", i - 1),
+                },
                 tap: format!("hidden.{i}"),
                 weight_in: format!("layers.{i}.weight"),
                 bias_in: Some(format!("layers.{i}.bias")),
@@ -203,6 +220,10 @@ struct LayerState {
     replaced: Vec<u64>,
     /// Units replaced in total, per replica.
     total: Vec<u64>,
+    /// The EMA covariance of the layer's inputs `[R?, d, d]` (rank restoring).
+    sigma: Option<Tensor>,
+    /// What rank restoring did since the last log.
+    rr: RrCounts,
 }
 
 /// The generate-and-test hook (see the module docs): add it to a `Trainer` with
@@ -216,10 +237,14 @@ pub struct GenerateAndTest {
     steps: u64,
     coin: HostRng,
     draws: Rng,
+    /// Rank restoring's direction draws.
+    directions: HostRng,
 }
 
 /// Salt of the replacement coin's seed.
 const COIN_SEED_MIX: u64 = 0xC01D_C0FF_EE00_0003;
+/// Salt of rank restoring's direction draws.
+const DIRECTION_SEED_MIX: u64 = 0xD12E_C710_0000_0005;
 
 impl GenerateAndTest {
     /// Generate-and-test on `layers` (at least one).
@@ -240,6 +265,7 @@ impl GenerateAndTest {
             steps: 0,
             coin: HostRng::new(config.seed ^ COIN_SEED_MIX),
             draws: Rng::new(config.seed),
+            directions: HostRng::new(config.seed ^ DIRECTION_SEED_MIX),
         })
     }
 
@@ -267,6 +293,11 @@ impl GenerateAndTest {
     /// The device statistics of layer `layer` (after the first step).
     pub fn stats(&self, layer: usize) -> Option<&UnitStats> {
         self.state.get(layer).map(|s| &s.stats)
+    }
+
+    /// The EMA covariance of layer `layer`'s inputs (rank restoring, after the first step).
+    pub fn covariance(&self, layer: usize) -> Option<&Tensor> {
+        self.state.get(layer).and_then(|s| s.sigma.as_ref())
     }
 
     /// Ages of layer `layer`'s units (replica-major), from the host's birth steps.
@@ -309,13 +340,132 @@ impl GenerateAndTest {
                 self.config.decay,
                 self.config.utility,
             )?;
+            let inputs = match self.config.rank_restoring {
+                Some(rr) => Some(self.track_covariance(i, &w_in, &features(&spec.input)?, rr)?),
+                None => None,
+            };
             let counts = self.counts(i, layout);
             if counts.iter().any(|&c| c > 0) {
                 let chosen = self.choose(i, layout, &counts)?;
-                self.replace(i, layout, &chosen, model, optimizer, replicas.is_some())?;
+                let fresh = match (self.config.rank_restoring, inputs) {
+                    (Some(rr), Some(h)) => Some(self.restored(i, layout, &chosen, &w_in, &h, rr)?),
+                    _ => None,
+                };
+                self.replace(
+                    i,
+                    layout,
+                    &chosen,
+                    model,
+                    optimizer,
+                    replicas.is_some(),
+                    fresh,
+                )?;
             }
         }
         Ok(())
+    }
+
+    /// Updates layer `layer`'s input covariance from this step's inputs `h` (`[R?, N, d]`) and
+    /// returns them.
+    fn track_covariance(
+        &mut self,
+        layer: usize,
+        w_in: &Tensor,
+        h: &Tensor,
+        rr: RrConfig,
+    ) -> Result<Tensor> {
+        let s = w_in.shape();
+        let d = s[s.len() - 2];
+        let state = &mut self.state[layer];
+        let sigma = match state.sigma.take() {
+            Some(sigma) => sigma,
+            None => {
+                let dims: Vec<usize> = s[..s.len() - 2].iter().copied().chain([d, d]).collect();
+                Tensor::zeros(&dims, w_in.device())?
+            }
+        };
+        state.sigma = Some(rank_restoring::update_covariance(&sigma, h, rr.beta)?);
+        Ok(h.clone())
+    }
+
+    /// Rank-restored input weights (as a tensor of `w_in`'s shape, set at the chosen units'
+    /// columns) and biases (`[R?, units]`) for the `chosen` units of layer `layer`.
+    fn restored(
+        &mut self,
+        layer: usize,
+        layout: UnitLayout,
+        chosen: &[usize],
+        w_in: &Tensor,
+        h: &Tensor,
+        rr: RrConfig,
+    ) -> Result<(Tensor, Tensor)> {
+        let (r, n) = (layout.replicas, layout.units);
+        let d = w_in.shape()[w_in.rank() - 2];
+        let state = &mut self.state[layer];
+        let sigma = state
+            .sigma
+            .as_ref()
+            .expect("covariance tracked")
+            .to_vec::<f32>()?;
+        let mut weights = w_in.to_vec::<f32>()?;
+        let inputs = h.to_vec::<f32>()?;
+        let rows = inputs.len() / (r * d);
+        let mut biases = vec![0f32; r * n];
+        for replica in 0..r {
+            let new: Vec<usize> = (chosen.iter())
+                .filter(|&&i| i / n == replica)
+                .map(|&i| i % n)
+                .collect();
+            if new.is_empty() {
+                continue;
+            }
+            let block = &sigma[replica * d * d..(replica + 1) * d * d];
+            let sigma64: Vec<f64> = block.iter().map(|&v| f64::from(v)).collect();
+            let spectrum =
+                rank_restoring::spectrum(&sigma64, d, f64::from(rr.ridge), w_in.device());
+            let w_base = replica * d * n;
+            let column = |j: usize| -> Vec<f64> {
+                (0..d)
+                    .map(|i| f64::from(weights[w_base + i * n + j]))
+                    .collect()
+            };
+            let kept: Vec<Vec<f64>> = (0..n).filter(|j| !new.contains(j)).map(column).collect();
+            let h_base = replica * rows * d;
+            let mean: Vec<f64> = (0..d)
+                .map(|k| {
+                    let sum: f64 = (0..rows)
+                        .map(|b| f64::from(inputs[h_base + b * d + k]))
+                        .sum();
+                    sum / rows.max(1) as f64
+                })
+                .collect();
+            let g = rank_restoring::generate(
+                &spectrum,
+                &kept,
+                new.len(),
+                n,
+                &mean,
+                &rr,
+                &mut self.directions,
+            );
+            state.rr.add(&g, spectrum.rung);
+            for (k, &j) in new.iter().enumerate() {
+                for i in 0..d {
+                    weights[w_base + i * n + j] = g.weights[k][i] as f32;
+                }
+                biases[replica * n + j] = g.biases[k] as f32;
+            }
+        }
+        let device = w_in.device();
+        let bias_shape: Vec<usize> = w_in.shape()[..w_in.rank() - 2]
+            .iter()
+            .copied()
+            .chain([n])
+            .collect();
+        Ok((
+            Tensor::from_vec(weights, w_in.shape(), device)?,
+            Tensor::from_vec(biases, &bias_shape, device)?,
+        ))
     }
 
     fn rate(&self, replica: usize) -> f32 {
@@ -369,6 +519,8 @@ impl GenerateAndTest {
                 owed: vec![0.0; layout.replicas],
                 replaced: vec![0; layout.replicas],
                 total: vec![0; layout.replicas],
+                sigma: None,
+                rr: RrCounts::default(),
             });
         }
         Ok(())
@@ -423,7 +575,9 @@ impl GenerateAndTest {
         Ok(chosen)
     }
 
-    /// Replaces `chosen` units of layer `layer` (see the module docs).
+    /// Replaces `chosen` units of layer `layer` (see the module docs), with `fresh` input weights
+    /// and biases when given (rank restoring), else uniform draws and zero biases.
+    #[allow(clippy::too_many_arguments)]
     fn replace(
         &mut self,
         layer: usize,
@@ -432,6 +586,7 @@ impl GenerateAndTest {
         model: &mut dyn Module,
         optimizer: &mut Optimizer,
         replicated: bool,
+        fresh: Option<(Tensor, Tensor)>,
     ) -> Result<()> {
         let spec = self.layers[layer].clone();
         let (r, n) = (layout.replicas, layout.units);
@@ -470,12 +625,23 @@ impl GenerateAndTest {
                 b.set(b.value().add(&shift)?)?;
             }
         }
-        let bound = self.config.init.bound(w_in.shape()[w_in.rank() - 2], n);
-        let fresh = Tensor::rand_uniform(w_in.shape(), -bound, bound, &mut self.draws, &device)?;
+        let (fresh, fresh_bias) = match fresh {
+            Some((w, b)) => (w, Some(b)),
+            None => {
+                let bound = self.config.init.bound(w_in.shape()[w_in.rank() - 2], n);
+                let w =
+                    Tensor::rand_uniform(w_in.shape(), -bound, bound, &mut self.draws, &device)?;
+                (w, None)
+            }
+        };
         param(model, &spec.weight_in)?.set(Tensor::where_(&col_mask, &fresh, &w_in)?)?;
         if let Some(bias_in) = &spec.bias_in {
             let b = param(model, bias_in)?;
-            b.set(b.value().masked_fill(&unit_mask, 0.0)?)?;
+            let new = match &fresh_bias {
+                Some(fb) => Tensor::where_(&unit_mask, fb, b.value())?,
+                None => b.value().masked_fill(&unit_mask, 0.0)?,
+            };
+            b.set(new)?;
         }
         let w_out = param(model, &spec.weight_out)?;
         w_out.set(w_out.value().masked_fill(&row_mask, 0.0)?)?;
@@ -530,12 +696,20 @@ fn reset_adam(optimizer: &mut Optimizer, name: &str, mask: &Tensor) -> Result<()
 
 impl Hook for GenerateAndTest {
     fn taps(&self) -> Vec<String> {
-        self.layers.iter().map(|l| l.tap.clone()).collect()
+        let mut taps: Vec<String> = self.layers.iter().map(|l| l.tap.clone()).collect();
+        if self.config.rank_restoring.is_some() {
+            let inputs = self.layers.iter().map(|l| &l.input);
+            taps.extend(inputs.filter(|t| *t != MODEL_INPUT).cloned());
+        }
+        taps
     }
 
     fn after_step(&mut self, step: &mut StepView) -> Result<()> {
-        let forward = step.forward;
-        let features = |tap: &str| Ok(forward.tap(tap)?.value().clone());
+        let (forward, batch) = (step.forward, step.batch);
+        let features = |tap: &str| match tap {
+            MODEL_INPUT => Ok(batch.inputs.clone()),
+            _ => Ok(forward.tap(tap)?.value().clone()),
+        };
         self.generate_and_test(step.model, step.optimizer, &features)
     }
 
@@ -545,6 +719,9 @@ impl Hook for GenerateAndTest {
             log.metrics
                 .set_host_replicas(&format!("replaced_l{i}"), counts)?;
             state.replaced.iter_mut().for_each(|c| *c = 0);
+            if self.config.rank_restoring.is_some() {
+                log_rank_restoring(log, i, &std::mem::take(&mut state.rr));
+            }
         }
         Ok(())
     }
@@ -553,6 +730,7 @@ impl Hook for GenerateAndTest {
         let mut record = Record::default()
             .with_value("steps", self.steps)
             .with_value("coin", self.coin.state())
+            .with_value("directions", self.directions.state())
             .nest("draws", self.draws.save_state()?);
         for (i, s) in self.state.iter().enumerate() {
             record = record
@@ -563,6 +741,9 @@ impl Hook for GenerateAndTest {
                 .with_value(format!("l{i}.owed"), join(&s.owed))
                 .with_value(format!("l{i}.replaced"), join(&s.replaced))
                 .with_value(format!("l{i}.total"), join(&s.total));
+            if let Some(sigma) = &s.sigma {
+                record = record.with_tensor(format!("l{i}.sigma"), sigma.clone());
+            }
         }
         Ok(record)
     }
@@ -570,6 +751,7 @@ impl Hook for GenerateAndTest {
     fn load_state(&mut self, record: &Record) -> Result<()> {
         self.steps = record.value("steps")?;
         self.coin = HostRng::new(record.value("coin")?);
+        self.directions = HostRng::new(record.value("directions")?);
         self.draws.load_state(&record.part("draws"))?;
         self.state.clear();
         for i in 0..self.layers.len() {
@@ -588,9 +770,32 @@ impl Hook for GenerateAndTest {
                 owed: split(&text("owed")?)?,
                 replaced: split(&text("replaced")?)?,
                 total: split(&text("total")?)?,
+                sigma: record.tensor(&format!("l{i}.sigma")).ok().cloned(),
+                rr: RrCounts::default(),
             });
         }
         Ok(())
+    }
+}
+
+/// Rank restoring's counts of layer `layer` since the last log, as metrics `rr_<what>_l<layer>`.
+fn log_rank_restoring(log: &mut LogView, layer: usize, c: &RrCounts) {
+    let mut set = |what: &str, v: f64| {
+        log.metrics
+            .set_host(&format!("rr_{what}_l{layer}"), v as f32)
+    };
+    set("units", c.units as f64);
+    set("fallbacks", c.fallbacks as f64);
+    set("mean_q", c.energy / c.units.max(1) as f64);
+    set(
+        "energy_ratio",
+        c.energy_ratio.0 / c.energy_ratio.1.max(1) as f64,
+    );
+    for (name, n) in ["device", "host", "larger_ridge", "diagonal"]
+        .iter()
+        .zip(c.rungs)
+    {
+        set(&format!("eigh_{name}"), n as f64);
     }
 }
 

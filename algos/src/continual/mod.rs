@@ -1,8 +1,9 @@
 //! The supervised runner of the loss-of-plasticity studies (Dohare et al. 2024, "Loss of
 //! plasticity in deep continual learning"; the lls rank-tracking experiments): a registered model
 //! trained online over a task stream (permuted inputs, permuted labels, class pairs,
-//! class-incremental) by a learner (`backprop` here; the continual-learning algorithms plug in as
-//! further learners), with, every `rank_every` steps, on a fixed probe batch and per hidden layer,
+//! class-incremental) by a learner of [`learners`] (`backprop`, which with `optim.weight_decay` is
+//! BP + L2; `shrink_perturb`; `cbp`, continual backprop through [`gnt`]; `rr_cbp2` and
+//! `rr_cbp_e_2`, rank-restoring CBP through [`rank_restoring`]), with, every `rank_every` steps, on a fixed probe batch and per hidden layer,
 //! the rank measures, dead/dormant/saturated units and feature norms ([`measure`]), the weight
 //! norms, and the current task's train and test loss and accuracy. One history row per
 //! measurement (layer metrics as columns `l<i>_<measure>`), written as CSV and Parquet, with plots
@@ -20,6 +21,7 @@ pub mod config;
 pub mod gnt;
 pub mod learners;
 pub mod measure;
+pub mod rank_restoring;
 
 pub use bit_flipping::{run_bit_flipping, BitFlippingConfig, BitFlippingOutcome};
 pub use config::{
@@ -85,6 +87,10 @@ pub struct SupervisedOutcome {
 
 /// Seed of the task structure and the batch order, derived from the config's seed.
 const STREAM_SEED_MIX: u64 = 0x57EA_4D15_C0DE_0001;
+/// Seed of Shrink & Perturb's noise.
+const PERTURB_SEED_MIX: u64 = 0x5A7E_0000_0000_0003;
+/// Seed of generate-and-test's fresh weights and coin.
+const GNT_SEED_MIX: u64 = 0x6E77_0000_0000_0004;
 /// Seed of the train/test split.
 const SPLIT_SEED_MIX: u64 = 0x5B11_7000_0000_0002;
 
@@ -261,13 +267,28 @@ impl Supervised {
             Some(NetValue::Str(name)) => Activation::parse(name).unwrap_or(Activation::Relu),
             _ => Activation::Relu,
         };
-        let trainer = Trainer::new(
+        let hidden = learners::dense_hidden_layers(&model);
+        let mut trainer = Trainer::new(
             model,
             plan.optim.optimizer()?,
             plan.optim.schedule,
             CrossEntropy,
         )
         .with_clip_norm(plan.optim.clip_norm);
+        let learner = &config.learner;
+        match learner.kind.as_str() {
+            "shrink_perturb" => {
+                let seed = config.seed ^ PERTURB_SEED_MIX;
+                trainer = trainer.with_hook(learners::Perturb::new(vec![learner.noise_std], seed)?);
+            }
+            kind if learners::GNT_KINDS.contains(&kind) => {
+                let seed = config.seed ^ GNT_SEED_MIX;
+                let gnt = learner.cbp.gnt(kind, activation, seed, "learner.cbp")?;
+                let layers = gnt::DenseUnits::stack(hidden);
+                trainer = trainer.with_hook(gnt::GenerateAndTest::new(gnt, layers)?);
+            }
+            _ => {}
+        }
         Ok(Supervised {
             config: config.clone(),
             device,

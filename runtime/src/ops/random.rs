@@ -10,7 +10,9 @@ use crate::shape::check_shape;
 use crate::tensor::Tensor;
 use crate::Device;
 use cubecl::prelude::{CubeCount, CubeDim};
-use dynlab_kernels::random::{bernoulli, bitonic_step, normal, permutation_keys, randint, uniform};
+use dynlab_kernels::random::{
+    add_scaled_normal, bernoulli, bitonic_step, normal, permutation_keys, randint, uniform,
+};
 
 /// Seeded state of the counter-based generator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +148,44 @@ impl Tensor {
                 s.hi,
                 mean,
                 std
+            );
+        }
+        Ok(out)
+    }
+
+    /// This tensor plus Gaussian noise in one pass: element `i` gets `std[i / (n / G)] · z_i`,
+    /// `z_i ~ N(0, 1)`, for `std` of `G` values (one per replica of a stacked parameter; `G = 1`
+    /// for one standard deviation), `n` a multiple of `G`.
+    pub fn add_normal_noise(&self, std: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+        let op = "Tensor::add_normal_noise";
+        self.expect_f32(op)?;
+        std.expect_f32(op)?;
+        self.expect_same_device(op, std)?;
+        let (n, groups) = (self.numel(), std.numel());
+        if groups == 0 || n % groups != 0 {
+            return Err(Error::shape(
+                op,
+                format!("{} stds for a tensor {:?}", groups, self.shape),
+                "a non-zero number of stds dividing the element count",
+            ));
+        }
+        let input = self.contiguous_from_zero()?;
+        let std = std.contiguous_from_zero()?;
+        let out = Tensor::alloc(op, &self.shape, DType::F32, &self.device)?;
+        if let Some(Draw { s, count, dim }) = rng.draw(n) {
+            launch!(
+                self.device,
+                add_scaled_normal::<f32>,
+                count,
+                dim,
+                input.buffer_arg(),
+                std.buffer_arg(),
+                out.buffer_arg(),
+                n / groups,
+                s.k0,
+                s.k1,
+                s.lo,
+                s.hi
             );
         }
         Ok(out)
