@@ -84,7 +84,9 @@ fn clip_factor<F: Float>(norm: &Array<F>, r: usize, clip: F, grad_scale: F) -> F
 /// corrections of its step `t`); the update is that of `optim::adam_step` with the gradient
 /// multiplied by the replica's clip factor. With `counted`, the
 /// corrections come from per-element step counts instead (`steps`, incremented here; with
-/// `counted` off it is not read and may be any sequence).
+/// `counted` off it is not read and may be any sequence). With `counted` and `reference_gnt`, the
+/// update is the reference AdamGnT's (`lop/utils/AdamGnT.py`): `θ −= lr·(1 − β₂ⁿ)·m / (√v + ε)`, no
+/// first-moment correction (`c₁ = 1/(1 − β₂ⁿ)`, `c₂ = 1`).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn adam_multi<F: Float + CubeElement>(
@@ -103,6 +105,7 @@ pub fn adam_multi<F: Float + CubeElement>(
     eps: F,
     replicas: u32,
     #[comptime] counted: bool,
+    #[comptime] reference_gnt: bool,
 ) {
     let i = ABSOLUTE_POS;
     #[unroll]
@@ -119,8 +122,13 @@ pub fn adam_multi<F: Float + CubeElement>(
                 let counts = steps.index_mut(k);
                 let n = counts[i] + F::new(1.0);
                 counts[i] = n;
-                c1 = F::new(1.0) - beta1.powf(n);
-                c2 = F::new(1.0) - beta2.powf(n);
+                if reference_gnt {
+                    c1 = F::new(1.0) / (F::new(1.0) - beta2.powf(n));
+                    c2 = F::new(1.0);
+                } else {
+                    c1 = F::new(1.0) - beta1.powf(n);
+                    c2 = F::new(1.0) - beta2.powf(n);
+                }
             }
             adam_element(
                 i,

@@ -339,10 +339,33 @@ fn multi_tensor_norms_per_replica_match_reference() {
 /// A parameter's host Adam state: value, first and second moments, per-element step counts.
 type HostAdam = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
 
+/// The reference AdamGnT step (`lop/utils/AdamGnT.py`, spec 1d) in f64, per-element counts `c`:
+/// `θ' = θ(1 − lr·λ_d) − lr·(1 − β₂ⁿ)·m / (√v + ε)`.
+fn adamgnt_reference_step(
+    p: &[f64],
+    g: &[f64],
+    m: &mut [f64],
+    v: &mut [f64],
+    c: &mut [f64],
+    s: &AdamStep,
+) -> Vec<f64> {
+    let (b1, b2) = (s.beta1 as f64, s.beta2 as f64);
+    (0..p.len())
+        .map(|i| {
+            c[i] += 1.0;
+            let gi = g[i] * s.grad_scale as f64 + s.l2_decay as f64 * p[i];
+            m[i] = b1 * m[i] + (1.0 - b1) * gi;
+            v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+            let step = (1.0 - b2.powf(c[i])) * m[i] / (v[i].sqrt() + s.eps as f64);
+            p[i] * (1.0 - s.lr as f64 * s.decoupled_decay as f64) - s.lr as f64 * step
+        })
+        .collect()
+}
+
 #[device_test]
 fn multi_tensor_adam_matches_reference_per_parameter() {
     let mut rng = HostRng::new(22);
-    for counted in [false, true] {
+    for (counted, reference_gnt) in [(false, false), (true, false), (true, true)] {
         for (clip, count) in [(None, 7usize), (Some(0.5f32), 3)] {
             let items = assorted(&mut rng, count);
             let mut params: Vec<Tensor> = items.iter().map(|(t, _)| t.clone()).collect();
@@ -397,6 +420,7 @@ fn multi_tensor_adam_matches_reference_per_parameter() {
                         m,
                         v,
                         steps: counted.then_some(c),
+                        reference_gnt,
                         lr: lr(k),
                         l2_decay: if k % 2 == 0 { 0.1 } else { 0.0 },
                         decoupled_decay: if k % 2 == 1 { 0.2 } else { 0.0 },
@@ -419,13 +443,15 @@ fn multi_tensor_adam_matches_reference_per_parameter() {
                         step,
                     };
                     let hg: Vec<f64> = grads[k].iter().map(|&x| x as f64).collect();
-                    *hp = if counted {
+                    *hp = if reference_gnt {
+                        adamgnt_reference_step(hp, &hg, hm, hv, hc, &s)
+                    } else if counted {
                         reference::adam_step_counted(hp, &hg, hm, hv, hc, &s)
                     } else {
                         reference::adam_step(hp, &hg, hm, hv, &s)
                     };
                     let what = format!(
-                        "multi adam counted {counted} clip {clip:?} tensor {k} step {step}"
+                        "multi adam counted {counted} gnt {reference_gnt} clip {clip:?} tensor {k} step {step}"
                     );
                     assert_near(&what, &host(&params[k]), hp, 1e-5);
                     assert_near(&format!("{what} m"), &host(&ms[k]), hm, 1e-5);

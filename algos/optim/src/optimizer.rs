@@ -85,6 +85,8 @@ pub struct Optimizer {
     pub groups: Vec<ParamGroup>,
     /// Adam keeps a step count per element (see [`AdamState::element_steps`]).
     element_steps: bool,
+    /// With element steps, the reference AdamGnT update (see [`Optimizer::with_reference_adamgnt`]).
+    reference_gnt: bool,
     /// Per-replica multipliers when the model stacks replicas (empty: one model).
     replicas: Vec<ReplicaScale>,
     steps: u64,
@@ -133,6 +135,7 @@ impl Optimizer {
             method,
             groups,
             element_steps: false,
+            reference_gnt: false,
             replicas: Vec::new(),
             steps: 0,
             state: BTreeMap::new(),
@@ -194,6 +197,17 @@ impl Optimizer {
         }
         self.element_steps = true;
         Ok(self)
+    }
+
+    /// Per-element steps with the reference AdamGnT update (`lop/utils/AdamGnT.py`, whose bias
+    /// correction is computed and discarded): `θ −= lr·(1 − β₂ⁿ)·m / (√v + ε)` with `n` the
+    /// element's step count — no first-moment correction, and `(1 − β₂ⁿ)` where Adam has
+    /// `√(1 − β₂ⁿ)/(1 − β₁ⁿ)`. For reproducing the reference's runs; the default
+    /// ([`Optimizer::with_element_steps`]) is bias-corrected Adam.
+    pub fn with_reference_adamgnt(self) -> Result<Optimizer> {
+        let mut o = self.with_element_steps()?;
+        o.reference_gnt = true;
+        Ok(o)
     }
 
     /// Steps taken so far (calls of [`Optimizer::step`]; what schedules read).
@@ -345,6 +359,7 @@ impl Optimizer {
                 m: &mut s.m,
                 v: &mut s.v,
                 steps: s.element_steps.as_mut(),
+                reference_gnt: self.reference_gnt,
                 lr: *lr,
                 l2_decay: if decoupled { 0.0 } else { *decay },
                 decoupled_decay: if decoupled { *decay } else { 0.0 },

@@ -13,6 +13,7 @@
 use super::gnt::{FreshInit, GntConfig};
 use super::rank_restoring::RrConfig;
 use dynlab_models::{Activation, Module, Record, Stateful};
+use dynlab_optim::{Method, Optimizer};
 use dynlab_runtime::{Error, Result, Rng, Tensor, UnitUtility};
 use dynlab_train::{Hook, StepView};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,10 @@ pub struct CbpConfig {
     /// `default`, `lecun` or `xavier`.
     #[serde(default = "default_init")]
     pub init: String,
+    /// With Adam: the reference AdamGnT update (no first-moment bias correction; see
+    /// `Optimizer::with_reference_adamgnt`) instead of bias-corrected Adam with per-element steps.
+    #[serde(default)]
+    pub reference_adamgnt: bool,
 }
 
 fn default_replacement_rate() -> f32 {
@@ -76,6 +81,7 @@ impl Default for CbpConfig {
             accumulate: false,
             bias_transfer: true,
             init: default_init(),
+            reference_adamgnt: false,
         }
     }
 }
@@ -220,6 +226,17 @@ impl Hook for Perturb {
 
     fn load_state(&mut self, record: &Record) -> Result<()> {
         self.rng.load_state(&record.part("rng"))
+    }
+}
+
+/// AdamGnT for a generate-and-test learner: Adam keeps per-element step counts, so that replaced
+/// units restart their bias correction (or, with `reference_adamgnt`, the reference's update); SGD
+/// is returned as it is.
+pub fn adam_gnt(optimizer: Optimizer, cbp: &CbpConfig) -> Result<Optimizer> {
+    match optimizer.method {
+        Method::Adam { .. } if cbp.reference_adamgnt => optimizer.with_reference_adamgnt(),
+        Method::Adam { .. } => optimizer.with_element_steps(),
+        Method::Sgd { .. } => Ok(optimizer),
     }
 }
 

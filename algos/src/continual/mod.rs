@@ -268,14 +268,13 @@ impl Supervised {
             _ => Activation::Relu,
         };
         let hidden = learners::dense_hidden_layers(&model);
-        let mut trainer = Trainer::new(
-            model,
-            plan.optim.optimizer()?,
-            plan.optim.schedule,
-            CrossEntropy,
-        )
-        .with_clip_norm(plan.optim.clip_norm);
         let learner = &config.learner;
+        let mut optimizer = plan.optim.optimizer()?;
+        if learners::GNT_KINDS.contains(&learner.kind.as_str()) {
+            optimizer = learners::adam_gnt(optimizer, &learner.cbp)?;
+        }
+        let mut trainer = Trainer::new(model, optimizer, plan.optim.schedule, CrossEntropy)
+            .with_clip_norm(plan.optim.clip_norm);
         match learner.kind.as_str() {
             "shrink_perturb" => {
                 let seed = config.seed ^ PERTURB_SEED_MIX;

@@ -110,6 +110,9 @@ pub struct AdamTensor<'a> {
     pub v: &'a mut Tensor,
     /// Per-element step counts (f32), incremented in place; `None`: the bias corrections use `step`.
     pub steps: Option<&'a mut Tensor>,
+    /// With `steps`: the reference AdamGnT update `θ −= lr·(1 − β₂ⁿ)·m / (√v + ε)` instead of
+    /// bias-corrected Adam (see `dynlab_kernels::multi::adam_multi`).
+    pub reference_gnt: bool,
     /// Learning rate.
     pub lr: f32,
     /// Coupled (L2) decay.
@@ -257,11 +260,23 @@ impl Tensor {
         let size = chunk_size(first.param.device(), 6);
         for chunk in items.chunks_mut(size) {
             let counted = chunk[0].steps.is_some();
-            if chunk.iter().any(|it| it.steps.is_some() != counted) {
+            let reference_gnt = chunk[0].reference_gnt;
+            if chunk
+                .iter()
+                .any(|it| it.steps.is_some() != counted || it.reference_gnt != reference_gnt)
+            {
                 return Err(Error::value(
                     op,
-                    "parameters with and without per-element step counts in one call",
+                    "parameters with and without per-element step counts (or the reference \
+                     AdamGnT update) in one call",
                     "one kind per call",
+                ));
+            }
+            if reference_gnt && !counted {
+                return Err(Error::value(
+                    op,
+                    "the reference AdamGnT update without per-element step counts",
+                    "per-element step counts",
                 ));
             }
             let device = chunk[0].param.device().clone();
@@ -322,7 +337,8 @@ impl Tensor {
                     beta2,
                     eps,
                     replicas.len() as u32,
-                    counted
+                    counted,
+                    reference_gnt
                 );
             }
             outs.extend(news);
