@@ -473,6 +473,47 @@ fn matmul_and_linear_gradients_match_finite_differences() {
         ),
         &mut rng,
     );
+    // Operands broadcast over leading batch dimensions (their gradients folded into one
+    // product), with kept batch dimensions, and a size-1 batch dimension (summed back).
+    for (name, a, b) in [
+        (
+            "left operand broadcast over images",
+            &[2, 3, 4][..],
+            &[3, 2, 4, 5][..],
+        ),
+        (
+            "right operand broadcast over images",
+            &[3, 2, 3, 4],
+            &[2, 4, 5],
+        ),
+        (
+            "left operand broadcast, no kept batch",
+            &[3, 4],
+            &[2, 2, 4, 5],
+        ),
+        ("size-1 batch dimension", &[1, 3, 4], &[2, 4, 5]),
+    ] {
+        check(
+            &case(
+                name,
+                &[a, b],
+                (-1.0, 1.0),
+                |v| v[0].matmul(&v[1]),
+                |h| r::matmul(&h[0], &h[1]),
+            ),
+            &mut rng,
+        );
+    }
+    check(
+        &case(
+            "linear over a batch of sequences",
+            &[&[2, 3, 4], &[4, 5], &[5]],
+            (-1.0, 1.0),
+            |v| v[0].linear(&v[1], &v[2]),
+            |h| r::zip(&r::matmul(&h[0], &h[1]), &h[2], |a, b| a + b),
+        ),
+        &mut rng,
+    );
     check(
         &case(
             "matmul transposed operand",

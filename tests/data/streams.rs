@@ -342,6 +342,7 @@ fn the_regression_stream_flips_one_bit_per_task_and_matches_its_ltu_targets() {
         batch_size: 2,
         tasks: 6,
         bias_input: true,
+        redraw_all: false,
         seed: 17,
     };
     let (s, steps) = regression_steps(config);

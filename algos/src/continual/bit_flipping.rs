@@ -177,7 +177,7 @@ impl BitFlippingConfig {
     /// Checks every value, naming the key it rejects; returns the activation.
     pub fn validate(&self) -> Result<Activation> {
         let p = &self.problem;
-        if p.batch_size == 0 || p.flip_every == 0 || p.flip_every % p.batch_size != 0 {
+        if p.batch_size == 0 || p.flip_every == 0 || !p.flip_every.is_multiple_of(p.batch_size) {
             return Err(Error::config(
                 "problem.batch_size",
                 format!(
@@ -186,7 +186,7 @@ impl BitFlippingConfig {
                 ),
             ));
         }
-        if p.examples == 0 || p.examples % p.flip_every != 0 {
+        if p.examples == 0 || !p.examples.is_multiple_of(p.flip_every) {
             return Err(Error::config(
                 "problem.examples",
                 format!(
@@ -202,7 +202,7 @@ impl BitFlippingConfig {
             ));
         }
         let bin = self.logging.bin;
-        if bin == 0 || bin % p.batch_size != 0 || p.examples % bin != 0 {
+        if bin == 0 || !bin.is_multiple_of(p.batch_size) || !p.examples.is_multiple_of(bin) {
             return Err(Error::config(
                 "logging.bin",
                 format!(
@@ -226,7 +226,7 @@ impl BitFlippingConfig {
         for (i, l) in self.learners.iter().enumerate() {
             let key = format!("learners[{i}]");
             check_learner(&l.kind, l.noise_std, &key)?;
-            if !(l.lr > 0.0 && l.lr.is_finite()) || !(l.weight_decay >= 0.0) {
+            if !(l.lr > 0.0 && l.lr.is_finite() && l.weight_decay >= 0.0) {
                 return Err(Error::config(
                     key,
                     format!(
@@ -280,7 +280,7 @@ const STREAM_SEED_MIX: u64 = 0xB17F_11B5_0000_0001;
 fn chunk_examples(p: &ProblemConfig) -> usize {
     (1..=4096usize.min(p.flip_every))
         .rev()
-        .find(|c| p.flip_every % c == 0 && c % p.batch_size == 0)
+        .find(|c| p.flip_every.is_multiple_of(*c) && c.is_multiple_of(p.batch_size))
         .unwrap_or(p.batch_size)
 }
 

@@ -474,7 +474,7 @@ pub fn update_covariance(sigma: &Tensor, h: &Tensor, beta: f32) -> Result<Tensor
     let d = *sigma.shape().last().unwrap_or(&0);
     let rows = h.numel() / d.max(1);
     let replicas = sigma.numel() / (d * d).max(1);
-    if d == 0 || h.numel() % (replicas * d) != 0 || rows < replicas {
+    if d == 0 || !h.numel().is_multiple_of(replicas * d) || rows < replicas {
         return Err(Error::shape(
             "update_covariance",
             format!("inputs {:?} for Σ {:?}", h.shape(), sigma.shape()),

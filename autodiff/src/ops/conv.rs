@@ -26,7 +26,9 @@ impl Var {
     }
 
     /// `conv2d(x [N, C, H, W], w [O, C/G, KH, KW], bias [O]?)` as im2col and a batched matmul
-    /// `W_g · cols[n, g]`, all on the tape.
+    /// `W_g · cols[n, g]`, all on the tape. When the batch's columns would exceed the device's
+    /// largest buffer (wgpu's 128 MiB binding: a 32×32 VGG layer at batch 128 stores 302 MB), the
+    /// batch is convolved in chunks of images whose columns fit, and the outputs concatenated.
     pub fn conv2d(&self, weight: &Var, bias: Option<&Var>, options: Conv2dOptions) -> Result<Var> {
         let window = conv_window(
             self.value(),
@@ -34,6 +36,12 @@ impl Var {
             bias.map(|b| b.value()),
             options,
         )?;
+        let per_image: u64 = window.cols_shape()[1..].iter().product::<usize>() as u64 * 4;
+        let fit = self.value().device().limits().max_buffer_bytes / per_image.max(1);
+        let chunk = (fit as usize).max(1);
+        if chunk < window.input[0] {
+            return self.conv2d_in_chunks(weight, bias, options, chunk);
+        }
         let g = options.groups as isize;
         let (o, k) = (weight.shape()[0] as isize, window.cols_shape()[2] as isize);
         let w = weight.reshape(&[g, o / g, k])?;
@@ -44,6 +52,26 @@ impl Var {
             Some(b) => y.add_channel_bias(b),
             None => Ok(y),
         }
+    }
+
+    /// [`Var::conv2d`] of `images` images at a time, the outputs concatenated along the batch
+    /// (what `conv2d` does when the whole batch's columns do not fit in one buffer).
+    pub fn conv2d_in_chunks(
+        &self,
+        weight: &Var,
+        bias: Option<&Var>,
+        options: Conv2dOptions,
+        images: usize,
+    ) -> Result<Var> {
+        let n = self.shape().first().copied().unwrap_or(0);
+        let parts = (0..n)
+            .step_by(images.max(1))
+            .map(|start| {
+                self.narrow(0, start, images.min(n - start))?
+                    .conv2d(weight, bias, options)
+            })
+            .collect::<Result<Vec<Var>>>()?;
+        Var::cat(&parts.iter().collect::<Vec<_>>(), 0)
     }
 
     /// `x [N, C, ...] + bias [C]` (see `Tensor::add_channel_bias`); the bias gradient sums the

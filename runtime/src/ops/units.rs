@@ -97,7 +97,7 @@ impl Tensor {
         let op = "Tensor::unit_utility_step";
         self.expect_f32(op)?;
         let per_row = layout.replicas * layout.units * layout.spatial;
-        if per_row == 0 || self.numel() % per_row != 0 || self.numel() == 0 {
+        if per_row == 0 || !self.numel().is_multiple_of(per_row) || self.numel() == 0 {
             return Err(Error::shape(
                 op,
                 format!("features {:?}", self.shape()),
