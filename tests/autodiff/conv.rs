@@ -122,6 +122,30 @@ fn conv2d_forward_and_gradients_match_reference() {
     }
 }
 
+/// A batch convolved in chunks of images (what `conv2d` does when the columns exceed a buffer),
+/// with a last chunk smaller than the others, against the reference with gradients.
+#[device_test]
+fn conv2d_in_chunks_matches_reference() {
+    let mut rng = HostRng::new(201);
+    let c = &CASES[0];
+    let x = [5, c.x[1], c.x[2], c.x[3]];
+    let inputs = vec![
+        random(&mut rng, &x, -1.0, 1.0),
+        random(&mut rng, &c.w, -1.0, 1.0),
+        random(&mut rng, &[c.w[0]], -1.0, 1.0),
+    ];
+    let (opts, win) = (options(c), window(c));
+    for images in [1, 2, 5, 9] {
+        check_gradients(
+            &format!("conv2d in chunks of {images}"),
+            inputs.clone(),
+            &|v| v[0].conv2d_in_chunks(&v[1], v.get(2), opts, images),
+            &|h| r::conv2d(&h[0], &h[1], h.get(2), win, 1),
+            &mut rng,
+        );
+    }
+}
+
 /// Both product algorithms on every case above plus shapes that fill several channel and pixel tiles
 /// partially (`O/G` of 20 and 5, `Ho·Wo` from 1 to 143 across cubes of 32 units × 4 pixels).
 #[device_test]

@@ -3,6 +3,7 @@
 //! recount from the checkpointed model), the unit counts and rank dynamics against host
 //! recounts, and the runner's config errors.
 
+mod bit_flipping;
 mod gnt;
 mod rank_restoring;
 

@@ -61,9 +61,9 @@ pub struct BitFlippingConfig {
     pub logging: BinConfig,
 }
 
-/// `[problem]` (defaults: the reference's `cfg/prob.json` with the paper's one-bit flips).
+/// `[problem]` (every key optional; defaults: the reference's `cfg/prob.json` with the paper's one-bit flips).
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProblemConfig {
     /// `m` input bits.
     pub inputs: usize,
@@ -101,7 +101,7 @@ impl Default for ProblemConfig {
 
 /// `[net]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct NetConfig {
     /// Hidden units.
     pub hidden: usize,
@@ -143,7 +143,7 @@ pub struct LearnerEntry {
 
 /// `[logging]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BinConfig {
     /// Examples per history row (the reference bins 20,000 = 2T).
     pub bin: usize,
