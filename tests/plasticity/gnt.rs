@@ -5,10 +5,10 @@
 //! state zeroed exactly for them).
 
 use dynlab::algos::continual::gnt::{
-    lowest_utility_units, replacement_count, DenseUnits, FreshInit, GenerateAndTest, GntConfig,
+    lowest_utility_units, replacement_count, FreshInit, GenerateAndTest, GntConfig, LayerUnits,
 };
 use dynlab::data::HostRng as Coin;
-use dynlab::models::{Activation, Init, Mlp, Module};
+use dynlab::models::{Activation, ConvNet, ConvNetShape, Init, Mlp, Module};
 use dynlab::optim::{LrSchedule, Method, Optimizer, ParamGroup, ParamState};
 use dynlab::runtime::{UnitLayout, UnitStats, UnitUtility, WeightView};
 use dynlab::train::{Batch, Mse, Trainer};
@@ -350,7 +350,7 @@ fn values(t: &Tensor) -> Vec<f32> {
     t.to_vec::<f32>().unwrap()
 }
 
-fn param_values(model: &Mlp, name: &str) -> Vec<f32> {
+fn param_values(model: &dyn Module, name: &str) -> Vec<f32> {
     let params = model.params();
     let (_, p) = params.iter().find(|(n, _)| n == name).unwrap();
     values(p.value())
@@ -411,7 +411,7 @@ fn generate_and_test_steps_match_the_host() {
         seed: 9,
     };
     let bound = config.init.bound(inputs, n);
-    let mut gnt = GenerateAndTest::new(config, DenseUnits::stack(1)).unwrap();
+    let mut gnt = GenerateAndTest::new(config, LayerUnits::stack(1)).unwrap();
     let mut host = HostStats {
         util: vec![0.0; n],
         mean: vec![0.0; n],
@@ -617,7 +617,7 @@ fn replicas_replace_at_their_own_rates() {
         init: FreshInit::Default,
         seed: 1,
     };
-    let mut gnt = GenerateAndTest::new(config, DenseUnits::stack(1))
+    let mut gnt = GenerateAndTest::new(config, LayerUnits::stack(1))
         .unwrap()
         .with_replica_rates(vec![0.0, 0.25])
         .unwrap();
@@ -643,7 +643,7 @@ fn replicas_replace_at_their_own_rates() {
         after[half..],
         "replica 1's input weights redrawn"
     );
-    let e = GenerateAndTest::new(config, DenseUnits::stack(1))
+    let e = GenerateAndTest::new(config, LayerUnits::stack(1))
         .unwrap()
         .with_replica_rates(vec![0.1])
         .unwrap()
@@ -653,4 +653,198 @@ fn replicas_replace_at_their_own_rates() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("one per replica"), "{e}");
+}
+
+/// Convolution units (`convGnT.py`): conv2 → conv3 (the next layer's input-channel slices) and
+/// conv3 → fc1 after flattening (the unit's `S` rows), each alone, one step with maturity 0 on a small ConvNet
+/// trained with Adam. The replaced channels are the host's choice by utility (`Weight`: the mean
+/// magnitude of the next layer's slice, checking the output view; `Adaptation`: `1 / mean|w_in|`,
+/// checking the input view); their filters are fresh within the fan-in bound, their biases 0, their
+/// slices of the next layer 0, the next bias corrected by `f̂_j Σ W_next` over the slice, and Adam's
+/// state zeroed exactly there.
+#[device_test]
+fn convolution_units_are_replaced_in_filter_banks_and_flattened_rows() {
+    let d = device();
+    for (utility, l) in [UnitUtility::Weight, UnitUtility::Adaptation]
+        .into_iter()
+        .flat_map(|u| [(u, 0), (u, 1)])
+    {
+        let mut rng = Rng::new(7);
+        let shape = ConvNetShape {
+            channels: [1, 3, 4, 5],
+            image: [32, 32],
+            hidden: [6, 5],
+            classes: 3,
+        };
+        let model = ConvNet::new(shape, Activation::Relu, &mut rng, &d).unwrap();
+        let adam = Method::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            decoupled: false,
+        };
+        let optimizer = Optimizer::new(adam, ParamGroup::all(0.0))
+            .unwrap()
+            .with_element_steps()
+            .unwrap();
+        let mut trainer = Trainer::new(model, optimizer, LrSchedule::constant(0.01), Mse);
+        let mut hrng = HostRng::new(3);
+        let batch = Batch {
+            inputs: random(&mut hrng, &[2, 1, 32, 32]).0,
+            targets: random(&mut hrng, &[2, 3]).0,
+        };
+        trainer.step(&batch, &mut rng).unwrap();
+        let config = GntConfig {
+            replacement_rate: 0.5,
+            decay: 0.9,
+            maturity: 0,
+            utility,
+            accumulate: true,
+            bias_transfer: true,
+            rank_restoring: None,
+            init: FreshInit::Kaiming { gain: 2f32.sqrt() },
+            seed: 4,
+        };
+        // One layer at a time (the layers share conv3, which one replaces into and the other out of).
+        let layers = vec![LayerUnits::convnet()[l + 1].clone()];
+        let mut gnt = GenerateAndTest::new(config, layers.clone()).unwrap();
+        // Features of conv2 ([N, 4, 6, 6] after pooling) and conv3 (flattened [N, 5·2·2]).
+        let (h1, f1) = random(&mut hrng, &[2, 4, 6, 6]);
+        let (h2, f2) = random(&mut hrng, &[2, 20]);
+        let (h1, h2) = (h1.abs().unwrap(), h2.abs().unwrap());
+        let model = &trainer.model;
+        let before: Vec<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> = layers
+            .iter()
+            .map(|l| {
+                (
+                    param_values(model, &l.weight_in),
+                    param_values(model, l.bias_in.as_ref().unwrap()),
+                    param_values(model, &l.weight_out),
+                    param_values(model, l.bias_out.as_ref().unwrap()),
+                )
+            })
+            .collect();
+        let slots_before: Vec<Vec<Vec<f32>>> = layers
+            .iter()
+            .map(|l| adam_slots(&trainer.optimizer, &l.weight_out))
+            .collect();
+        let features = move |tap: &str| match tap {
+            "hidden.1" => Ok(h1.clone()),
+            _ => Ok(h2.clone()),
+        };
+        gnt.generate_and_test(&mut trainer.model, &mut trainer.optimizer, &features)
+            .unwrap();
+        // (units, per-unit input weights, next-layer slice of unit j as entry indices, features)
+        let layer_specs: [(
+            usize,
+            usize,
+            Box<dyn Fn(usize) -> Vec<usize>>,
+            Vec<f32>,
+            usize,
+        ); 2] = [
+            (
+                4,
+                3 * 9,
+                Box::new(move |j| {
+                    (0..5)
+                        .flat_map(|o| (0..9).map(move |k| o * 36 + j * 9 + k))
+                        .collect()
+                }),
+                f1.iter().map(|v| v.abs()).collect(),
+                36,
+            ),
+            (
+                5,
+                4 * 9,
+                Box::new(|j| (j * 4 * 6..(j + 1) * 4 * 6).collect()),
+                f2.iter().map(|v| v.abs()).collect(),
+                4,
+            ),
+        ];
+        let model = &trainer.model;
+        {
+            let (units, fan_in, slice, feats, spatial) = &layer_specs[l];
+            let (w_in, b_in, w_out, b_out) = &before[0];
+            let mag = |w: &[f32], idx: &[usize]| {
+                idx.iter().map(|&i| f64::from(w[i]).abs()).sum::<f64>() / idx.len() as f64
+            };
+            let in_rows = |j: usize| -> Vec<usize> { (j * fan_in..(j + 1) * fan_in).collect() };
+            let util: Vec<f32> = (0..*units)
+                .map(|j| match utility {
+                    UnitUtility::Weight => mag(w_out, &slice(j)) as f32,
+                    _ => (1.0 / mag(w_in, &in_rows(j))) as f32,
+                })
+                .collect();
+            let ages = vec![1u64; *units];
+            let count = (*units as f64 * 0.5).floor() as usize;
+            let chosen = lowest_utility_units(&util, &ages, 0, count);
+            let got: Vec<usize> = (0..*units).filter(|&j| gnt.ages(0)[j] == 0).collect();
+            let mut want = chosen.clone();
+            want.sort();
+            assert_eq!(got, want, "{utility:?} layer {l}: replaced channels");
+            let spec = &layers[0];
+            let (w_in2, b_in2) = (
+                param_values(model, &spec.weight_in),
+                param_values(model, spec.bias_in.as_ref().unwrap()),
+            );
+            let (w_out2, b_out2) = (
+                param_values(model, &spec.weight_out),
+                param_values(model, spec.bias_out.as_ref().unwrap()),
+            );
+            let bound = config.init.bound(*fan_in, *units);
+            for j in 0..*units {
+                let replaced = chosen.contains(&j);
+                for i in in_rows(j) {
+                    match replaced {
+                        true => assert!(w_in2[i].abs() <= bound && w_in2[i] != w_in[i]),
+                        false => assert_eq!(w_in2[i], w_in[i]),
+                    }
+                }
+                assert_eq!(b_in2[j], if replaced { 0.0 } else { b_in[j] });
+                for i in slice(j) {
+                    assert_eq!(w_out2[i], if replaced { 0.0 } else { w_out[i] });
+                }
+            }
+            // f̂_j after one step is the mean feature of channel j over examples and positions.
+            let n_examples = feats.len() / (units * spatial);
+            let f_hat = |j: usize| -> f64 {
+                (0..n_examples)
+                    .flat_map(|b| (0..*spatial).map(move |s| (b * units + j) * spatial + s))
+                    .map(|i| f64::from(feats[i]))
+                    .sum::<f64>()
+                    / (n_examples * spatial) as f64
+            };
+            let outputs = b_out.len();
+            let per_out = w_out.len() / outputs;
+            for (o, (&b0, &b1)) in b_out.iter().zip(&b_out2).enumerate() {
+                let shift: f64 = chosen
+                    .iter()
+                    .map(|&j| {
+                        let sum: f64 = slice(j)
+                            .into_iter()
+                            .filter(|&i| match l {
+                                0 => i / per_out == o,
+                                _ => i % outputs == o,
+                            })
+                            .map(|i| f64::from(w_out[i]))
+                            .sum();
+                        sum * f_hat(j)
+                    })
+                    .sum();
+                let want = f64::from(b0) + shift;
+                assert!(
+                    (f64::from(b1) - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "{utility:?} layer {l} bias {o}: {b1} vs {want}"
+                );
+            }
+            let after = adam_slots(&trainer.optimizer, &spec.weight_out);
+            let hit: Vec<usize> = chosen.iter().flat_map(|&j| slice(j)).collect();
+            for (b, a) in slots_before[0].iter().zip(&after) {
+                for k in 0..b.len() {
+                    let want = if hit.contains(&k) { 0.0 } else { b[k] };
+                    assert_eq!(a[k], want, "{utility:?} layer {l} slot entry {k}");
+                }
+            }
+        }
+    }
 }

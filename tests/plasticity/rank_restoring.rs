@@ -5,7 +5,7 @@
 //! eigendecomposition ladder reaches each rung on a matrix built to need it and never returns NaN;
 //! and the hook generates such units in a training loop.
 
-use dynlab::algos::continual::gnt::{DenseUnits, FreshInit, GenerateAndTest, GntConfig};
+use dynlab::algos::continual::gnt::{FreshInit, GenerateAndTest, GntConfig, LayerUnits};
 use dynlab::algos::continual::rank_restoring::{
     chi0, generate, spectrum, RrConfig, Rung, Spectrum,
 };
@@ -253,7 +253,7 @@ fn the_hook_generates_rank_restoring_units() {
         rank_restoring: Some(rr),
         seed: 4,
     };
-    let mut gnt = GenerateAndTest::new(config, DenseUnits::stack(1)).unwrap();
+    let mut gnt = GenerateAndTest::new(config, LayerUnits::stack(1)).unwrap();
     let mut host = HostRng::new(6);
     let mut sigma = vec![0.0f64; inputs * inputs];
     let mut checked = 0;

@@ -19,7 +19,7 @@
 //! for swish and ELU), output weights Kaiming-uniform with the linear gain, biases 0; no constant
 //! input bit (the layers' biases play that role).
 
-use super::gnt::{DenseUnits, GenerateAndTest};
+use super::gnt::{GenerateAndTest, LayerUnits};
 use super::learners::{check_learner, CbpConfig, Perturb, GNT_KINDS};
 use dynlab_data::{RegressionConfig, SlowlyChangingRegression, TaskStream};
 use dynlab_harness::{
@@ -423,7 +423,7 @@ impl BitFlipping {
                 false => 0.0,
             });
             trainer = trainer.with_hook(
-                GenerateAndTest::new(gnt, DenseUnits::stack(1))?.with_replica_rates(rates)?,
+                GenerateAndTest::new(gnt, LayerUnits::stack(1))?.with_replica_rates(rates)?,
             );
         }
         Ok(BitFlipping {

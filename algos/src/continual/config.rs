@@ -118,8 +118,9 @@ pub struct LearnerConfig {
     pub cbp: CbpConfig,
 }
 
-/// The models `cbp` runs on (dense stacks whose hidden layers are `layers.<i>`, tapped `hidden.<i>`).
-pub const CBP_MODELS: [&str; 2] = ["deep_ffnn", "ffnn_normal_bn"];
+/// The models generate-and-test runs on: the dense stacks (hidden layers `layers.<i>`, tapped
+/// `hidden.<i>`) and the plain ConvNet (`cbp` only: rank restoring is for dense layers).
+pub const CBP_MODELS: [&str; 3] = ["deep_ffnn", "ffnn_normal_bn", "convnet"];
 
 /// `[evaluation]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -264,11 +265,12 @@ impl SupervisedConfig {
         }
         check_learner(&self.learner.kind, self.learner.noise_std, "learner")?;
         let gnt = GNT_KINDS.contains(&self.learner.kind.as_str());
-        if gnt && !CBP_MODELS.contains(&self.net.model.as_str()) {
+        let rr_on_conv = self.learner.kind.starts_with("rr_") && self.net.model == "convnet";
+        if gnt && (!CBP_MODELS.contains(&self.net.model.as_str()) || rr_on_conv) {
             return Err(Error::config(
                 "learner.kind",
                 format!(
-                    "{} on `{}` (generate-and-test runs on the dense stacks: {})",
+                    "{} on `{}` (generate-and-test runs on {}; rank restoring on the dense stacks)",
                     self.learner.kind,
                     self.net.model,
                     CBP_MODELS.join(", ")

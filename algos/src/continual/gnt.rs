@@ -37,8 +37,14 @@
 //! fresh input weights generated in directions the kept units do not span, in the geometry of the
 //! layer's input covariance, and biases that centre the new units ([`super::rank_restoring`]).
 //!
-//! Dense layers (`[in, units]` weights, `[R, in, units]` for stacked replicas, the next layer's
-//! `[units, out]`); each replica replaces its own units, at its own rate (0: backprop alone).
+//! **Layers** ([`UnitShape`]): dense layers (`[in, units]` weights, `[R, in, units]` for stacked
+//! replicas, the next layer's `[units, out]`), each replica replacing its own units at its own rate
+//! (0: backprop alone); and convolutions, whose units are output channels (`[units, C, kh, kw]`
+//! weights, features `[N, units, H, W]` averaged over positions as well as examples), followed by a
+//! convolution (`[out, units, kh', kw']`: the unit's input-channel slice) or, flattened, by a dense
+//! layer (`[units·S, out]`: the unit's `S` rows), as `lop/algos/convGnT.py` has them. For a
+//! convolution the bias transfer sums the next layer's slice over its kernel positions (or its `S`
+//! rows), `b_next,o += f̂_i Σ_k W_next[o, i, k]`, and fresh weights are drawn with fan-in `C·kh·kw`.
 
 use super::rank_restoring::{self, RrConfig, RrCounts};
 use dynlab_data::HostRng;
@@ -130,30 +136,47 @@ impl GntConfig {
 /// The name [`GenerateAndTest::generate_and_test`]'s `features` gives the model's input under.
 pub const MODEL_INPUT: &str = "input";
 
+/// How a hidden layer and the layer after it hold its units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnitShape {
+    /// A dense layer `[R?, in, units]` followed by a dense `[R?, units, out]`.
+    #[default]
+    Dense,
+    /// A convolution `[units, C, kh, kw]` followed by a convolution `[out, units, kh', kw']`.
+    Conv,
+    /// A convolution `[units, C, kh, kw]` whose features, flattened to `S` values per unit, feed a
+    /// dense layer `[units·S, out]`.
+    ConvToDense,
+}
+
 /// One hidden layer generate-and-test works on: the tap of its features and the names of its
 /// parameters and of the next layer's.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DenseUnits {
+pub struct LayerUnits {
+    /// How the two layers hold the units.
+    pub shape: UnitShape,
     /// The tap holding the layer's inputs ([`MODEL_INPUT`] for the model's input).
     pub input: String,
-    /// The tap holding the layer's features (after the activation), `[N, units]` or `[R, N, units]`.
+    /// The tap holding the layer's features (after the activation), `[N, units]` or `[R, N, units]`
+    /// for a dense layer, `[N, units, H, W]` or `[N, units·H·W]` for a convolution.
     pub tap: String,
-    /// The layer's weight, `[in, units]`.
+    /// The layer's weight, `[in, units]` (`[units, C, kh, kw]` for a convolution).
     pub weight_in: String,
     /// The layer's bias, `[units]`.
     pub bias_in: Option<String>,
-    /// The next layer's weight, `[units, out]`.
+    /// The next layer's weight, `[units, out]` (see [`UnitShape`]).
     pub weight_out: String,
     /// The next layer's bias, `[out]`.
     pub bias_out: Option<String>,
 }
 
-impl DenseUnits {
+impl LayerUnits {
     /// The hidden layers of a stack of dense layers `layers.0 … layers.{hidden}` whose features are
     /// tapped `hidden.i` (the zoo's `Mlp` and `DeepFfnn`).
-    pub fn stack(hidden: usize) -> Vec<DenseUnits> {
+    pub fn stack(hidden: usize) -> Vec<LayerUnits> {
         (0..hidden)
-            .map(|i| DenseUnits {
+            .map(|i| LayerUnits {
+                shape: UnitShape::Dense,
                 input: match i {
                     0 => MODEL_INPUT.to_string(),
                     _ => format!("hidden.{}", i - 1),
@@ -165,6 +188,32 @@ impl DenseUnits {
                 bias_out: Some(format!("layers.{}.bias", i + 1)),
             })
             .collect()
+    }
+}
+
+impl LayerUnits {
+    /// The five hidden layers of the zoo's plain `ConvNet` (`conv1 … conv3`, `fc1`, `fc2`, features
+    /// tapped `hidden.0 … hidden.4` after each pooling or activation), as `convGnT.py` walks them.
+    pub fn convnet() -> Vec<LayerUnits> {
+        let layer = |i: usize, shape, own: &str, next: &str| LayerUnits {
+            shape,
+            input: match i {
+                0 => MODEL_INPUT.to_string(),
+                _ => format!("hidden.{}", i - 1),
+            },
+            tap: format!("hidden.{i}"),
+            weight_in: format!("{own}.weight"),
+            bias_in: Some(format!("{own}.bias")),
+            weight_out: format!("{next}.weight"),
+            bias_out: Some(format!("{next}.bias")),
+        };
+        vec![
+            layer(0, UnitShape::Conv, "conv1", "conv2"),
+            layer(1, UnitShape::Conv, "conv2", "conv3"),
+            layer(2, UnitShape::ConvToDense, "conv3", "fc1"),
+            layer(3, UnitShape::Dense, "fc1", "fc2"),
+            layer(4, UnitShape::Dense, "fc2", "fc3"),
+        ]
     }
 }
 
@@ -230,7 +279,7 @@ struct LayerState {
 /// `with_hook(GenerateAndTest::new(config, layers)?)`.
 pub struct GenerateAndTest {
     config: GntConfig,
-    layers: Vec<DenseUnits>,
+    layers: Vec<LayerUnits>,
     /// Per-replica replacement rates (`None`: the config's for every replica).
     rates: Option<Vec<f32>>,
     state: Vec<LayerState>,
@@ -248,13 +297,20 @@ const DIRECTION_SEED_MIX: u64 = 0xD12E_C710_0000_0005;
 
 impl GenerateAndTest {
     /// Generate-and-test on `layers` (at least one).
-    pub fn new(config: GntConfig, layers: Vec<DenseUnits>) -> Result<GenerateAndTest> {
+    pub fn new(config: GntConfig, layers: Vec<LayerUnits>) -> Result<GenerateAndTest> {
         config.validate()?;
         if layers.is_empty() {
             return Err(Error::value(
                 "GenerateAndTest::new",
                 "no layers",
                 "at least one hidden layer",
+            ));
+        }
+        if config.rank_restoring.is_some() && layers.iter().any(|l| l.shape != UnitShape::Dense) {
+            return Err(Error::value(
+                "GenerateAndTest::new",
+                "rank restoring on a convolution",
+                "rank restoring on dense layers (UnitShape::Dense)",
             ));
         }
         Ok(GenerateAndTest {
@@ -319,19 +375,20 @@ impl GenerateAndTest {
         let replicas = model.replicas();
         let mut layouts = Vec::new();
         let mut weights = Vec::new();
+        let mut hidden = Vec::new();
         for (i, spec) in self.layers.iter().enumerate() {
             let w_in = param(model, &spec.weight_in)?.value().clone();
-            layouts.push(self.layout(i, &w_in, replicas)?);
+            let h = features(&spec.tap)?;
+            layouts.push(self.layout(i, &w_in, h.shape(), replicas)?);
             weights.push(w_in);
+            hidden.push(h);
         }
         self.ensure_state(&layouts, &weights)?;
         self.steps += 1;
-        for (i, (layout, w_in)) in layouts.into_iter().zip(weights).enumerate() {
+        for (i, ((layout, w_in), h)) in layouts.into_iter().zip(weights).zip(hidden).enumerate() {
             let spec = &self.layers[i];
-            let h = features(&spec.tap)?;
             let w_out = param(model, &spec.weight_out)?.value().clone();
-            let in_view = dense_in_view(&w_in, layout);
-            let out_view = dense_out_view(&w_out, layout);
+            let (in_view, out_view) = views(spec.shape, &w_in, &w_out, layout);
             h.unit_utility_step(
                 layout,
                 (&w_in, in_view),
@@ -475,21 +532,53 @@ impl GenerateAndTest {
         }
     }
 
-    /// The layout of `layer`'s units from its weight `[R?, in, units]`.
-    fn layout(&self, layer: usize, w_in: &Tensor, replicas: Option<usize>) -> Result<UnitLayout> {
+    /// The layout of `layer`'s units from its weight (`[R?, in, units]` or `[units, C, kh, kw]`)
+    /// and the shape of its features.
+    fn layout(
+        &self,
+        layer: usize,
+        w_in: &Tensor,
+        features: &[usize],
+        replicas: Option<usize>,
+    ) -> Result<UnitLayout> {
+        let spec = &self.layers[layer];
         let shape = w_in.shape();
-        let expected = 2 + usize::from(replicas.is_some());
-        if shape.len() != expected {
+        let (rank, what) = match spec.shape {
+            UnitShape::Dense => (2 + usize::from(replicas.is_some()), "[R?, in, units]"),
+            _ => (4, "[units, C, kh, kw] of a model without replicas"),
+        };
+        if shape.len() != rank || (spec.shape != UnitShape::Dense && replicas.is_some()) {
             return Err(Error::shape(
                 "GenerateAndTest",
-                format!("`{}` of shape {shape:?}", self.layers[layer].weight_in),
-                format!("a dense weight of rank {expected} ([R?, in, units])"),
+                format!("`{}` of shape {shape:?}", spec.weight_in),
+                format!("a weight of rank {rank} ({what})"),
+            ));
+        }
+        let units = match spec.shape {
+            UnitShape::Dense => shape[rank - 1],
+            _ => shape[0],
+        };
+        let replicas = replicas.unwrap_or(1);
+        let examples = match spec.shape {
+            UnitShape::Dense => features.iter().rev().skip(1).product::<usize>() / replicas,
+            _ => features.first().copied().unwrap_or(0),
+        };
+        let numel: usize = features.iter().product();
+        let per_example = replicas * units;
+        if examples == 0 || per_example == 0 || !numel.is_multiple_of(examples * per_example) {
+            return Err(Error::shape(
+                "GenerateAndTest",
+                format!("features `{}` of shape {features:?}", spec.tap),
+                format!(
+                    "[R?, N, {units}] or [N, {units}, …] features of `{}`",
+                    spec.weight_in
+                ),
             ));
         }
         Ok(UnitLayout {
-            replicas: replicas.unwrap_or(1),
-            units: shape[shape.len() - 1],
-            spatial: 1,
+            replicas,
+            units,
+            spatial: numel / (examples * per_example),
         })
     }
 
@@ -599,8 +688,8 @@ impl GenerateAndTest {
         let lead: Vec<usize> = if replicated { vec![r] } else { Vec::new() };
         let shaped = |dims: &[usize]| -> Vec<usize> { lead.iter().chain(dims).copied().collect() };
         let unit_mask = Tensor::from_vec(mask.clone(), &shaped(&[n]), &device)?;
-        let col_mask = unit_mask.reshape(&as_isize(&shaped(&[1, n])))?;
-        let row_mask = unit_mask.reshape(&as_isize(&shaped(&[n, 1])))?;
+        let w_out_shape = param(model, &spec.weight_out)?.value().shape().to_vec();
+        let (in_mask, out_mask) = unit_masks(spec.shape, &unit_mask, &shaped, &w_out_shape)?;
         let state = &mut self.state[layer];
         if self.config.bias_transfer {
             if let Some(bias_out) = &spec.bias_out {
@@ -619,7 +708,7 @@ impl GenerateAndTest {
                     .reshape(&as_isize(&shaped(&[1, n])))?
                     .mul(&scale)?;
                 let w_out = param(model, &spec.weight_out)?.value().clone();
-                let delta = f_hat.matmul(&w_out)?;
+                let delta = f_hat.matmul(&per_unit_rows(spec.shape, &w_out, n)?)?;
                 let b = param(model, bias_out)?;
                 let shift = delta.reshape(&as_isize(b.value().shape()))?;
                 b.set(b.value().add(&shift)?)?;
@@ -628,13 +717,17 @@ impl GenerateAndTest {
         let (fresh, fresh_bias) = match fresh {
             Some((w, b)) => (w, Some(b)),
             None => {
-                let bound = self.config.init.bound(w_in.shape()[w_in.rank() - 2], n);
+                let fan_in = match spec.shape {
+                    UnitShape::Dense => w_in.shape()[w_in.rank() - 2],
+                    _ => w_in.numel() / n.max(1),
+                };
+                let bound = self.config.init.bound(fan_in, n);
                 let w =
                     Tensor::rand_uniform(w_in.shape(), -bound, bound, &mut self.draws, &device)?;
                 (w, None)
             }
         };
-        param(model, &spec.weight_in)?.set(Tensor::where_(&col_mask, &fresh, &w_in)?)?;
+        param(model, &spec.weight_in)?.set(Tensor::where_(&in_mask, &fresh, &w_in)?)?;
         if let Some(bias_in) = &spec.bias_in {
             let b = param(model, bias_in)?;
             let new = match &fresh_bias {
@@ -644,7 +737,7 @@ impl GenerateAndTest {
             b.set(new)?;
         }
         let w_out = param(model, &spec.weight_out)?;
-        w_out.set(w_out.value().masked_fill(&row_mask, 0.0)?)?;
+        w_out.set(w_out.value().masked_fill(&out_mask, 0.0)?)?;
         let flat = unit_mask.reshape(&[-1])?;
         for t in [
             &mut state.stats.util,
@@ -658,11 +751,121 @@ impl GenerateAndTest {
             state.replaced[i / n] += 1;
             state.total[i / n] += 1;
         }
-        reset_adam(optimizer, &spec.weight_in, &col_mask)?;
+        reset_adam(optimizer, &spec.weight_in, &in_mask)?;
         if let Some(bias_in) = &spec.bias_in {
             reset_adam(optimizer, bias_in, &unit_mask)?;
         }
-        reset_adam(optimizer, &spec.weight_out, &row_mask)
+        reset_adam(optimizer, &spec.weight_out, &out_mask)
+    }
+}
+
+/// The masks of the replaced units' input weights and output weights, from the per-unit mask
+/// `[R?, n]` (`shaped` prepends the replica dimension where there is one).
+fn unit_masks(
+    shape: UnitShape,
+    unit_mask: &Tensor,
+    shaped: &dyn Fn(&[usize]) -> Vec<usize>,
+    w_out: &[usize],
+) -> Result<(Tensor, Tensor)> {
+    let n = unit_mask.numel();
+    Ok(match shape {
+        UnitShape::Dense => {
+            let n = unit_mask.shape()[unit_mask.rank() - 1];
+            (
+                unit_mask.reshape(&as_isize(&shaped(&[1, n])))?,
+                unit_mask.reshape(&as_isize(&shaped(&[n, 1])))?,
+            )
+        }
+        UnitShape::Conv => (
+            unit_mask.reshape(&[n as isize, 1, 1, 1])?,
+            unit_mask.reshape(&[1, n as isize, 1, 1])?,
+        ),
+        UnitShape::ConvToDense => {
+            // Unit i owns rows i·S … i·S + S − 1 of the next layer's `[n·S, out]` weight.
+            let rows = w_out.first().copied().unwrap_or(0);
+            let spatial = rows / n.max(1);
+            let rows_mask = unit_mask
+                .reshape(&[n as isize, 1])?
+                .expand(&[n, spatial])?
+                .reshape(&[rows as isize, 1])?;
+            (unit_mask.reshape(&[n as isize, 1, 1, 1])?, rows_mask)
+        }
+    })
+}
+
+/// The next layer's weights as one row per unit, `[R?, n, out]`, summed over what else the unit
+/// owns (a convolution's kernel positions, a flattened channel's `S` rows): the rows the mean
+/// feature `f̂` multiplies in the bias transfer.
+fn per_unit_rows(shape: UnitShape, w_out: &Tensor, n: usize) -> Result<Tensor> {
+    match shape {
+        UnitShape::Dense => Ok(w_out.clone()),
+        UnitShape::Conv => {
+            // [out, n, kh, kw] → Σ over kernel positions → [out, n] → [n, out].
+            let out = w_out.shape()[0] as isize;
+            w_out
+                .reshape(&[out, n as isize, -1])?
+                .sum(2, false)?
+                .transpose(0, 1)
+        }
+        UnitShape::ConvToDense => {
+            // [n·S, out] → [n, S, out] → Σ over S → [n, out].
+            let out = w_out.shape()[1] as isize;
+            w_out.reshape(&[n as isize, -1, out])?.sum(1, false)
+        }
+    }
+}
+
+/// The statistics kernel's views of a layer's input weights and the next layer's weights.
+fn views(
+    shape: UnitShape,
+    w_in: &Tensor,
+    w_out: &Tensor,
+    layout: UnitLayout,
+) -> (WeightView, WeightView) {
+    match shape {
+        UnitShape::Dense => (dense_in_view(w_in, layout), dense_out_view(w_out, layout)),
+        UnitShape::Conv => (conv_in_view(w_in, layout), conv_out_view(w_out, layout)),
+        UnitShape::ConvToDense => {
+            // Unit i's S·out contiguous entries of the `[n·S, out]` weight.
+            let block = (w_out.numel() / layout.units.max(1)) as u32;
+            let view = WeightView {
+                replica_stride: w_out.numel() as u32,
+                unit_stride: block,
+                outer: block,
+                outer_stride: 1,
+                inner: 1,
+                inner_stride: 1,
+            };
+            (conv_in_view(w_in, layout), view)
+        }
+    }
+}
+
+/// A convolution's weights `[units, C, kh, kw]`: unit `j`'s are the `C·kh·kw` entries of row `j`.
+fn conv_in_view(w: &Tensor, layout: UnitLayout) -> WeightView {
+    let per_unit = (w.numel() / layout.units.max(1)) as u32;
+    WeightView {
+        replica_stride: w.numel() as u32,
+        unit_stride: per_unit,
+        outer: per_unit,
+        outer_stride: 1,
+        inner: 1,
+        inner_stride: 1,
+    }
+}
+
+/// The next convolution's weights `[out, units, kh, kw]`: unit `j`'s are the `kh·kw` entries of
+/// input channel `j` in every output channel's filter.
+fn conv_out_view(w: &Tensor, layout: UnitLayout) -> WeightView {
+    let s = w.shape();
+    let kernel = (s[2] * s[3]) as u32;
+    WeightView {
+        replica_stride: w.numel() as u32,
+        unit_stride: kernel,
+        outer: s[0] as u32,
+        outer_stride: layout.units as u32 * kernel,
+        inner: kernel,
+        inner_stride: 1,
     }
 }
 
@@ -681,7 +884,7 @@ fn param<'a>(model: &'a mut dyn Module, name: &str) -> Result<&'a mut Param> {
             Error::value(
                 "GenerateAndTest",
                 format!("no parameter `{name}`"),
-                "the layers' parameter names (DenseUnits)",
+                "the layers' parameter names (LayerUnits)",
             )
         })
 }

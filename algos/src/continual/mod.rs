@@ -283,7 +283,10 @@ impl Supervised {
             kind if learners::GNT_KINDS.contains(&kind) => {
                 let seed = config.seed ^ GNT_SEED_MIX;
                 let gnt = learner.cbp.gnt(kind, activation, seed, "learner.cbp")?;
-                let layers = gnt::DenseUnits::stack(hidden);
+                let layers = match config.net.model.as_str() {
+                    "convnet" => gnt::LayerUnits::convnet(),
+                    _ => gnt::LayerUnits::stack(hidden),
+                };
                 trainer = trainer.with_hook(gnt::GenerateAndTest::new(gnt, layers)?);
             }
             _ => {}
