@@ -11,7 +11,7 @@ use dynlab::algos::continual::measure::hidden_features;
 use dynlab::algos::continual::{probe_inputs, run, SupervisedConfig};
 use dynlab::algos::metrics::{rank_dynamics, unit_stats};
 use dynlab::harness::{parse_config, RunMode, RunOptions, Value};
-use dynlab::models::{build_model, Activation, Record};
+use dynlab::models::{build_model, Activation, Module, Record};
 use dynlab::{Rng, Tensor};
 use dynlab_test_support::{device, device_test, random, HostRng};
 
@@ -298,11 +298,71 @@ fn config_errors_name_the_key() {
     assert!(e.contains("data.tasks"), "{e}");
     let e = plan_error(&["data.dataset=\"idx\""]);
     assert!(e.contains("data.path"), "{e}");
-    let e = plan_error(&["learner.kind=\"cbp\""]);
-    assert!(e.contains("learner.kind") && e.contains("backprop"), "{e}");
+    let e = plan_error(&["learner.kind=\"cbq\""]);
+    assert!(e.contains("learner") && e.contains("backprop"), "{e}");
+    let e = plan_error(&["learner.kind=\"rr_cbp2\"", "net.model=\"convnet\""]);
+    assert!(
+        e.contains("learner.kind") && e.contains("rank restoring"),
+        "{e}"
+    );
     let e = plan_error(&["evaluation.rank_every=0"]);
     assert!(e.contains("evaluation"), "{e}");
     let bad_key =
         parse_config::<SupervisedConfig>(&base, "test", &["data.stream_kind=\"x\"".to_string()]);
     assert!(bad_key.is_err());
+}
+
+/// `reset_head` zeroes the output layer at each task start and nothing else: with a step size so
+/// small that steps change no weight by more than 1e-20, a run over two tasks ends with the head at (almost) zero and
+/// every other parameter at its initial value; without it the head keeps its initial value too.
+#[device_test]
+fn reset_head_zeroes_the_output_layer_at_task_starts() {
+    let dir = scratch("reset-head");
+    let base = config_text(&dir)
+        .replace("tasks = 3", "tasks = 2")
+        .replace("examples_per_task = 200", "examples_per_task = 32")
+        .replace("lr = 0.05", "lr = 1e-30")
+        .replace("rank_every = 10", "rank_every = 2");
+    let d = device();
+    for reset in [true, false] {
+        let overrides = vec![
+            format!("learner.reset_head={reset}"),
+            format!("name=\"reset-head-{reset}\""),
+        ];
+        let (config, resolved): (SupervisedConfig, String) =
+            parse_config(&base, "test", &overrides).unwrap();
+        let options = RunOptions {
+            mode: RunMode::New,
+            progress: false,
+            stop_at: None,
+        };
+        let o = run(&config, &resolved, options).unwrap();
+        let plan = config.plan().unwrap();
+        let init = build_model(&config.net.model, &plan.model, &mut Rng::new(3), &d).unwrap();
+        let mut trained =
+            build_model(&config.net.model, &plan.model, &mut Rng::new(0), &d).unwrap();
+        Record::load(o.run_dir.join("checkpoint.safetensors"), Some(&d))
+            .unwrap()
+            .part("experiment")
+            .part("trainer")
+            .part("model")
+            .restore_module(&mut trained)
+            .unwrap();
+        for ((name, p0), (_, p1)) in init.params().iter().zip(trained.params()) {
+            let (v0, v1) = (
+                p0.value().to_vec::<f32>().unwrap(),
+                p1.value().to_vec::<f32>().unwrap(),
+            );
+            if reset && name.starts_with("layers.2.") {
+                assert!(v1.iter().all(|v| v.abs() < 1e-20), "{name} not reset");
+                assert!(name.ends_with("bias") || v0.iter().any(|v| v.abs() > 1e-3));
+            } else {
+                let same = v0
+                    .iter()
+                    .zip(&v1)
+                    .all(|(a, b)| (a - b).abs() <= 1e-20 + 1e-6 * a.abs());
+                assert!(same, "{name} changed (reset_head {reset})");
+            }
+        }
+    }
 }

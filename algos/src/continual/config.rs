@@ -116,6 +116,11 @@ pub struct LearnerConfig {
     /// Generate-and-test's hyperparameters (`cbp` and the rank-restoring kinds).
     #[serde(default)]
     pub cbp: CbpConfig,
+    /// Zero the output layer's weights and bias at the start of every task after the first (a new
+    /// head per task, as the Continual ImageNet reference's `new_heads`; its optimizer state is
+    /// kept, as there).
+    #[serde(default)]
+    pub reset_head: bool,
 }
 
 /// The models generate-and-test runs on: the dense stacks (hidden layers `layers.<i>`, tapped

@@ -252,3 +252,32 @@ pub fn dense_hidden_layers(model: &dyn Module) -> usize {
         .count()
         .saturating_sub(1)
 }
+
+/// The output layer of a zoo model (`fc3` of the ConvNets, `layers.<L>` of the dense stacks), by
+/// the path of its parameters.
+pub fn output_layer(model: &dyn Module) -> Result<String> {
+    let params = model.params();
+    let has = |name: &str| params.iter().any(|(n, _)| n == name);
+    if has("fc3.weight") {
+        return Ok("fc3".into());
+    }
+    let last = format!("layers.{}", dense_hidden_layers(model));
+    match has(&format!("{last}.weight")) {
+        true => Ok(last),
+        false => Err(Error::config(
+            "learner.reset_head",
+            "a model whose output layer is `fc3` or `layers.<L>` (the ConvNets, the dense stacks)",
+        )),
+    }
+}
+
+/// Sets every parameter under `path` (`path.weight`, `path.bias`) to zero.
+pub fn zero_layer(model: &mut dyn Module, path: &str) -> Result<()> {
+    let prefix = format!("{path}.");
+    for (name, p) in model.params_mut() {
+        if name.starts_with(&prefix) {
+            p.set(Tensor::zeros(p.value().shape(), p.value().device())?)?;
+        }
+    }
+    Ok(())
+}

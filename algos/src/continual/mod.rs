@@ -133,6 +133,8 @@ struct Supervised {
     rng: Rng,
     /// Rows of the task that the last interval ended in (for the test view's cache).
     task_views: Option<(usize, Dataset)>,
+    /// Optimizer steps per task, and the output layer `reset_head` zeroes at each task start.
+    head_reset: Option<(usize, String)>,
 }
 
 /// Reads the dataset the config names (inputs `[N, C, H, W]` in `[0, 1]`, labels `[N]`).
@@ -273,6 +275,14 @@ impl Supervised {
         if learners::GNT_KINDS.contains(&learner.kind.as_str()) {
             optimizer = learners::adam_gnt(optimizer, &learner.cbp)?;
         }
+        let head_reset = match learner.reset_head {
+            true => {
+                let d = &config.data;
+                let schedule = Schedule::new(d.tasks, d.examples_per_task, learner.batch_size)?;
+                Some((schedule.steps_per_task(), learners::output_layer(&model)?))
+            }
+            false => None,
+        };
         let mut trainer = Trainer::new(model, optimizer, plan.optim.schedule, CrossEntropy)
             .with_clip_norm(plan.optim.clip_norm);
         match learner.kind.as_str() {
@@ -300,6 +310,7 @@ impl Supervised {
             activation,
             rng: Rng::new(config.seed ^ STREAM_SEED_MIX),
             task_views: None,
+            head_reset,
         })
     }
 
@@ -348,6 +359,12 @@ impl Experiment for Supervised {
             let Some((t, batch)) = self.stream.get_mut().next_step()? else {
                 break;
             };
+            if let Some((per_task, head)) = &self.head_reset {
+                let step = self.trainer.optimizer.steps() as usize;
+                if step > 0 && step.is_multiple_of(*per_task) {
+                    learners::zero_layer(&mut self.trainer.model, head)?;
+                }
+            }
             self.trainer.step(&batch, &mut self.rng)?;
             task = t;
         }
