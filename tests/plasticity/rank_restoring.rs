@@ -14,6 +14,7 @@ use dynlab::models::{Activation, Init, Mlp, Module};
 use dynlab::optim::{Method, Optimizer, ParamGroup};
 use dynlab::runtime::linalg::host::eigh_f64;
 use dynlab::runtime::UnitUtility;
+use dynlab::train::{Hook, LogView, Metrics};
 use dynlab::{Rng, Tensor};
 use dynlab_test_support::{device, device_test, HostRng};
 
@@ -321,4 +322,45 @@ fn the_hook_generates_rank_restoring_units() {
         }
     }
     assert!(checked >= 2, "only {checked} units generated");
+    // The log's spectrum of the units' feature Gram Wᵀ Σ W against the host's.
+    let mut metrics = Metrics::for_replicas(1);
+    let mut view = LogView {
+        model: &mut model,
+        optimizer: &mut optimizer,
+        metrics: &mut metrics,
+        lr: 0.1,
+        index: 1,
+    };
+    gnt.on_log(&mut view).unwrap();
+    let logged = metrics.read().unwrap();
+    let params = model.params();
+    let w: Vec<f64> = params[0]
+        .1
+        .value()
+        .to_vec::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let gram: Vec<f64> = (0..n * n)
+        .map(|k| {
+            let (a, b) = (k / n, k % n);
+            (0..inputs)
+                .flat_map(|i| (0..inputs).map(move |j| (i, j)))
+                .map(|(i, j)| w[i * n + a] * sigma[i * inputs + j] * w[j * n + b])
+                .sum()
+        })
+        .collect();
+    let (eigenvalues, _) = eigh_f64(&gram, n).unwrap();
+    let rank = eigenvalues
+        .iter()
+        .filter(|&&v| v > n as f64 * f64::from(f32::EPSILON) * eigenvalues[n - 1])
+        .count();
+    assert_eq!(logged["rr_gram_rank_l0"], rank as f32);
+    let lambda_min = f64::from(logged["rr_gram_lambda_min_l0"]);
+    assert!(
+        (lambda_min - eigenvalues[0]).abs() <= 1e-4 * eigenvalues[n - 1],
+        "λ_min {lambda_min} vs {}",
+        eigenvalues[0]
+    );
 }

@@ -917,6 +917,16 @@ impl Hook for GenerateAndTest {
     }
 
     fn on_log(&mut self, log: &mut LogView) -> Result<()> {
+        for (i, state) in self.state.iter().enumerate() {
+            if let Some(sigma) = &state.sigma {
+                let w = param(log.model, &self.layers[i].weight_in)?.value().clone();
+                let (ranks, minima) = feature_gram_spectrum(&w, sigma)?;
+                log.metrics
+                    .set_host_replicas(&format!("rr_gram_rank_l{i}"), ranks)?;
+                log.metrics
+                    .set_host_replicas(&format!("rr_gram_lambda_min_l{i}"), minima)?;
+            }
+        }
         for (i, state) in self.state.iter_mut().enumerate() {
             let counts = state.replaced.iter().map(|&c| c as f32).collect();
             log.metrics
@@ -982,6 +992,24 @@ impl Hook for GenerateAndTest {
 }
 
 /// Rank restoring's counts of layer `layer` since the last log, as metrics `rr_<what>_l<layer>`.
+/// Per replica, the numerical rank (eigenvalues above `units · ε_f32 · λ_max`) and the smallest
+/// eigenvalue of the units' feature Gram `Wᵀ Σ W` (the covariance of the pre-activations `Wᵀh`),
+/// from the weights `[R?, in, units]` and the input covariance `[R?, in, in]`.
+fn feature_gram_spectrum(w: &Tensor, sigma: &Tensor) -> Result<(Vec<f32>, Vec<f32>)> {
+    let gram = w.transpose(-1, -2)?.matmul(sigma)?.matmul(w)?;
+    let units = w.shape()[w.rank() - 1];
+    let values: Vec<f64> = gram.to_vec::<f32>()?.into_iter().map(f64::from).collect();
+    let (mut ranks, mut minima) = (Vec::new(), Vec::new());
+    for g in values.chunks(units * units) {
+        let (eigenvalues, _) = dynlab_runtime::linalg::host::eigh_f64(g, units)?;
+        let top = eigenvalues.iter().fold(0f64, |m, &v| m.max(v.abs()));
+        let tol = units as f64 * f64::from(f32::EPSILON) * top;
+        ranks.push(eigenvalues.iter().filter(|&&v| v > tol).count() as f32);
+        minima.push(eigenvalues.iter().fold(f64::INFINITY, |m, &v| m.min(v)) as f32);
+    }
+    Ok((ranks, minima))
+}
+
 fn log_rank_restoring(log: &mut LogView, layer: usize, c: &RrCounts) {
     let mut set = |what: &str, v: f64| {
         log.metrics
