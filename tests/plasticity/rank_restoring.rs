@@ -364,3 +364,79 @@ fn the_hook_generates_rank_restoring_units() {
         eigenvalues[0]
     );
 }
+
+/// RR-CBP v1: replaced units' outgoing rows are centred micro-seeds of norm 10⁻⁴ (kept rows
+/// untouched), their input weights meet the energy budget, and the owed fraction is 0 after a step
+/// that replaced.
+#[device_test]
+fn rr_cbp_v1_seeds_outgoing_weights_and_resets_the_owed_fraction() {
+    let d = device();
+    let (inputs, n, outputs, batch) = (6, 5, 3, 10);
+    let mut rng = Rng::new(8);
+    let mut model = Mlp::new(
+        &[inputs, n, outputs],
+        Activation::Relu,
+        Init::KaimingUniform,
+        true,
+        &mut rng,
+        &d,
+    )
+    .unwrap();
+    let sgd = Method::Sgd {
+        momentum: 0.0,
+        dampening: 0.0,
+        nesterov: false,
+    };
+    let mut optimizer = Optimizer::new(sgd, ParamGroup::all(0.0)).unwrap();
+    let config = GntConfig {
+        replacement_rate: 0.3,
+        decay: 0.9,
+        maturity: 2,
+        utility: UnitUtility::Contribution,
+        accumulate: true,
+        bias_transfer: true,
+        init: FreshInit::Default,
+        rank_restoring: Some(RrConfig::v1(Activation::Relu)),
+        seed: 2,
+    };
+    let mut gnt = GenerateAndTest::new(config, LayerUnits::stack(1)).unwrap();
+    let mut host = HostRng::new(9);
+    let mut seeded = 0;
+    for _ in 0..10 {
+        let x =
+            Tensor::from_slice(&host.vec(batch * inputs, -1.0, 1.0), &[batch, inputs], &d).unwrap();
+        let h = Tensor::from_slice(&host.vec(batch * n, 0.0, 1.0), &[batch, n], &d).unwrap();
+        let before = model.params()[2].1.value().to_vec::<f32>().unwrap();
+        let features = |tap: &str| Ok(if tap == "input" { x.clone() } else { h.clone() });
+        gnt.generate_and_test(&mut model, &mut optimizer, &features)
+            .unwrap();
+        let after = model.params()[2].1.value().to_vec::<f32>().unwrap();
+        let ages = gnt.ages(0);
+        for j in 0..n {
+            let row: Vec<f64> = (0..outputs)
+                .map(|o| f64::from(after[j * outputs + o]))
+                .collect();
+            if ages[j] == 0 {
+                let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+                let mean = row.iter().sum::<f64>() / outputs as f64;
+                assert!((norm - 1e-4).abs() < 1e-8, "seed norm {norm}");
+                assert!(mean.abs() < 1e-9, "seed mean {mean}");
+                seeded += 1;
+            } else {
+                assert_eq!(
+                    &after[j * outputs..(j + 1) * outputs],
+                    &before[j * outputs..(j + 1) * outputs]
+                );
+            }
+        }
+        if ages.contains(&0) {
+            let owed: String = gnt.save_state().unwrap().value("l0.owed").unwrap();
+            assert_eq!(
+                owed.parse::<f64>().unwrap(),
+                0.0,
+                "owed after a replacement"
+            );
+        }
+    }
+    assert!(seeded >= 2, "only {seeded} units replaced");
+}

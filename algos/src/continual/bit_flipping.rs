@@ -8,7 +8,7 @@
 //! stacked model (`dynlab_models::Replicas`): learner `l`, seed `s` is replica `l·seeds + s`, with
 //! its step size and weight decay as per-replica optimizer multipliers, its Shrink & Perturb noise
 //! and its replacement rate per replica (0 where the learner has none; one generate-and-test hook
-//! per kind among `cbp`, `rr_cbp2`, `rr_cbp_e_2`). Seed `s` fixes the data
+//! per kind among `cbp`, `rr_cbp`, `rr_cbp2`, `rr_cbp_e_2`). Seed `s` fixes the data
 //! stream and the initial network for every learner (paired comparisons).
 //!
 //! One history row per bin of `bin` examples: per learner, the squared error averaged over the bin

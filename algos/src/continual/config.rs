@@ -103,7 +103,7 @@ pub enum NetValue {
 #[serde(deny_unknown_fields)]
 pub struct LearnerConfig {
     /// The algorithm: `backprop` (with `optim.weight_decay`: BP + L2), `shrink_perturb`, `cbp`,
-    /// `rr_cbp2` or `rr_cbp_e_2` (see [`super::learners`]).
+    /// `rr_cbp`, `rr_cbp2` or `rr_cbp_e_2` (see [`super::learners`]).
     #[serde(default = "default_learner")]
     pub kind: String,
     /// Rows per step.

@@ -417,6 +417,14 @@ impl GenerateAndTest {
                     replicas.is_some(),
                     fresh,
                 )?;
+                if self.config.rank_restoring.is_some_and(|rr| rr.reset_owed) {
+                    for (owed, _) in (self.state[i].owed.iter_mut())
+                        .zip(&counts)
+                        .filter(|(_, &c)| c > 0)
+                    {
+                        *owed = 0.0;
+                    }
+                }
             }
         }
         Ok(())
@@ -737,7 +745,12 @@ impl GenerateAndTest {
             b.set(new)?;
         }
         let w_out = param(model, &spec.weight_out)?;
-        w_out.set(w_out.value().masked_fill(&out_mask, 0.0)?)?;
+        let mut cleared = w_out.value().masked_fill(&out_mask, 0.0)?;
+        if let Some(scale) = self.config.rank_restoring.and_then(|rr| rr.micro_seed) {
+            let seeds = micro_seeds(cleared.shape(), chosen, scale, &mut self.directions);
+            cleared = cleared.add(&Tensor::from_vec(seeds, cleared.shape(), &device)?)?;
+        }
+        w_out.set(cleared)?;
         let flat = unit_mask.reshape(&[-1])?;
         for t in [
             &mut state.stats.util,
@@ -757,6 +770,24 @@ impl GenerateAndTest {
         }
         reset_adam(optimizer, &spec.weight_out, &out_mask)
     }
+}
+
+/// RR-CBP v1's outgoing weights for the `chosen` units (replica-major) of a dense next layer
+/// `[R?, n, out]`: row `scale·(z − mean z)/‖z − mean z‖` with `z ~ N(0, I)`, zeros elsewhere.
+fn micro_seeds(shape: &[usize], chosen: &[usize], scale: f32, rng: &mut HostRng) -> Vec<f32> {
+    let out = shape.last().copied().unwrap_or(0);
+    let mut seeds = vec![0f32; shape.iter().product()];
+    for &unit in chosen {
+        let z: Vec<f64> = (0..out).map(|_| rank_restoring::normal(rng)).collect();
+        let mean = z.iter().sum::<f64>() / out.max(1) as f64;
+        let norm = z.iter().map(|v| (v - mean).powi(2)).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            for (o, v) in z.iter().enumerate() {
+                seeds[unit * out + o] = (f64::from(scale) * (v - mean) / norm) as f32;
+            }
+        }
+    }
+    seeds
 }
 
 /// The masks of the replaced units' input weights and output weights, from the per-unit mask

@@ -25,6 +25,12 @@
 //! `q = min(q_tar, Q_res / remaining)` while `Q_res > 0` (then `Q_res −= q`), else
 //! `q = min(q_tar, τ λ_min(Σ))` (τ = 10⁻²), and its weights are scaled to `‖w‖_Σ = √q`.
 //!
+//! **RR-CBP v1** (`rr_cbp`, [`RrConfig::v1`]): the same direction (`(I − P)u` is what the whitened
+//! residual maps back to) with the energy budget always on, the replaced unit's outgoing weights a
+//! micro-seed `10⁻⁴·(z − mean z)/‖z − mean z‖` (`z ~ N(0, I)`) instead of 0, and the layer's owed
+//! replacement fraction set to 0 after it replaces. The reference's regularised projector Gram
+//! (`VᵀΣV + 10⁻⁶·tr/k·I`) is not reproduced: the whitened Gram-Schmidt projects exactly.
+//!
 //! **Numerical ladder** for the eigendecomposition of `S = (Σ + Σᵀ)/2 + ridge·I`, each rung counted:
 //! (1) `Tensor::eigh` on the device, which itself falls back to the f64 host solver when Jacobi does
 //! not converge, when the condition estimate exceeds 10⁶, or under `DYNLAB_FORCE_HOST_EIGH=1`;
@@ -63,6 +69,11 @@ pub struct RrConfig {
     pub tau: f64,
     /// `χ₀(φ)` of the layer's activation.
     pub chi0: f64,
+    /// RR-CBP v1's outgoing micro-seed: a replaced unit's outgoing weights become
+    /// `scale·(z − mean z)/‖z − mean z‖`, `z ~ N(0, I)`, instead of 0 (`None`: 0, RR-CBP2).
+    pub micro_seed: Option<f32>,
+    /// RR-CBP v1: a layer's owed replacement fraction is set to 0 after it replaces.
+    pub reset_owed: bool,
 }
 
 impl RrConfig {
@@ -75,6 +86,18 @@ impl RrConfig {
             energy_budget,
             tau: 1e-2,
             chi0: chi0(activation),
+            micro_seed: None,
+            reset_owed: false,
+        }
+    }
+
+    /// RR-CBP v1 (`rr_cbp`): the energy budget always on, outgoing micro-seeds of norm 10⁻⁴, and
+    /// the owed fraction reset after each replacement.
+    pub fn v1(activation: Activation) -> RrConfig {
+        RrConfig {
+            micro_seed: Some(1e-4),
+            reset_owed: true,
+            ..RrConfig::new(activation, true)
         }
     }
 }
@@ -327,7 +350,7 @@ fn orthonormal_basis(vectors: &[Vec<f64>]) -> Vec<Vec<f64>> {
 }
 
 /// A standard normal draw (Box–Muller).
-fn normal(rng: &mut HostRng) -> f64 {
+pub fn normal(rng: &mut HostRng) -> f64 {
     let u1 = 1.0 - rng.uniform();
     let u2 = rng.uniform();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
