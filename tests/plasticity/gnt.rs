@@ -712,59 +712,42 @@ fn convolution_units_are_replaced_in_filter_banks_and_flattened_rows() {
         let (h1, f1) = random(&mut hrng, &[2, 4, 6, 6]);
         let (h2, f2) = random(&mut hrng, &[2, 20]);
         let (h1, h2) = (h1.abs().unwrap(), h2.abs().unwrap());
+        let spec = &layers[0];
         let model = &trainer.model;
-        let before: Vec<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> = layers
-            .iter()
-            .map(|l| {
-                (
-                    param_values(model, &l.weight_in),
-                    param_values(model, l.bias_in.as_ref().unwrap()),
-                    param_values(model, &l.weight_out),
-                    param_values(model, l.bias_out.as_ref().unwrap()),
-                )
-            })
-            .collect();
-        let slots_before: Vec<Vec<Vec<f32>>> = layers
-            .iter()
-            .map(|l| adam_slots(&trainer.optimizer, &l.weight_out))
-            .collect();
+        let (w_in, b_in) = (
+            param_values(model, &spec.weight_in),
+            param_values(model, spec.bias_in.as_ref().unwrap()),
+        );
+        let (w_out, b_out) = (
+            param_values(model, &spec.weight_out),
+            param_values(model, spec.bias_out.as_ref().unwrap()),
+        );
+        let slots_before = adam_slots(&trainer.optimizer, &spec.weight_out);
         let features = move |tap: &str| match tap {
             "hidden.1" => Ok(h1.clone()),
             _ => Ok(h2.clone()),
         };
         gnt.generate_and_test(&mut trainer.model, &mut trainer.optimizer, &features)
             .unwrap();
-        // (units, per-unit input weights, next-layer slice of unit j as entry indices, features)
-        let layer_specs: [(
-            usize,
-            usize,
-            Box<dyn Fn(usize) -> Vec<usize>>,
-            Vec<f32>,
-            usize,
-        ); 2] = [
-            (
-                4,
-                3 * 9,
-                Box::new(move |j| {
-                    (0..5)
-                        .flat_map(|o| (0..9).map(move |k| o * 36 + j * 9 + k))
-                        .collect()
-                }),
-                f1.iter().map(|v| v.abs()).collect(),
-                36,
-            ),
-            (
-                5,
-                4 * 9,
-                Box::new(|j| (j * 4 * 6..(j + 1) * 4 * 6).collect()),
-                f2.iter().map(|v| v.abs()).collect(),
-                4,
-            ),
-        ];
+        // Units, input weights per unit, feature values per unit and example, the features, and
+        // the entries of the next layer's weight that belong to unit j.
+        let (units, fan_in, spatial, feats) = match l {
+            0 => (4, 3 * 9, 36, f1),
+            _ => (5, 4 * 9, 4, f2),
+        };
+        let feats: Vec<f32> = feats.iter().map(|v| v.abs()).collect();
+        let slice = |j: usize| -> Vec<usize> {
+            match l {
+                0 => (0..5)
+                    .flat_map(|o| (0..9).map(move |k| o * 36 + j * 9 + k))
+                    .collect(),
+                _ => (j * 4 * 6..(j + 1) * 4 * 6).collect(),
+            }
+        };
         let model = &trainer.model;
         {
-            let (units, fan_in, slice, feats, spatial) = &layer_specs[l];
-            let (w_in, b_in, w_out, b_out) = &before[0];
+            let (units, fan_in, spatial) = (&units, &fan_in, &spatial);
+            let (w_in, b_in, w_out, b_out) = (&w_in, &b_in, &w_out, &b_out);
             let mag = |w: &[f32], idx: &[usize]| {
                 idx.iter().map(|&i| f64::from(w[i]).abs()).sum::<f64>() / idx.len() as f64
             };
@@ -782,7 +765,6 @@ fn convolution_units_are_replaced_in_filter_banks_and_flattened_rows() {
             let mut want = chosen.clone();
             want.sort();
             assert_eq!(got, want, "{utility:?} layer {l}: replaced channels");
-            let spec = &layers[0];
             let (w_in2, b_in2) = (
                 param_values(model, &spec.weight_in),
                 param_values(model, spec.bias_in.as_ref().unwrap()),
@@ -839,7 +821,7 @@ fn convolution_units_are_replaced_in_filter_banks_and_flattened_rows() {
             }
             let after = adam_slots(&trainer.optimizer, &spec.weight_out);
             let hit: Vec<usize> = chosen.iter().flat_map(|&j| slice(j)).collect();
-            for (b, a) in slots_before[0].iter().zip(&after) {
+            for (b, a) in slots_before.iter().zip(&after) {
                 for k in 0..b.len() {
                     let want = if hit.contains(&k) { 0.0 } else { b[k] };
                     assert_eq!(a[k], want, "{utility:?} layer {l} slot entry {k}");
