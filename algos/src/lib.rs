@@ -3,10 +3,10 @@
 //! - [`grokking`]: grokking on modular arithmetic (Power et al. 2022);
 //! - [`continual`]: the loss-of-plasticity studies' supervised runner over task streams, with
 //!   rank tracking (the continual-learning algorithms join it as learners);
+//! - [`spd`]: stochastic parameter decomposition of toy models (Bushnaq et al. 2025);
 //! - [`metrics`]: measurements the studies share (rank of features, unit counts, rank dynamics).
 //!
-//! The other studies get their own module here as they land (see `ARCHITECTURE.md`): `spd` (stochastic parameter
-//! decomposition), `graph` (connectivity recovery with message passing), `hybrid` (predictive
+//! The other studies get their own module here as they land (see `ARCHITECTURE.md`): `graph` (connectivity recovery with message passing), `hybrid` (predictive
 //! training) and `landscape` (loss landscapes and Hessian spectra).
 
 #![warn(missing_docs)]
@@ -14,3 +14,4 @@
 pub mod continual;
 pub mod grokking;
 pub mod metrics;
+pub mod spd;

@@ -23,6 +23,7 @@ pub mod layers;
 mod module;
 mod record;
 mod replicas;
+pub mod spd_targets;
 mod state;
 pub mod zoo;
 
@@ -36,6 +37,7 @@ pub use module::{
 };
 pub use record::{Record, Stateful};
 pub use replicas::Replicas;
+pub use spd_targets::{ResidBlock, ResidMlp, TmsTarget};
 pub use state::{load_safetensors, save_safetensors, TensorFile};
 pub use zoo::{
     build_model, BaselineMlp, ConvLayer, ConvNet, ConvNetOptions, ConvNetShape, ConvNetVariant,

@@ -14,6 +14,7 @@
 mod cli;
 mod config;
 mod experiment;
+mod heatmap;
 mod history;
 pub mod parquet;
 mod plot;
@@ -24,6 +25,7 @@ mod summary;
 pub use cli::{parse_run_args, RunArgs};
 pub use config::{load_config, parse_config};
 pub use experiment::{run_experiment, Experiment, Outcome, RunOptions};
+pub use heatmap::{plot_heatmaps, Heatmap};
 pub use history::{Column, ColumnType, ColumnValue, History, Row, Value};
 pub use plot::{plot_history, Figure, Panel};
 pub use progress::Progress;

@@ -64,7 +64,7 @@ pub struct Figure {
 
 const PANEL_SIZE: (u32, u32) = (700, 560);
 
-fn register_font() -> Result<()> {
+pub(crate) fn register_font() -> Result<()> {
     static DONE: OnceLock<bool> = OnceLock::new();
     let ok = *DONE.get_or_init(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, ttf_noto_sans::REGULAR)

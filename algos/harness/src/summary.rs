@@ -46,6 +46,11 @@ impl Summary {
         self.table.get(key)
     }
 
+    /// Every entry, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.table.iter()
+    }
+
     /// Adds the provenance section `[run]`: library revision, device, tuned kernels, seeds.
     pub fn set_provenance(&mut self, device: Option<&Device>, seeds: &[(&str, u64)]) {
         let mut run = Table::new();
