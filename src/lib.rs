@@ -71,5 +71,7 @@ pub use dynlab_kernels as kernels;
 pub use dynlab_models as models;
 pub use dynlab_optim as optim;
 pub use dynlab_runtime as runtime;
-pub use dynlab_runtime::{bf16, f16, DType, Device, DeviceStats, Error, Result, Rng, Tensor};
+pub use dynlab_runtime::{
+    bf16, f16, DType, Device, DeviceStats, Error, Graph, Result, Rng, Tensor,
+};
 pub use dynlab_train as train;

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod connectivity;
 pub mod continual;
 pub mod grokking;
 pub mod metrics;

@@ -8,6 +8,7 @@ pub mod conv;
 pub mod copy;
 pub mod elementwise;
 pub mod fill;
+pub mod graph;
 pub mod index;
 pub mod layout;
 pub mod linalg;

@@ -27,6 +27,7 @@ pub use launch::set_poison_outputs;
 pub use ops::attention::{FlashAttention, FlashAttentionGrads, MAX_HEAD_DIM};
 pub use ops::conv::{conv_output_shape, conv_window, Conv2dOptions, Window};
 pub use ops::conv_algorithm::{with_conv_algorithm, ConvAlgorithm};
+pub use ops::graph::Graph;
 pub use ops::matmul::{with_matmul_kernel, MatmulKernel, MatmulOptions, Tiling, CANDIDATES};
 pub use ops::multi::{AdamStatsTensor, AdamTensor, GradScale, ReplicaScale, SgdTensor};
 pub use ops::norm::{LayerNormGrads, LayerNormOutput};

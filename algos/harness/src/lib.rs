@@ -20,6 +20,7 @@ pub mod parquet;
 mod plot;
 mod progress;
 mod run;
+mod scatter;
 mod summary;
 
 pub use cli::{parse_run_args, RunArgs};
@@ -30,4 +31,5 @@ pub use history::{Column, ColumnType, ColumnValue, History, Row, Value};
 pub use plot::{plot_history, Figure, Panel};
 pub use progress::Progress;
 pub use run::{RunDir, RunMode, REPLICA};
+pub use scatter::{plot_scatter, Scatter};
 pub use summary::{git_revision, Summary};

@@ -89,6 +89,8 @@ pub struct Optimizer {
     reference_gnt: bool,
     /// Per-replica multipliers when the model stacks replicas (empty: one model).
     replicas: Vec<ReplicaScale>,
+    /// Learning-rate factors by parameter-path prefix (see [`Optimizer::with_path_lr`]).
+    path_lr: Vec<(String, f32)>,
     steps: u64,
     state: BTreeMap<String, ParamState>,
 }
@@ -137,6 +139,7 @@ impl Optimizer {
             element_steps: false,
             reference_gnt: false,
             replicas: Vec::new(),
+            path_lr: Vec::new(),
             steps: 0,
             state: BTreeMap::new(),
         })
@@ -210,6 +213,29 @@ impl Optimizer {
         Ok(o)
     }
 
+    /// Multiplies the learning rate of every parameter whose path starts with `prefix` by `factor`
+    /// (on top of its kind's group factor; the first matching prefix wins): per-module learning
+    /// rates, such as the connectivity GNN's groups (W 1e-3, embeddings 7.5e-4, MLPs 5e-4).
+    pub fn with_path_lr(mut self, prefix: &str, factor: f32) -> Result<Optimizer> {
+        if !(factor >= 0.0 && factor.is_finite()) {
+            return Err(Error::value(
+                "Optimizer::with_path_lr",
+                format!("factor {factor} for `{prefix}`"),
+                "a finite factor >= 0",
+            ));
+        }
+        self.path_lr.push((prefix.to_string(), factor));
+        Ok(self)
+    }
+
+    /// The learning-rate factor of the parameter at `path` (1 when no prefix matches).
+    fn path_factor(&self, path: &str) -> f32 {
+        self.path_lr
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map_or(1.0, |(_, f)| *f)
+    }
+
     /// Steps taken so far (calls of [`Optimizer::step`]; what schedules read).
     pub fn steps(&self) -> u64 {
         self.steps
@@ -260,6 +286,7 @@ impl Optimizer {
                 continue;
             };
             let (decay, lr_scale) = self.group(param.kind());
+            let lr_scale = lr_scale * self.path_factor(&name);
             if !self.state.contains_key(&name) {
                 let fresh = self.fresh_state(param.value())?;
                 self.state.insert(name.clone(), fresh);

@@ -25,6 +25,7 @@
 mod attention;
 mod conv;
 mod elementwise;
+mod graph;
 mod index;
 mod matmul;
 mod norm;

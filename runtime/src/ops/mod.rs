@@ -4,6 +4,7 @@ pub(crate) mod attention;
 pub(crate) mod conv;
 pub(crate) mod conv_algorithm;
 mod elementwise;
+pub(crate) mod graph;
 pub(crate) mod index;
 pub(crate) mod matmul;
 pub(crate) mod multi;
