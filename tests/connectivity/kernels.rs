@@ -384,3 +384,86 @@ fn simulator_steps_match_a_host_euler_step() {
         "{err}"
     );
 }
+
+/// `out[.., indices[k], ..] += x[.., k, ..]` along `dim` on the host.
+fn host_index_add(x: &HostTensor, dim: usize, indices: &[usize], size: usize) -> HostTensor {
+    let mut shape = x.shape.clone();
+    shape[dim] = size;
+    let outer: usize = x.shape[..dim].iter().product();
+    let inner: usize = x.shape[dim + 1..].iter().product();
+    let count = x.shape[dim];
+    let mut out = vec![0.0; outer * size * inner];
+    for o in 0..outer {
+        for (k, &i) in indices.iter().enumerate() {
+            for r in 0..inner {
+                out[(o * size + i) * inner + r] += x.data[(o * count + k) * inner + r];
+            }
+        }
+    }
+    HostTensor::new(&shape, out)
+}
+
+#[device_test]
+fn index_add_matches_host_sums_on_both_paths() {
+    let mut rng = HostRng::new(75);
+    // Small sums run as scatter_add; the large ones (outputs × indices > 2²⁴) as segment sums.
+    for (shape, dim, size) in [
+        (vec![5, 3], 0, 4),
+        (vec![2, 6, 3], 1, 2),
+        (vec![1000, 8], 0, 3000),
+        (vec![3, 1000, 2], 1, 4000),
+    ] {
+        let (x, hx) = random(&mut rng, &shape, -1.0, 1.0);
+        // Repeated indices, and targets that receive nothing.
+        let indices: Vec<usize> = (0..shape[dim]).map(|_| rng.below(size / 2 + 1)).collect();
+        let ints: Vec<i32> = indices.iter().map(|&i| i as i32).collect();
+        let idx = Tensor::from_slice(&ints, &[ints.len()], &device()).unwrap();
+        assert_close(
+            &format!("index_add {shape:?} dim {dim} into {size}"),
+            &x.index_add(dim as isize, &idx, size).unwrap(),
+            &host_index_add(&hx, dim, &indices, size),
+            1e-5,
+            1e-5,
+        );
+        // The gradient of index_select is index_add.
+        let v = Var::param(
+            Tensor::zeros(
+                &{
+                    let mut s = shape.clone();
+                    s[dim] = size;
+                    s
+                },
+                &device(),
+            )
+            .unwrap(),
+        );
+        let picked = v.index_select(dim as isize, &idx).unwrap();
+        let g = picked
+            .mul(&Var::constant(x.clone()))
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert_close(
+            &format!("index_select gradient {shape:?}"),
+            g.tensor(&v).unwrap(),
+            &host_index_add(&hx, dim, &indices, size),
+            1e-5,
+            1e-5,
+        );
+    }
+    let err = Tensor::zeros(&[4, 2], &device())
+        .unwrap()
+        .index_add(
+            0,
+            &Tensor::from_slice(&[0i32, 5, 1, 2], &[4], &device()).unwrap(),
+            3,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Tensor::index_add") && err.contains("index 5"),
+        "{err}"
+    );
+}

@@ -228,6 +228,7 @@ fn signal_propagation_matches_a_host_forward() {
         .unwrap()
         .backward()
         .unwrap();
+    // The dense parameter holds Wᵀ: ∂W_ij is gd[j·n + i].
     let gd = host(grads_dense.tensor(model.w.var()).unwrap());
     let gs = host(grads_sparse.tensor(sparse.w.var()).unwrap());
     // Sparse gradient per edge (j → i, destination-major without self-loops) against dense ∂W_ij.
@@ -235,7 +236,7 @@ fn signal_propagation_matches_a_host_forward() {
     for i in 0..n {
         assert_eq!(gd[i * n + i], 0.0, "no gradient on the diagonal");
         for j in (0..n).filter(|&j| j != i) {
-            assert!((gs[e] - gd[i * n + j]).abs() < 1e-4 * (1.0 + gd[i * n + j].abs()));
+            assert!((gs[e] - gd[j * n + i]).abs() < 1e-4 * (1.0 + gd[j * n + i].abs()));
             e += 1;
         }
     }

@@ -68,6 +68,11 @@ fn config_errors_name_their_key() {
         ("training.batch_size=0", "training.batch_size"),
         ("training.log_every=7", "training.log_every"),
         ("training.lr_w=-1.0", "training.lr_w"),
+        ("training.time_step=0", "training.time_step"),
+        (
+            "training.noise_recurrent_level=-0.1",
+            "training.noise_recurrent_level",
+        ),
     ] {
         let (config, _) = parse(&dir, &[set]);
         let err = config.plan().unwrap_err().to_string();
@@ -204,4 +209,141 @@ fn a_small_network_connectivity_is_recovered() {
     );
     let first = o.history.numbers("connectivity_r2").unwrap()[0].unwrap();
     assert!(first < r2, "R² rose from {first} to {r2}");
+}
+
+#[test]
+fn ucb_tree_bookkeeping_on_a_scripted_tree() {
+    use dynlab::harness::explore::{explore, mutate, Mutation, UcbTree};
+    let mut tree = UcbTree::new(1.0);
+    assert_eq!(tree.select(), None);
+    assert_eq!(tree.add(None, vec!["a=1".into()], 0.5), 1);
+    assert_eq!(tree.add(Some(1), vec!["a=2".into()], 0.9), 2);
+    assert_eq!(tree.add(Some(1), vec!["a=3".into()], 0.2), 3);
+    assert_eq!(tree.add(Some(2), vec!["a=2".into(), "b=1".into()], 0.95), 4);
+    let visits: Vec<u64> = tree.nodes.iter().map(|n| n.visits).collect();
+    assert_eq!(visits, vec![4, 2, 1, 1]);
+    let ln4 = 4f64.ln();
+    let want = [
+        0.5 + (ln4 / 4.0).sqrt(),
+        0.9 + (ln4 / 2.0).sqrt(),
+        0.2 + ln4.sqrt(),
+        0.95 + 2f64.ln().sqrt(),
+    ];
+    for (id, w) in want.iter().enumerate() {
+        assert!((tree.ucb(id + 1) - w).abs() < 1e-12, "node {}", id + 1);
+    }
+    assert_eq!(tree.select(), Some(4));
+    let report = tree.report();
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines[0], "=== UCB Scores (N=4, c=1) ===");
+    assert_eq!(lines[2], "Node 4: UCB=1.783, parent=2, visits=1, R2=0.950");
+    assert_eq!(lines[3], "Node 2: UCB=1.733, parent=1, visits=2, R2=0.900");
+    assert_eq!(
+        lines[5],
+        "Node 1: UCB=1.089, parent=root, visits=4, R2=0.500"
+    );
+
+    // A mutation changes one key to a different value and keeps the rest.
+    let space = vec![
+        Mutation::parse("training.lr_w=0.01,0.03").unwrap(),
+        Mutation::parse("model.hidden=16,32").unwrap(),
+    ];
+    let child = mutate(
+        &[
+            "training.lr_w=0.01".to_string(),
+            "model.hidden=16".to_string(),
+        ],
+        &space,
+        |_| 0,
+    );
+    assert_eq!(child, vec!["model.hidden=16", "training.lr_w=0.03"]);
+    assert!(Mutation::parse("training.lr_w=0.01").is_err());
+
+    // explore(): each new node mutates the node of highest UCB; scores from a scripted run.
+    let dir = scratch("explore");
+    let scores = [0.3, 0.8, 0.1, 0.9];
+    let mut parents_seen = Vec::new();
+    let tree = explore(
+        4,
+        1.0,
+        &space,
+        &dir,
+        |n| n - 1,
+        |id, overrides| {
+            parents_seen.push(overrides.len());
+            Ok(scores[id - 1])
+        },
+    )
+    .unwrap();
+    assert_eq!(tree.nodes.len(), 4);
+    assert_eq!(tree.nodes[0].parent, None);
+    assert_eq!(tree.nodes[1].parent, Some(1));
+    // The file holds the final tree.
+    let text = std::fs::read_to_string(dir.join("ucb_scores.txt")).unwrap();
+    assert_eq!(text, tree.report());
+    assert!(parents_seen.iter().all(|&n| n >= 1));
+}
+
+#[device_test]
+fn recurrent_loss_is_the_rollout_error_over_dt_t() {
+    use dynlab::algos::connectivity::{simulate_network, SignalTrainer};
+    use dynlab::models::Ctx;
+    let dir = scratch("recurrent");
+    let (config, _) = parse(
+        &dir,
+        &[
+            "simulation.neurons=10",
+            "simulation.frames=60",
+            "simulation.burn_in=10",
+            "simulation.chunk_frames=25",
+            "model.hidden=8",
+            "training.batch_size=3",
+            "training.time_step=4",
+            "training.iterations=2",
+            "training.log_every=1",
+        ],
+    );
+    let plan = config.plan().unwrap();
+    let truth = simulate_network(&config, &plan, &device()).unwrap();
+    let mut trainer = SignalTrainer::new(&config, &plan, truth.xnorm, &device()).unwrap();
+    // The same draws by hand: starts aligned to multiples of T = 4, then 4 Euler steps.
+    let mut draws = trainer.draws.clone();
+    let starts: Vec<usize> = (0..3)
+        .map(|_| {
+            let k = draws.below(60 - 4);
+            k - k % 4
+        })
+        .collect();
+    assert!(starts.iter().all(|k| k % 4 == 0));
+    let ends: Vec<usize> = starts.iter().map(|k| k + 4).collect();
+    let (u0, _) = truth.recording.gather(&starts).unwrap();
+    let (target, _) = truth.recording.gather(&ends).unwrap();
+    let mut u = u0.to_vec::<f32>().unwrap();
+    for _ in 0..4 {
+        let x = Var::constant(Tensor::from_slice(&u, &[3, 10], &device()).unwrap());
+        let pred = dynlab::no_grad(|| trainer.model.forward(&x, &mut Ctx::eval()))
+            .unwrap()
+            .value()
+            .to_vec::<f32>()
+            .unwrap();
+        u.iter_mut().zip(&pred).for_each(|(u, p)| *u += 0.01 * p);
+    }
+    let target = target.to_vec::<f32>().unwrap();
+    let want = u
+        .iter()
+        .zip(&target)
+        .map(|(a, b)| ((a - b) as f64 / 0.04).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let got = trainer
+        .step(&truth.recording)
+        .unwrap()
+        .fit
+        .value()
+        .item()
+        .unwrap() as f64;
+    assert!(
+        (got - want).abs() < 1e-4 * want,
+        "recurrent loss {got} vs {want}"
+    );
 }

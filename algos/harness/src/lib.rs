@@ -14,6 +14,7 @@
 mod cli;
 mod config;
 mod experiment;
+pub mod explore;
 mod heatmap;
 mod history;
 pub mod parquet;

@@ -131,6 +131,16 @@ pub struct TrainingConfig {
     /// `coeff · ‖ReLU(ψ(u) − ψ(u + xnorm/150))‖₂` (monotone ψ).
     #[serde(default)]
     pub coeff_edge_diff: f32,
+    /// Recurrent training over `T` Euler steps of the model's own predictions (1: the one-step
+    /// `du/dt` loss).
+    #[serde(default = "default_time_step")]
+    pub time_step: usize,
+    /// Standard deviation of the noise added to the state after each recurrent step.
+    #[serde(default)]
+    pub noise_recurrent_level: f32,
+    /// Iterations of one-step training before the recurrent loss starts.
+    #[serde(default)]
+    pub recurrent_start_iteration: u64,
 }
 
 /// The checked config.
@@ -222,6 +232,18 @@ impl ConnectivityConfig {
                 ),
             );
         }
+        if t.time_step < 1 || t.time_step >= s.frames {
+            return bad(
+                "training.time_step",
+                format!("{} (1 to frames − 1 = {})", t.time_step, s.frames - 1),
+            );
+        }
+        if !(t.noise_recurrent_level >= 0.0 && t.noise_recurrent_level.is_finite()) {
+            return bad(
+                "training.noise_recurrent_level",
+                format!("{} (≥ 0)", t.noise_recurrent_level),
+            );
+        }
         for (key, lr) in [
             ("training.lr_w", t.lr_w),
             ("training.lr_embedding", t.lr_embedding),
@@ -302,6 +324,9 @@ fn default_lr_embedding() -> f32 {
 }
 fn default_lr_mlp() -> f32 {
     5e-4
+}
+fn default_time_step() -> usize {
+    1
 }
 fn default_phi_zero() -> f32 {
     1.0

@@ -18,6 +18,11 @@
 //! embedding cluster accuracy, and at the end an open-loop rollout beside the true simulator
 //! (rollout R², Pearson).
 //!
+//! Recurrent training (`training.time_step = T > 1`, after `recurrent_start_iteration`): start
+//! frames `k` aligned to multiples of `T`, `T` Euler steps `û ← û + dt·pred(û) + σ·ε` on the
+//! model's own predictions, loss `‖(û(k + T) − u(k + T)) / (dt·T)‖₂`; backpropagation runs through
+//! the whole rollout.
+//!
 //! [`run`] does it all under the harness's `run_experiment`: the run folder gets the recording
 //! (`data/chunk_<k>.safetensors`), `analysis.log` (spectral radius of `W`, effective rank of the
 //! activity at 90% and 99% variance, then the evaluation), the history, `curves.png`,
@@ -73,6 +78,7 @@ const CONNECTIVITY_MIX: u64 = 0xC0DE_C0DE_0000_0001;
 const SIMULATION_MIX: u64 = 0xC0DE_C0DE_0000_0002;
 const MODEL_MIX: u64 = 0xC0DE_C0DE_0000_0003;
 const DRAWS_MIX: u64 = 0xC0DE_C0DE_0000_0004;
+const NOISE_MIX: u64 = 0xC0DE_C0DE_0000_0005;
 
 /// Frames of the closing open-loop rollout, and the spacing of its R² fits.
 const ROLLOUT_FRAMES: usize = 600;
@@ -218,8 +224,11 @@ pub struct SignalTrainer {
     pub optimizer: Optimizer,
     /// The generator of the frames each iteration draws.
     pub draws: HostRng,
+    /// The generator of the recurrent rollouts' noise.
+    pub noise: Rng,
     training: TrainingConfig,
     xnorm: f32,
+    dt: f32,
 }
 
 /// The loss terms of one iteration.
@@ -252,21 +261,30 @@ impl SignalTrainer {
             model,
             optimizer: optimizer(config)?,
             draws: HostRng::new(config.seed ^ DRAWS_MIX),
+            noise: Rng::new(config.seed ^ NOISE_MIX),
             training: config.training.clone(),
             xnorm,
+            dt: config.simulation.dt,
         })
     }
 
     /// One iteration: `batch_size` random frames of `recording`, the loss, backward, Adam.
     pub fn step(&mut self, recording: &Recording) -> Result<StepLoss> {
-        let frames: Vec<usize> = (0..self.training.batch_size)
-            .map(|_| self.draws.below(recording.frames))
-            .collect();
-        let (u, y) = recording.gather(&frames)?;
-        let u = Var::constant(u);
+        let t = self.training.time_step;
+        let recurrent = t > 1 && self.optimizer.steps() >= self.training.recurrent_start_iteration;
         let mut ctx = Ctx::train();
-        let pred = self.model.forward(&u, &mut ctx)?;
-        let fit = l2(&pred.sub(&Var::constant(y))?)?;
+        let (u, fit) = if recurrent {
+            self.recurrent_fit(recording, t, &mut ctx)?
+        } else {
+            let frames: Vec<usize> = (0..self.training.batch_size)
+                .map(|_| self.draws.below(recording.frames))
+                .collect();
+            let (u, y) = recording.gather(&frames)?;
+            let u = Var::constant(u);
+            let pred = self.model.forward(&u, &mut ctx)?;
+            let fit = l2(&pred.sub(&Var::constant(y))?)?;
+            (u, fit)
+        };
         let regularisation = self.regularisers(&u, &mut ctx)?;
         let total = match &regularisation {
             Some(r) => fit.add(r)?,
@@ -278,6 +296,43 @@ impl SignalTrainer {
             fit,
             regularisation,
         })
+    }
+
+    /// The recurrent loss `‖(û(k + T) − u(k + T)) / (dt·T)‖₂` from frames `k` aligned to
+    /// multiples of `T`, `û ← û + dt·pred(û) + noise` for `T` steps; returns the start frames too.
+    fn recurrent_fit(
+        &mut self,
+        recording: &Recording,
+        t: usize,
+        ctx: &mut Ctx,
+    ) -> Result<(Var, Var)> {
+        let starts: Vec<usize> = (0..self.training.batch_size)
+            .map(|_| {
+                let k = self.draws.below(recording.frames - t);
+                k - k % t
+            })
+            .collect();
+        let ends: Vec<usize> = starts.iter().map(|k| k + t).collect();
+        let (u0, _) = recording.gather(&starts)?;
+        let (target, _) = recording.gather(&ends)?;
+        let u0 = Var::constant(u0);
+        let mut u = u0.clone();
+        for _ in 0..t {
+            let pred = self.model.forward(&u, ctx)?;
+            u = u.add(&pred.mul_scalar(self.dt)?)?;
+            if self.training.noise_recurrent_level > 0.0 {
+                let noise = Tensor::rand_normal(
+                    u.shape(),
+                    0.0,
+                    self.training.noise_recurrent_level,
+                    &mut self.noise,
+                    recording.last.device(),
+                )?;
+                u = u.add(&Var::constant(noise))?;
+            }
+        }
+        let fit = l2(&u.sub(&Var::constant(target))?)?.div_scalar(self.dt * t as f32)?;
+        Ok((u0, fit))
     }
 
     /// The configured regularisers at frames `u` (None when every coefficient is 0).
@@ -431,6 +486,7 @@ impl Experiment for Study {
         Ok(Record::default()
             .nest("model", Record::of_module(&self.trainer.model))
             .nest("optimizer", self.trainer.optimizer.save_state()?)
+            .nest("noise", self.trainer.noise.save_state()?)
             .with_value("draws", self.trainer.draws.state()))
     }
 
@@ -528,6 +584,7 @@ impl Experiment for Study {
             ("simulation", seed ^ SIMULATION_MIX),
             ("model", seed ^ MODEL_MIX),
             ("draws", seed ^ DRAWS_MIX),
+            ("noise", seed ^ NOISE_MIX),
         ]
     }
 

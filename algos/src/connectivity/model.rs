@@ -5,9 +5,12 @@
 //! ```
 //!
 //! - `W` (`n × n`, `N(0, 1)` init, diagonal zero and masked out of the sum): the learned
-//!   connectivity. Dense path: the sum is `ψ(U) (W ⊙ M)ᵀ` for a batch of frames `U [B, n]` (one
-//!   matmul). Sparse path: `W` is held as one value per edge of the complete graph without self-loops
-//!   and the sum is a CSR product (`Var::spmm`), the form a sparse connectome takes.
+//!   connectivity. Dense path: the parameter `W_t` holds `Wᵀ` (`W_t[j, i] = W_ij`) and the sum is
+//!   `ψ(U) (W_t ⊙ M)` for a batch of frames `U [B, n]`: one matmul whose operands and gradient are
+//!   all contiguous (on lavapipe `ψ Wᵀ` through a transposed view takes 16 ms, `W ψᵀ` 62 ms, and a
+//!   strided mask product in the backward 34 ms). Sparse path: `W` is held as one value per edge
+//!   of the complete graph without self-loops and the sum is a CSR product (`Var::spmm`), the form
+//!   a sparse connectome takes. [`SignalPropagation::dense_w`] gives `W` either way.
 //! - `a ∈ ℝ^{n×2}` node embeddings, initialised to ones.
 //! - `lin_edge = MLP(1 → 64 → 64 → 1)` on `u_j` alone, `lin_phi = MLP(3 → 64 → 64 → 1)` on
 //!   `[u_i, a_i]`, ReLU; first layer PyTorch's default init, later layers `N(0, 0.1²)` weights
@@ -29,8 +32,8 @@ pub enum MessagePassing {
 /// The model (see the module docs).
 #[derive(Clone, Debug)]
 pub struct SignalPropagation {
-    /// Learned connectivity: `[n, n]` (dense) or `[E]` edge values (sparse, edge `e` of the
-    /// complete graph `j → i`, destination-major).
+    /// Learned connectivity: `Wᵀ [n, n]` (dense: `w[j, i] = W_ij`) or `[E]` edge values (sparse,
+    /// edge `e` of the complete graph `j → i`, destination-major).
     pub w: Param,
     /// Node embeddings `a [n, 2]`.
     pub a: Param,
@@ -98,7 +101,7 @@ impl SignalPropagation {
         let mask = Tensor::from_vec(off_diagonal, &[n, n], device)?;
         let w = Tensor::rand_normal(&[n, n], 0.0, 1.0, rng, device)?.mul(&mask)?;
         let (w, graph) = match passing {
-            MessagePassing::Dense => (w, None),
+            MessagePassing::Dense => (w.transpose(0, 1)?.contiguous()?, None),
             MessagePassing::Sparse => {
                 let graph = Graph::complete(n, device)?;
                 let values = graph_values(&w, &graph)?;
@@ -115,6 +118,14 @@ impl SignalPropagation {
         })
     }
 
+    /// The connectivity parameter's name: `W_t` (dense, transposed) or `W` (edge values).
+    fn w_name(&self) -> &'static str {
+        match self.graph {
+            None => "W_t",
+            Some(_) => "W",
+        }
+    }
+
     /// Neurons.
     pub fn neurons(&self) -> usize {
         self.a.value().shape()[0]
@@ -123,7 +134,12 @@ impl SignalPropagation {
     /// The learned connectivity as a dense `[n, n]` tensor (zero diagonal).
     pub fn dense_w(&self) -> Result<Tensor> {
         match &self.graph {
-            None => self.w.value().mul(&self.mask),
+            None => self
+                .w
+                .value()
+                .mul(&self.mask)?
+                .transpose(0, 1)?
+                .contiguous(),
             Some(graph) => {
                 let n = self.neurons();
                 let values = self.w.value().to_vec::<f32>()?;
@@ -159,13 +175,7 @@ impl SignalPropagation {
     /// `Σ_{j ≠ i} W_ij ψ_j` for edge outputs `psi [B, n]`: `[B, n]`.
     fn messages(&self, psi: &Var) -> Result<Var> {
         match &self.graph {
-            None => {
-                // (W ψᵀ)ᵀ rather than ψ Wᵀ: W's gradient g ψ comes out contiguous, so the mask's
-                // backward runs on contiguous [n, n] data (strided elementwise kernels are ~8×
-                // slower per element on lavapipe).
-                let w = self.w.var().mul(&Var::constant(self.mask.clone()))?;
-                w.matmul(&psi.transpose(0, 1)?)?.transpose(0, 1)
-            }
+            None => psi.matmul(&self.w.var().mul(&Var::constant(self.mask.clone()))?),
             Some(graph) => self
                 .w
                 .var()
@@ -216,7 +226,7 @@ impl Module for SignalPropagation {
 
     fn parts(&self) -> Parts<'_> {
         Parts::default()
-            .param("W", &self.w)
+            .param(self.w_name(), &self.w)
             .param("a", &self.a)
             .child("lin_edge", &self.lin_edge)
             .child("lin_phi", &self.lin_phi)
@@ -224,7 +234,7 @@ impl Module for SignalPropagation {
 
     fn parts_mut(&mut self) -> PartsMut<'_> {
         PartsMut::default()
-            .param("W", &mut self.w)
+            .param(self.w_name(), &mut self.w)
             .param("a", &mut self.a)
             .child("lin_edge", &mut self.lin_edge)
             .child("lin_phi", &mut self.lin_phi)

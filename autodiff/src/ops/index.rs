@@ -1,4 +1,5 @@
-//! Indexing on [`Var`]: gather, index-select and scatter-add (each the other's adjoint).
+//! Indexing on [`Var`]: gather and scatter-add, index-select and index-add (each pair the other's
+//! adjoint).
 
 use super::normalize;
 use crate::var::Var;
@@ -16,15 +17,26 @@ impl Var {
         }))
     }
 
-    /// Rows along `dim` picked by the 1-D i32 `indices`.
+    /// Rows along `dim` picked by the 1-D i32 `indices`; backward `index_add` (a segment sum over
+    /// the sorted indices when large, see `Tensor::index_add`).
     pub fn index_select(&self, dim: isize, indices: &Tensor) -> Result<Var> {
         let d = normalize(dim, self.shape().len())?;
-        let mut view_shape = vec![1isize; self.shape().len()];
-        view_shape[d] = indices.numel() as isize;
-        let mut out_shape = self.shape().to_vec();
-        out_shape[d] = indices.numel();
-        let index = indices.reshape(&view_shape)?.expand(&out_shape)?;
-        self.gather(dim, &index)
+        let size = self.shape()[d];
+        let value = self.value().index_select(dim, indices)?;
+        let indices = indices.clone();
+        Ok(Var::from_op("index_select", value, &[self], move |g| {
+            Ok(vec![Some(g.index_add(d as isize, &indices, size)?)])
+        }))
+    }
+
+    /// The adjoint of `index_select`: `size` slices along `dim`, slice `indices[k]` receiving
+    /// `self`'s slice `k`; backward `index_select`.
+    pub fn index_add(&self, dim: isize, indices: &Tensor, size: usize) -> Result<Var> {
+        let value = self.value().index_add(dim, indices, size)?;
+        let indices = indices.clone();
+        Ok(Var::from_op("index_add", value, &[self], move |g| {
+            Ok(vec![Some(g.index_select(dim, &indices)?)])
+        }))
     }
 
     /// `self` plus `src` added at `index` along `dim`; gradients `g` and `gather(g, dim, index)`.
