@@ -14,7 +14,8 @@
 //!
 //! Timing: one warm-up call, then calls until 2 s (kernels) or 4 s (steps) have passed (at least
 //! 2), synchronised at the end. `cargo bench --bench connectivity` prints the tables and writes
-//! `benches/results/connectivity.csv`.
+//! `benches/results/connectivity.csv`; `DYNLAB_CONNECTIVITY_STEPS_ONLY=1` times only the steps
+//! (and writes nothing).
 
 use dynlab::algos::connectivity::{simulate_network, ConnectivityConfig, SignalTrainer};
 use dynlab::{Device, Graph, Tensor};
@@ -236,5 +237,9 @@ fn main() {
             Err(e) => println!("{name:<52} error: {e}"),
         }
     }
-    common::write_results("connectivity.csv", &csv, &device).expect("results written");
+    if only_steps {
+        println!("(DYNLAB_CONNECTIVITY_STEPS_ONLY=1: results not written)");
+    } else {
+        common::write_results("connectivity.csv", &csv, &device).expect("results written");
+    }
 }

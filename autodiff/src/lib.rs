@@ -24,4 +24,4 @@ mod var;
 pub use backward::{grad, GradOptions, Grads};
 pub use curvature::{hutchinson_trace, hvp, TraceEstimate};
 pub use ops::with_fusion;
-pub use var::{live_nodes, no_grad, Var};
+pub use var::{enable_grad, live_nodes, no_grad, Var};

@@ -72,6 +72,12 @@ pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
     with_recording(false, f)
 }
 
+/// Runs `f` with recording on, also inside a backward rule (where the sweep turns it off): a custom
+/// op's rule that needs gradients of its own (the adjoint method's vector–Jacobian products).
+pub fn enable_grad<T>(f: impl FnOnce() -> T) -> T {
+    with_recording(true, f)
+}
+
 pub(crate) fn with_recording<T>(on: bool, f: impl FnOnce() -> T) -> T {
     let previous = RECORDING.with(|r| r.replace(on));
     let out = f();
@@ -103,6 +109,19 @@ impl Var {
     /// A leaf without gradients (data, targets).
     pub fn constant(value: Tensor) -> Var {
         Var::new(value, false, None)
+    }
+
+    /// A differentiable op defined outside this crate (as `torch.autograd.Function`): `value`
+    /// computed from `parents` by the caller, and `rule` mapping the output's gradient to one
+    /// gradient (or `None`) per parent, in order. The rule's result is differentiated again only
+    /// if it is itself built from `Var` ops of its input.
+    pub fn custom(
+        name: &'static str,
+        value: Tensor,
+        parents: &[&Var],
+        rule: impl Fn(&Var) -> Result<Vec<Option<Var>>> + 'static,
+    ) -> Var {
+        Var::from_op(name, value, parents, rule)
     }
 
     /// The result of an op: recorded with `rule` when recording is on and a parent needs gradients.

@@ -260,3 +260,90 @@ fn signal_propagation_matches_a_host_forward() {
         "{err}"
     );
 }
+
+mod neural_ode {
+    use dynlab::algos::connectivity::ode::{odeint, odeint_adjoint, OdeMethod, OdeOptions};
+    use dynlab::{Tensor, Var};
+    use dynlab_test_support::{device, device_test, random, HostRng};
+    use std::rc::Rc;
+
+    fn options(method: OdeMethod) -> OdeOptions {
+        OdeOptions {
+            method,
+            rtol: 1e-5,
+            atol: 1e-6,
+            state_clamp: None,
+            max_steps: 1000,
+        }
+    }
+
+    #[device_test]
+    fn solvers_reach_their_order_on_exponential_decay() {
+        // du/dt = −u from u0 = 1 over 10 intervals of 0.1: u(1) = e⁻¹.
+        let want = (-1.0f64).exp();
+        for (method, tol) in [
+            (OdeMethod::Euler, 2e-2),
+            (OdeMethod::Midpoint, 1e-3),
+            (OdeMethod::Heun3, 1e-4),
+            (OdeMethod::Rk4, 1e-5),
+            (OdeMethod::Dopri5, 1e-5),
+        ] {
+            let u0 = Var::constant(Tensor::ones(&[1, 1], &device()).unwrap());
+            let mut f = |u: &Var| u.neg();
+            let end = odeint(&mut f, &u0, 10, 0.1, &options(method)).unwrap();
+            let got = end.value().item().unwrap() as f64;
+            assert!((got - want).abs() < tol, "{method:?}: {got} vs {want}");
+        }
+        // Euler is exactly (1 − h)^10.
+        let u0 = Var::constant(Tensor::ones(&[1, 1], &device()).unwrap());
+        let mut f = |u: &Var| u.neg();
+        let euler = odeint(&mut f, &u0, 10, 0.1, &options(OdeMethod::Euler)).unwrap();
+        assert!((euler.value().item().unwrap() as f64 - 0.9f64.powi(10)).abs() < 1e-6);
+    }
+
+    #[device_test]
+    fn adjoint_gradients_match_backpropagation_through_the_solver() {
+        let mut rng = HostRng::new(80);
+        let (w, _) = random(&mut rng, &[3, 3], -1.0, 1.0);
+        let (u0, _) = random(&mut rng, &[2, 3], -1.0, 1.0);
+        let (r, _) = random(&mut rng, &[2, 3], -1.0, 1.0);
+        for method in [OdeMethod::Rk4, OdeMethod::Dopri5] {
+            let w = Var::param(w.clone());
+            let u = Var::param(u0.clone());
+            let wc = w.clone();
+            let f = move |x: &Var| x.matmul(&wc)?.tanh();
+            let o = options(method);
+            let mut g = f.clone();
+            let direct = odeint(&mut g, &u, 10, 0.05, &o).unwrap();
+            let loss = direct
+                .mul(&Var::constant(r.clone()))
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let grads = loss.backward().unwrap();
+            let adjoint = odeint_adjoint(Rc::new(f), vec![w.clone()], &u, 10, 0.05, &o).unwrap();
+            let host = |t: &Tensor| t.to_vec::<f32>().unwrap();
+            let (a, b) = (host(direct.value()), host(adjoint.value()));
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5),
+                "{method:?} forward"
+            );
+            let loss = adjoint
+                .mul(&Var::constant(r.clone()))
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let adj = loss.backward().unwrap();
+            for (name, v) in [("W", &w), ("u0", &u)] {
+                let (x, y) = (host(grads.tensor(v).unwrap()), host(adj.tensor(v).unwrap()));
+                let scale = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+                for (p, q) in x.iter().zip(&y) {
+                    assert!(
+                        (p - q).abs() < 1e-3 * scale.max(1.0),
+                        "{method:?} ∂{name}: {p} vs {q}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -347,3 +347,71 @@ fn recurrent_loss_is_the_rollout_error_over_dt_t() {
         "recurrent loss {got} vs {want}"
     );
 }
+
+#[device_test]
+fn euler_neural_ode_equals_the_recurrent_rollout_and_adjoint_trains() {
+    use dynlab::algos::connectivity::{simulate_network, SignalTrainer};
+    let dir = scratch("ode");
+    let base = [
+        "simulation.neurons=10",
+        "simulation.frames=60",
+        "simulation.burn_in=10",
+        "simulation.chunk_frames=25",
+        "model.hidden=8",
+        "training.batch_size=3",
+        "training.time_step=3",
+        "training.iterations=2",
+        "training.log_every=1",
+    ];
+    let loss_of = |extra: &[&str]| {
+        let mut all = base.to_vec();
+        all.extend(extra);
+        let (config, _) = parse(&dir, &all);
+        let plan = config.plan().unwrap();
+        let truth = simulate_network(&config, &plan, &device()).unwrap();
+        let mut trainer = SignalTrainer::new(&config, &plan, truth.xnorm, &device()).unwrap();
+        let first = trainer
+            .step(&truth.recording)
+            .unwrap()
+            .fit
+            .value()
+            .item()
+            .unwrap();
+        let second = trainer
+            .step(&truth.recording)
+            .unwrap()
+            .fit
+            .value()
+            .item()
+            .unwrap();
+        (first, second)
+    };
+    let recurrent = loss_of(&[]);
+    let euler = loss_of(&[
+        "training.neural_ode=true",
+        "training.ode_method=\"euler\"",
+        "training.ode_adjoint=false",
+    ]);
+    let adjoint = loss_of(&["training.neural_ode=true", "training.ode_method=\"euler\""]);
+    assert!(
+        (recurrent.0 - euler.0).abs() <= 1e-5 * recurrent.0,
+        "{recurrent:?} {euler:?}"
+    );
+    // The same first loss; after one update by adjoint gradients the second stays close.
+    assert!(
+        (adjoint.0 - euler.0).abs() <= 1e-5 * euler.0,
+        "{adjoint:?} {euler:?}"
+    );
+    assert!(
+        (adjoint.1 - euler.1).abs() <= 1e-2 * euler.1,
+        "{adjoint:?} {euler:?}"
+    );
+    let dopri = loss_of(&["training.neural_ode=true"]);
+    assert!(dopri.0.is_finite() && dopri.1.is_finite());
+    let (config, _) = parse(
+        &dir,
+        &["training.neural_ode=true", "training.ode_method=\"rk45\""],
+    );
+    let err = config.plan().unwrap_err().to_string();
+    assert!(err.contains("training.ode_method"), "{err}");
+}

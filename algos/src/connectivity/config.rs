@@ -4,6 +4,7 @@
 //! (`signal_fig_2.yaml`) except the sizes, which every config sets.
 
 use super::model::MessagePassing;
+use super::ode::{OdeMethod, OdeOptions};
 use super::simulate::{ConnectivityKind, ConnectivitySpec, FIG2_TYPES};
 use dynlab_runtime::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -141,6 +142,27 @@ pub struct TrainingConfig {
     /// Iterations of one-step training before the recurrent loss starts.
     #[serde(default)]
     pub recurrent_start_iteration: u64,
+    /// Train as a neural ODE: integrate `du/dt = f(u)` over `time_step · dt` with `ode_method`.
+    #[serde(default)]
+    pub neural_ode: bool,
+    /// `euler`, `midpoint`, `heun3`, `rk4` or `dopri5`.
+    #[serde(default = "default_ode_method")]
+    pub ode_method: String,
+    /// `dopri5` relative tolerance.
+    #[serde(default = "default_ode_rtol")]
+    pub ode_rtol: f32,
+    /// `dopri5` absolute tolerance.
+    #[serde(default = "default_ode_atol")]
+    pub ode_atol: f32,
+    /// Gradients by the adjoint method (else backpropagation through the solver).
+    #[serde(default = "default_true")]
+    pub ode_adjoint: bool,
+    /// Clamp the state to `±value` after every solver step.
+    #[serde(default)]
+    pub ode_state_clamp: Option<f32>,
+    /// Most `dopri5` steps per frame interval.
+    #[serde(default = "default_ode_max_steps")]
+    pub ode_max_steps: usize,
 }
 
 /// The checked config.
@@ -152,6 +174,8 @@ pub struct ConnectivityPlan {
     pub passing: MessagePassing,
     /// Training iterations.
     pub iterations: u64,
+    /// The neural-ODE solver (`None`: Euler updates of the recorded rates).
+    pub ode: Option<OdeOptions>,
 }
 
 impl ConnectivityConfig {
@@ -244,6 +268,33 @@ impl ConnectivityConfig {
                 format!("{} (≥ 0)", t.noise_recurrent_level),
             );
         }
+        let ode = match OdeMethod::parse(&t.ode_method) {
+            _ if !t.neural_ode => None,
+            None => {
+                return bad(
+                    "training.ode_method",
+                    format!("`{}` (euler, midpoint, heun3, rk4 or dopri5)", t.ode_method),
+                )
+            }
+            Some(method) => {
+                if !(t.ode_rtol > 0.0 && t.ode_atol > 0.0) || t.ode_max_steps == 0 {
+                    return bad(
+                        "training.ode_rtol",
+                        format!(
+                            "rtol {}, atol {}, max steps {} (positive)",
+                            t.ode_rtol, t.ode_atol, t.ode_max_steps
+                        ),
+                    );
+                }
+                Some(OdeOptions {
+                    method,
+                    rtol: t.ode_rtol,
+                    atol: t.ode_atol,
+                    state_clamp: t.ode_state_clamp,
+                    max_steps: t.ode_max_steps,
+                })
+            }
+        };
         for (key, lr) in [
             ("training.lr_w", t.lr_w),
             ("training.lr_embedding", t.lr_embedding),
@@ -261,6 +312,7 @@ impl ConnectivityConfig {
             },
             passing,
             iterations,
+            ode,
         })
     }
 }
@@ -324,6 +376,21 @@ fn default_lr_embedding() -> f32 {
 }
 fn default_lr_mlp() -> f32 {
     5e-4
+}
+fn default_ode_method() -> String {
+    "dopri5".into()
+}
+fn default_ode_rtol() -> f32 {
+    1e-4
+}
+fn default_ode_atol() -> f32 {
+    1e-5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_ode_max_steps() -> usize {
+    1000
 }
 fn default_time_step() -> usize {
     1

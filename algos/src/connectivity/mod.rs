@@ -21,7 +21,8 @@
 //! Recurrent training (`training.time_step = T > 1`, after `recurrent_start_iteration`): start
 //! frames `k` aligned to multiples of `T`, `T` Euler steps `û ← û + dt·pred(û) + σ·ε` on the
 //! model's own predictions, loss `‖(û(k + T) − u(k + T)) / (dt·T)‖₂`; backpropagation runs through
-//! the whole rollout.
+//! the whole rollout. Neural-ODE training (`training.neural_ode`, [`ode`]) integrates the same
+//! `T·dt` with a Runge–Kutta solver (`dopri5` adaptive by default) and the adjoint method.
 //!
 //! [`run`] does it all under the harness's `run_experiment`: the run folder gets the recording
 //! (`data/chunk_<k>.safetensors`), `analysis.log` (spectral radius of `W`, effective rank of the
@@ -32,6 +33,7 @@
 pub mod config;
 pub mod metrics;
 pub mod model;
+pub mod ode;
 pub mod simulate;
 
 pub use config::{
@@ -227,6 +229,7 @@ pub struct SignalTrainer {
     /// The generator of the recurrent rollouts' noise.
     pub noise: Rng,
     training: TrainingConfig,
+    ode: Option<ode::OdeOptions>,
     xnorm: f32,
     dt: f32,
 }
@@ -263,6 +266,7 @@ impl SignalTrainer {
             draws: HostRng::new(config.seed ^ DRAWS_MIX),
             noise: Rng::new(config.seed ^ NOISE_MIX),
             training: config.training.clone(),
+            ode: plan.ode,
             xnorm,
             dt: config.simulation.dt,
         })
@@ -273,7 +277,9 @@ impl SignalTrainer {
         let t = self.training.time_step;
         let recurrent = t > 1 && self.optimizer.steps() >= self.training.recurrent_start_iteration;
         let mut ctx = Ctx::train();
-        let (u, fit) = if recurrent {
+        let (u, fit) = if self.ode.is_some() {
+            self.ode_fit(recording, t)?
+        } else if recurrent {
             self.recurrent_fit(recording, t, &mut ctx)?
         } else {
             let frames: Vec<usize> = (0..self.training.batch_size)
@@ -306,15 +312,7 @@ impl SignalTrainer {
         t: usize,
         ctx: &mut Ctx,
     ) -> Result<(Var, Var)> {
-        let starts: Vec<usize> = (0..self.training.batch_size)
-            .map(|_| {
-                let k = self.draws.below(recording.frames - t);
-                k - k % t
-            })
-            .collect();
-        let ends: Vec<usize> = starts.iter().map(|k| k + t).collect();
-        let (u0, _) = recording.gather(&starts)?;
-        let (target, _) = recording.gather(&ends)?;
+        let (u0, target) = self.aligned_frames(recording, t)?;
         let u0 = Var::constant(u0);
         let mut u = u0.clone();
         for _ in 0..t {
@@ -332,6 +330,44 @@ impl SignalTrainer {
             }
         }
         let fit = l2(&u.sub(&Var::constant(target))?)?.div_scalar(self.dt * t as f32)?;
+        Ok((u0, fit))
+    }
+
+    /// Start frames aligned to multiples of `t` and the frames `t` later.
+    fn aligned_frames(&mut self, recording: &Recording, t: usize) -> Result<(Tensor, Tensor)> {
+        let starts: Vec<usize> = (0..self.training.batch_size)
+            .map(|_| {
+                let k = self.draws.below(recording.frames - t);
+                k - k % t
+            })
+            .collect();
+        let ends: Vec<usize> = starts.iter().map(|k| k + t).collect();
+        Ok((recording.gather(&starts)?.0, recording.gather(&ends)?.0))
+    }
+
+    /// The neural-ODE loss `‖(u(t_k + T·dt) − u_{k+T}) / (dt·T)‖₂`, the state integrated by the
+    /// configured solver (adjoint or backpropagated gradients).
+    fn ode_fit(&mut self, recording: &Recording, t: usize) -> Result<(Var, Var)> {
+        let options = self.ode.expect("ode_fit runs with a solver");
+        let (u0, target) = self.aligned_frames(recording, t)?;
+        let u0 = Var::constant(u0);
+        let end = if self.training.ode_adjoint {
+            let model = self.model.clone();
+            let f: ode::Dynamics =
+                std::rc::Rc::new(move |u: &Var| model.forward(u, &mut Ctx::train()));
+            let params = self
+                .model
+                .params()
+                .iter()
+                .map(|(_, p)| p.var().clone())
+                .collect();
+            ode::odeint_adjoint(f, params, &u0, t, self.dt, &options)?
+        } else {
+            let model = &self.model;
+            let mut f = |u: &Var| model.forward(u, &mut Ctx::train());
+            ode::odeint(&mut f, &u0, t, self.dt, &options)?
+        };
+        let fit = l2(&end.sub(&Var::constant(target))?)?.div_scalar(self.dt * t as f32)?;
         Ok((u0, fit))
     }
 
