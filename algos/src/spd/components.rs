@@ -364,6 +364,33 @@ pub struct TargetLayer {
     pub bias: Option<Tensor>,
 }
 
+impl TargetLayer {
+    /// The weight and bias of the `Linear` layer of `target` at `path` (errors name `op`).
+    pub fn read(target: &dyn Module, path: &str, op: &'static str) -> Result<TargetLayer> {
+        let linear = target
+            .find(path)
+            .ok_or_else(|| {
+                Error::value(op, format!("no module at `{path}`"), "a path of the target")
+            })?
+            .downcast_ref::<Linear>()
+            .ok_or_else(|| {
+                Error::value(op, format!("`{path}` is not a Linear"), "Linear layers")
+            })?;
+        let weight = linear.weight.value().contiguous()?;
+        if weight.shape().len() != 2 {
+            return Err(Error::shape(
+                op,
+                format!("`{path}` weight {:?}", weight.shape()),
+                "[d_in, d_out]",
+            ));
+        }
+        Ok(TargetLayer {
+            weight,
+            bias: linear.bias.as_ref().map(|b| b.value().clone()),
+        })
+    }
+}
+
 /// How a decomposed layer runs in one forward pass.
 #[derive(Clone, Debug)]
 pub enum Route {
@@ -415,31 +442,12 @@ impl<M: Module> ComponentModel<M> {
         let mut targets = Vec::new();
         let mut layers = Vec::new();
         for path in paths {
-            let linear = target
-                .find(path)
-                .ok_or_else(|| {
-                    Error::value(op, format!("no module at `{path}`"), "a path of the target")
-                })?
-                .downcast_ref::<Linear>()
-                .ok_or_else(|| {
-                    Error::value(op, format!("`{path}` is not a Linear"), "Linear layers")
-                })?;
-            let weight = linear.weight.value().contiguous()?;
-            if weight.shape().len() != 2 {
-                return Err(Error::shape(
-                    op,
-                    format!("`{path}` weight {:?}", weight.shape()),
-                    "[d_in, d_out]",
-                ));
-            }
+            let frozen = TargetLayer::read(&target, path, op)?;
             layers.push((
                 path.clone(),
-                LayerComponents::new(&weight, c, init, ci_fn, rng, device)?,
+                LayerComponents::new(&frozen.weight, c, init, ci_fn, rng, device)?,
             ));
-            targets.push(TargetLayer {
-                weight,
-                bias: linear.bias.as_ref().map(|b| b.value().clone()),
-            });
+            targets.push(frozen);
         }
         Ok(ComponentModel {
             target,

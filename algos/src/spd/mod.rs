@@ -345,22 +345,7 @@ fn frozen_weights<M: Module>(target: &M, components: &Components) -> Result<Vec<
     components
         .layers
         .iter()
-        .map(|(path, _)| {
-            let linear = target
-                .find(path)
-                .and_then(|m| m.downcast_ref::<dynlab_models::Linear>())
-                .ok_or_else(|| {
-                    dynlab_runtime::Error::value(
-                        "spd::restore",
-                        format!("no Linear at `{path}`"),
-                        "the decomposed layers",
-                    )
-                })?;
-            Ok(TargetLayer {
-                weight: linear.weight.value().contiguous()?,
-                bias: linear.bias.as_ref().map(|b| b.value().clone()),
-            })
-        })
+        .map(|(path, _)| TargetLayer::read(target, path, "spd::restore"))
         .collect()
 }
 
