@@ -8,7 +8,8 @@
 //!    the dense product `X Wᵀ` for the complete graph, and the general `Tensor::scatter_add` (the
 //!    adjoint of a gather before the segment sum, O(outputs × index length)) on a 2000-node,
 //!    20,000-edge graph where it still finishes.
-//! 2. The training step (`SignalTrainer::step`, batch 8) at n = 100 and n = 1000, dense and
+//! 2. The simulator: frames per second of `Tensor::signal_rollout` at n = 100 and 1000.
+//! 3. The training step (`SignalTrainer::step`, batch 8) at n = 100 and n = 1000, dense and
 //!    sparse messages: iterations/s and launches per iteration; `DYNLAB_CONNECTIVITY_PROFILE=1`
 //!    adds the ten kernels that take the most device time.
 //!
@@ -155,6 +156,19 @@ fn kernel_rows(device: &Device) -> dynlab::Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// Simulated frames per second of the signal model at `n` neurons (Euler steps on the device).
+fn simulation_rate(device: &Device, n: usize) -> dynlab::Result<f64> {
+    let mut rng = dynlab::Rng::new(5);
+    let wt = Tensor::rand_normal(&[n, n], 0.0, 1.0 / (n as f32).sqrt(), &mut rng, device)?;
+    let params = Tensor::ones(&[3, n], device)?;
+    let u0 = Tensor::rand_normal(&[n], 0.0, 1.0, &mut rng, device)?;
+    let steps = 200;
+    let seconds = time(device, 4.0, || {
+        u0.signal_rollout(&wt, &params, steps, 0.01).map(drop)
+    })?;
+    Ok(steps as f64 / seconds)
+}
+
 fn step_config(neurons: usize, passing: &str) -> ConnectivityConfig {
     let text = format!(
         "name = \"bench\"\n[simulation]\nneurons = {neurons}\nframes = 400\nburn_in = 100\n\
@@ -221,6 +235,16 @@ fn main() {
                 "{},{:.6},{eps:.0},{gbs:.3},,\n",
                 r.case, r.seconds
             ));
+        }
+    }
+    for n in [100, 1000] {
+        let name = format!("simulation n={n} (frames/s)");
+        match simulation_rate(&device, n) {
+            Ok(rate) => {
+                println!("{name:<52} {rate:>10.1}");
+                csv.push_str(&format!("{name},,,,{rate:.1},2.0\n"));
+            }
+            Err(e) => println!("{name:<52} error: {e}"),
         }
     }
     println!(

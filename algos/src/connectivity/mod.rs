@@ -25,8 +25,10 @@
 //! `T·dt` with a Runge–Kutta solver (`dopri5` adaptive by default) and the adjoint method.
 //!
 //! [`run`] does it all under the harness's `run_experiment`: the run folder gets the recording
-//! (`data/chunk_<k>.safetensors`), `analysis.log` (spectral radius of `W`, effective rank of the
-//! activity at 90% and 99% variance, then the evaluation), the history, `curves.png`,
+//! (`data/chunk_<k>.safetensors`), `analysis.log` in the published `key: value` form
+//! (`spectral_radius` of `W`, `svd_rank` — components of the activity's covariance for 99% of its
+//! variance — and `svd_rank_90`, then `connectivity_R2`, `test_R2`, `test_pearson`,
+//! `cluster_accuracy`, `final_loss`, `training_time_min`), the history, `curves.png`,
 //! `connectivity.png` (learned against true `W`) and `summary.toml`. On resume the recording is
 //! simulated again from the seed (bitwise the same: the simulator's sums run in a fixed order).
 
@@ -433,20 +435,21 @@ impl Study {
         let radius = simulate::spectral_radius(&self.truth.simulator.w, n)?;
         let cov = simulate::frame_covariance(&self.truth.recording)?;
         let (eigenvalues, _) = dynlab_runtime::linalg::host::eigh_f64(&cov, n)?;
+        // The published analysis.log: one `key: value` per line.
         let mut log = String::new();
-        let _ = writeln!(log, "spectral radius of W: {radius:.4}");
+        let _ = writeln!(log, "spectral_radius: {radius:.4}");
         let _ = writeln!(
             log,
-            "effective rank (90% variance): {}",
-            simulate::effective_rank(&eigenvalues, 0.90)
-        );
-        let _ = writeln!(
-            log,
-            "effective rank (99% variance): {}",
+            "svd_rank: {}",
             simulate::effective_rank(&eigenvalues, 0.99)
         );
+        let _ = writeln!(
+            log,
+            "svd_rank_90: {}",
+            simulate::effective_rank(&eigenvalues, 0.90)
+        );
         let _ = writeln!(log, "xnorm: {}", self.truth.xnorm);
-        let _ = writeln!(log, "simulation time: {:.1} s", self.truth.seconds);
+        let _ = writeln!(log, "simulation_time_s: {:.1}", self.truth.seconds);
         dynlab_runtime::write_atomic(dir.join("analysis.log"), log.as_bytes())?;
         self.data_written = true;
         Ok(())
@@ -574,19 +577,18 @@ impl Experiment for Study {
         let seconds = history.last("seconds").unwrap_or(0.0);
         summary.set("training_seconds", round(seconds, 1));
         let mut log = std::fs::read_to_string(run.file("analysis.log")).unwrap_or_default();
-        let _ = writeln!(
-            log,
-            "connectivity_R2: {:.4}  slope: {:.4}  (uncorrected slope {:.4})",
-            eval.fit.r2, eval.fit.slope, eval.slope_raw
-        );
-        let _ = writeln!(log, "test_R2: {rollout_r2:.4}  test_pearson: {pearson:.4}");
+        let _ = writeln!(log, "connectivity_R2: {:.4}", eval.fit.r2);
+        let _ = writeln!(log, "connectivity_slope: {:.4}", eval.fit.slope);
+        let _ = writeln!(log, "test_R2: {rollout_r2:.4}");
+        let _ = writeln!(log, "test_pearson: {pearson:.4}");
         let _ = writeln!(log, "cluster_accuracy: {:.4}", eval.cluster_accuracy);
         let _ = writeln!(
             log,
-            "final loss: {:.4e}  iterations: {}  training time: {seconds:.1} s",
-            history.last("loss").unwrap_or(f64::NAN),
-            self.trainer.optimizer.steps()
+            "final_loss: {:.4e}",
+            history.last("loss").unwrap_or(f64::NAN)
         );
+        let _ = writeln!(log, "iterations: {}", self.trainer.optimizer.steps());
+        let _ = writeln!(log, "training_time_min: {:.2}", seconds / 60.0);
         run.write("analysis.log", log.as_bytes())?;
         let learned = self.trainer.model.dense_w()?.to_vec::<f32>()?;
         let scale = eval.upper / 10.0;

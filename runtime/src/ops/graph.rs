@@ -20,7 +20,7 @@ use crate::launch::{launch, units_grid};
 use crate::tensor::Tensor;
 use crate::Device;
 use cubecl::prelude::{CubeCount, CubeDim};
-use dynlab_kernels::graph::{edge_dot, segment_sum, signal_step, spmm, SIGNAL_BLOCK};
+use dynlab_kernels::graph::{edge_dot, segment_sum, signal_activity, signal_step, spmm};
 
 // Edges grouped by one endpoint: the edges of node `i` are `order[ptr[i]..ptr[i + 1]]` (increasing
 // edge id), and `other[p]` is the far endpoint of edge `order[p]`.
@@ -316,6 +316,9 @@ fn sum_segments(op: &'static str, seg: &Segments, values: &Tensor) -> Result<Ten
 /// segment sum, while small sums (an embedding table's gradient) stay without a read-back.
 const SCATTER_MAX_WORK: usize = 1 << 24;
 
+/// Units per cube of the simulator's kernels.
+const SIGNAL_CUBE: usize = 64;
+
 impl Tensor {
     /// `out` of `size` along `dim`, zero but for `out[c with c_dim := indices[k]] += self[c with
     /// c_dim := k]`: the adjoint of `index_select(dim, indices)`, summed in increasing `k` (bitwise
@@ -370,8 +373,8 @@ impl Tensor {
 
     /// `steps` Euler steps of the signal model `du/dt = −c u + s tanh(u) + g (W tanh(u))` from this
     /// state `u₀ [n]`, with `wt = Wᵀ [n, n]` and `params = [g; s; c] [3, n]`: returns the frames
-    /// `[steps + 1, n]` (row 0 is `u₀`) and the rates `du/dt [steps, n]` at frames `0..steps`. One
-    /// launch per step.
+    /// `[steps + 1, n]` (row 0 is `u₀`) and the rates `du/dt [steps, n]` at frames `0..steps`. Two
+    /// launches per step (`tanh` of the frame, then the product and the update).
     pub fn signal_rollout(
         &self,
         wt: &Tensor,
@@ -407,15 +410,29 @@ impl Tensor {
         }
         crate::view::copy_into(self, &frames.narrow(0, 0, 1)?.reshape(&[n as isize])?)?;
         let (wt, params) = (wt.contiguous_from_zero()?, params.contiguous_from_zero()?);
-        let count = CubeCount::Static(n.div_ceil(SIGNAL_BLOCK as usize) as u32, 1, 1);
+        let act = Tensor::alloc(op, &[n], DType::F32, &self.device)?;
+        // Cubes of 64 units: at n = 1000, 16 cubes keep every CPU thread of lavapipe busy.
+        let count = CubeCount::Static(n.div_ceil(SIGNAL_CUBE) as u32, 1, 1);
+        let dim = CubeDim::new_1d(SIGNAL_CUBE as u32);
         for t in 0..steps {
+            launch!(
+                self.device,
+                signal_activity::<f32>,
+                count.clone(),
+                dim,
+                frames.buffer_arg(),
+                act.buffer_arg(),
+                n,
+                t,
+            );
             launch!(
                 self.device,
                 signal_step::<f32>,
                 count.clone(),
-                CubeDim::new_1d(SIGNAL_BLOCK),
+                dim,
                 wt.buffer_arg(),
                 params.buffer_arg(),
+                act.buffer_arg(),
                 frames.buffer_arg(),
                 rates.buffer_arg(),
                 n,
