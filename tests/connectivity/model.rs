@@ -347,3 +347,33 @@ mod neural_ode {
         }
     }
 }
+
+#[device_test]
+fn activity_spectrum_finds_the_rank_of_the_frames() {
+    use dynlab::algos::connectivity::simulate::activity_spectrum;
+    use dynlab::algos::connectivity::Recording;
+    // 300 frames of 6 neurons driven by two sources: u_t = a sin(t/7) + b cos(t/3).
+    let (t_count, n) = (300, 6);
+    let a = [1.0, -0.5, 0.3, 0.0, 2.0, 1.0];
+    let b = [0.0, 1.0, 1.0, -1.0, 0.5, 0.2];
+    let frames: Vec<f32> = (0..t_count)
+        .flat_map(|t| {
+            let (x, y) = ((t as f32 / 7.0).sin(), (t as f32 / 3.0).cos());
+            (0..n).map(move |i| a[i] * x + b[i] * y)
+        })
+        .collect();
+    let u = Tensor::from_vec(frames, &[t_count, n], &device()).unwrap();
+    let recording = Recording {
+        chunks: vec![(u.clone(), u)],
+        frames: t_count,
+        neurons: n,
+        last: Tensor::zeros(&[n], &device()).unwrap(),
+    };
+    let spectrum = activity_spectrum(&recording).unwrap();
+    assert_eq!(spectrum.len(), n);
+    assert_eq!(effective_rank(&spectrum, 0.99), 2);
+    assert!(
+        spectrum.iter().filter(|&&v| v > 1e-8).count() == 2,
+        "{spectrum:?}"
+    );
+}

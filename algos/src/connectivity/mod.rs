@@ -26,8 +26,8 @@
 //!
 //! [`run`] does it all under the harness's `run_experiment`: the run folder gets the recording
 //! (`data/chunk_<k>.safetensors`), `analysis.log` in the published `key: value` form
-//! (`spectral_radius` of `W`, `svd_rank` — components of the activity's covariance for 99% of its
-//! variance — and `svd_rank_90`, then `connectivity_R2`, `test_R2`, `test_pearson`,
+//! (`spectral_radius` of `W`, `svd_rank` — singular components of the activity for 99% of its
+//! variance, from at most 10,000 evenly spaced frames — and `svd_rank_90`, then `connectivity_R2`, `test_R2`, `test_pearson`,
 //! `cluster_accuracy`, `final_loss`, `training_time_min`), the history, `curves.png`,
 //! `connectivity.png` (learned against true `W`) and `summary.toml`. On resume the recording is
 //! simulated again from the seed (bitwise the same: the simulator's sums run in a fixed order).
@@ -433,8 +433,7 @@ impl Study {
         }
         let n = self.truth.recording.neurons;
         let radius = simulate::spectral_radius(&self.truth.simulator.w, n)?;
-        let cov = simulate::frame_covariance(&self.truth.recording)?;
-        let (eigenvalues, _) = dynlab_runtime::linalg::host::eigh_f64(&cov, n)?;
+        let eigenvalues = simulate::activity_spectrum(&self.truth.recording)?;
         // The published analysis.log: one `key: value` per line.
         let mut log = String::new();
         let _ = writeln!(log, "spectral_radius: {radius:.4}");

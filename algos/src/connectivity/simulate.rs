@@ -272,21 +272,30 @@ pub fn spectral_radius(w: &[f32], n: usize) -> Result<f64> {
         .fold(0.0, f64::max))
 }
 
-/// The covariance `[n, n]` of the recording's frames (over time), accumulated on the device chunk
-/// by chunk: `Σ_k U_kᵀ U_k / T − μ μᵀ`.
-pub fn frame_covariance(recording: &Recording) -> Result<Vec<f64>> {
+/// Frames the activity's spectrum is computed from, at most (evenly spaced over the recording).
+pub const SPECTRUM_FRAMES: usize = 10_000;
+
+/// The variances along the principal axes of the recorded activity (squared singular values of
+/// the centred frames over `T`), from at most [`SPECTRUM_FRAMES`] evenly spaced frames, by faer's
+/// SVD in f64 on the host.
+pub fn activity_spectrum(recording: &Recording) -> Result<Vec<f64>> {
     let n = recording.neurons;
-    let t = recording.frames as f64;
-    let (mut gram, mut sum) = (vec![0.0f64; n * n], vec![0.0f64; n]);
-    for (u, _) in &recording.chunks {
-        let g = u.transpose(0, 1)?.matmul(u)?.to_vec::<f32>()?;
-        let s = u.sum(0, false)?.to_vec::<f32>()?;
-        gram.iter_mut().zip(&g).for_each(|(a, &b)| *a += b as f64);
-        sum.iter_mut().zip(&s).for_each(|(a, &b)| *a += b as f64);
+    let stride = recording.frames.div_ceil(SPECTRUM_FRAMES).max(1);
+    let all = recording.host_frames()?;
+    let rows: Vec<usize> = (0..recording.frames).step_by(stride).collect();
+    let mut mean = vec![0.0f64; n];
+    for &t in &rows {
+        for (m, &v) in mean.iter_mut().zip(&all[t * n..(t + 1) * n]) {
+            *m += v as f64 / rows.len() as f64;
+        }
     }
-    Ok((0..n * n)
-        .map(|k| gram[k] / t - sum[k / n] * sum[k % n] / (t * t))
-        .collect())
+    let centred: Vec<f64> = rows
+        .iter()
+        .flat_map(|&t| (0..n).map(move |i| (t, i)))
+        .map(|(t, i)| all[t * n + i] as f64 - mean[i])
+        .collect();
+    let s = dynlab_runtime::linalg::host::singular_values_f64(&centred, rows.len(), n)?;
+    Ok(s.iter().map(|v| v * v / rows.len() as f64).collect())
 }
 
 /// Number of principal components that explain `fraction` of the variance (the effective rank of
