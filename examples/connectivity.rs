@@ -109,6 +109,7 @@ fn main_result() -> Result<(), String> {
         "rollout_r2",
         "rollout_pearson",
         "cluster_accuracy",
+        "embedding_clusters",
         "iterations",
         "simulation_seconds",
         "training_seconds",

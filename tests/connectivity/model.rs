@@ -377,3 +377,13 @@ fn activity_spectrum_finds_the_rank_of_the_frames() {
         "{spectrum:?}"
     );
 }
+
+#[test]
+fn collapsed_embeddings_form_one_cluster_and_a_degenerate_accuracy() {
+    use dynlab::algos::connectivity::metrics::embedding_clusters;
+    // Embeddings at their initial ones: one cluster, and the published labelling calls every
+    // neuron correct.
+    let same = [1.0f32; 8];
+    assert_eq!(embedding_clusters(&same, 2), vec![0; 4]);
+    assert_eq!(cluster_accuracy(&same, 2, &[0, 1, 2, 3]), 1.0);
+}

@@ -175,6 +175,8 @@ pub struct Evaluation {
     pub upper: f64,
     /// Embedding cluster accuracy.
     pub cluster_accuracy: f64,
+    /// Clusters the embeddings form (1: not separated, and the accuracy is degenerate).
+    pub clusters: usize,
 }
 
 /// Connectivity fit and cluster accuracy of `model` against `truth`.
@@ -194,6 +196,10 @@ pub fn evaluate(model: &SignalPropagation, truth: &GroundTruth) -> Result<Evalua
         slope_raw: raw.slope,
         upper,
         cluster_accuracy: metrics::cluster_accuracy(&embeddings, 2, &truth.types),
+        clusters: metrics::embedding_clusters(&embeddings, 2)
+            .into_iter()
+            .max()
+            .map_or(0, |m| m + 1),
     })
 }
 
@@ -565,6 +571,7 @@ impl Experiment for Study {
         summary.set("connectivity_slope_uncorrected", round(eval.slope_raw, 4));
         summary.set("psi_plateau", round(eval.upper, 4));
         summary.set("cluster_accuracy", round(eval.cluster_accuracy, 4));
+        summary.set("embedding_clusters", eval.clusters as i64);
         summary.set("rollout_r2", round(rollout_r2, 4));
         summary.set("rollout_pearson", round(pearson, 4));
         summary.set("iterations", self.trainer.optimizer.steps() as i64);
@@ -581,6 +588,7 @@ impl Experiment for Study {
         let _ = writeln!(log, "test_R2: {rollout_r2:.4}");
         let _ = writeln!(log, "test_pearson: {pearson:.4}");
         let _ = writeln!(log, "cluster_accuracy: {:.4}", eval.cluster_accuracy);
+        let _ = writeln!(log, "embedding_n_clusters: {}", eval.clusters);
         let _ = writeln!(
             log,
             "final_loss: {:.4e}",
