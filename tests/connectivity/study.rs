@@ -204,7 +204,7 @@ fn a_small_network_connectivity_is_recovered() {
     assert!(r2 >= 0.9, "connectivity R² {r2}");
     let log = std::fs::read_to_string(o.run_dir.join("analysis.log")).unwrap();
     assert!(
-        log.contains("spectral radius of W") && log.contains("connectivity_R2"),
+        log.contains("spectral_radius: ") && log.contains("connectivity_R2: "),
         "{log}"
     );
     let first = o.history.numbers("connectivity_r2").unwrap()[0].unwrap();
