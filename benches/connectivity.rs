@@ -24,6 +24,8 @@ use std::time::Instant;
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/profile.rs"]
+mod profile;
 
 /// Seconds per call of `f` (one warm-up, then until `budget` seconds, at least 2 calls).
 fn time(
@@ -199,15 +201,7 @@ fn step_rate(device: &Device, neurons: usize, passing: &str) -> dynlab::Result<(
     let rate = steps as f64 / start.elapsed().as_secs_f64();
     let stats = device.stats();
     if profile {
-        let mut times: Vec<_> = stats.kernel_seconds.iter().collect();
-        times.sort_by(|a, b| b.1.total_cmp(a.1));
-        for (kernel, seconds) in times.iter().take(10) {
-            let launches = stats.kernels.get(*kernel).copied().unwrap_or(0) as f64 / steps as f64;
-            println!(
-                "    {kernel:<40} {:>8.2} ms/step {launches:>6.1} launches/step",
-                **seconds * 1e3 / steps as f64
-            );
-        }
+        profile::print_top_kernels(&stats, steps);
     }
     device.set_profiling(false);
     Ok((rate, stats.launches as f64 / steps as f64))
