@@ -101,6 +101,20 @@ pub fn hutchinson_trace(
     samples: usize,
     seed: u64,
 ) -> Result<TraceEstimate> {
+    let vars: Vec<Var> = params.iter().map(|p| Var::param(p.clone())).collect();
+    let refs: Vec<&Var> = vars.iter().collect();
+    hutchinson_trace_at(&loss_fn(&vars)?, &refs, samples, seed)
+}
+
+/// `tr ∇²_{wrt} output` for a scalar `output` already computed from the variables `wrt` (model
+/// parameters, or an input such as a batch of embeddings), estimated as [`hutchinson_trace`] does:
+/// the gradient recorded once, one double backward per Rademacher probe.
+pub fn hutchinson_trace_at(
+    output: &Var,
+    wrt: &[&Var],
+    samples: usize,
+    seed: u64,
+) -> Result<TraceEstimate> {
     if samples == 0 {
         return Err(Error::Value {
             op: "autodiff::hutchinson_trace",
@@ -108,20 +122,27 @@ pub fn hutchinson_trace(
             expected: "at least 1".to_string(),
         });
     }
-    let (vars, grads) = recorded_gradient(loss_fn, params)?;
-    let refs: Vec<&Var> = vars.iter().collect();
+    let grads = grad(
+        output,
+        wrt,
+        GradOptions {
+            create_graph: true,
+            retain_graph: false,
+        },
+    )?;
     let mut rng = Rng::new(seed);
     let mut values = Vec::with_capacity(samples);
     for _ in 0..samples {
-        let probes = params
+        let probes = wrt
             .iter()
             .map(|p| {
+                let p = p.value();
                 Tensor::bernoulli_scalar(p.shape(), 0.5, &mut rng, p.device())?
                     .mul_scalar(2.0)?
                     .add_scalar(-1.0)
             })
             .collect::<Result<Vec<_>>>()?;
-        let hv = directional(&grads, &refs, &probes, true)?;
+        let hv = directional(&grads, wrt, &probes, true)?;
         let mut quad = 0.0f64;
         for (u, h) in probes.iter().zip(&hv) {
             quad += u.mul(h)?.sum_all()?.item()? as f64;

@@ -22,6 +22,6 @@ mod ops;
 mod var;
 
 pub use backward::{grad, GradOptions, Grads};
-pub use curvature::{hutchinson_trace, hvp, TraceEstimate};
+pub use curvature::{hutchinson_trace, hutchinson_trace_at, hvp, TraceEstimate};
 pub use ops::with_fusion;
 pub use var::{enable_grad, live_nodes, no_grad, Var};

@@ -41,6 +41,7 @@ pub use spd_targets::{ResidBlock, ResidMlp, TmsTarget};
 pub use state::{load_safetensors, save_safetensors, TensorFile};
 pub use zoo::{
     build_model, BaselineMlp, ConvLayer, ConvNet, ConvNetOptions, ConvNetShape, ConvNetVariant,
-    DeepFfnn, DeepFfnnOptions, DenseLayer, FfnnInit, FfnnVariant, Mlp, ModelParams, NormLayer,
-    PairEncoding, ParamValue, ResNet, ResNetOptions, Tms, Vgg, VggOptions, ZooModel, MODEL_NAMES,
+    DeepFfnn, DeepFfnnOptions, DenseLayer, FfnnInit, FfnnVariant, GrokBlock, GrokTransformer,
+    GrokTransformerShape, Mlp, ModelParams, NormLayer, PairEncoding, ParamValue, ResNet,
+    ResNetOptions, Tms, Vgg, VggOptions, ZooModel, GROK_SEQUENCE, MODEL_NAMES,
 };

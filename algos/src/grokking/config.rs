@@ -3,7 +3,7 @@
 //! ([`OptimConfig`]).
 
 use super::data::{is_prime, ModOp};
-use dynlab_models::{Init, PairEncoding};
+use dynlab_models::{Activation, GrokTransformerShape, Init, PairEncoding};
 use dynlab_optim::{OptimConfig, OptimPlan};
 use dynlab_runtime::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,72 @@ pub struct GrokkingConfig {
     pub optim: OptimConfig,
     /// The training loop.
     pub train: TrainConfig,
+    /// What is measured besides loss and accuracy, and how often.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the study's measurements (see [`super::metrics`]), each every so many epochs (0:
+/// never). Computed for a single network (`replicas = 1`); the columns stay null otherwise.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Spectral smoothness (hard) of the function on the whole `p × p` grid.
+    #[serde(default = "default_metric_every")]
+    pub smoothness_every: u64,
+    /// The smoothness cutoff `K` (absent: `⌊p/4⌋`).
+    #[serde(default)]
+    pub cutoff: Option<usize>,
+    /// Jacobian norm `out_dim · E‖Jᵀv‖²` of the output with respect to the input.
+    #[serde(default = "default_metric_every")]
+    pub jacobian_every: u64,
+    /// Random unit directions per example for the Jacobian norm.
+    #[serde(default = "default_probes")]
+    pub jacobian_probes: usize,
+    /// Hutchinson trace of the top logit's Hessian with respect to the input.
+    #[serde(default = "default_metric_every")]
+    pub input_hessian_every: u64,
+    /// Rademacher probes for the input Hessian trace.
+    #[serde(default = "default_probes")]
+    pub input_hessian_probes: usize,
+    /// Training examples (the first ones) the Jacobian and input-Hessian metrics average over.
+    #[serde(default = "default_metric_samples")]
+    pub samples: usize,
+    /// Gradient norm and Hutchinson weight-Hessian trace of the full training loss.
+    #[serde(default)]
+    pub weight_curvature_every: u64,
+    /// Rademacher probes for the weight-Hessian trace.
+    #[serde(default = "default_weight_probes")]
+    pub weight_hessian_probes: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> MetricsConfig {
+        MetricsConfig {
+            smoothness_every: default_metric_every(),
+            cutoff: None,
+            jacobian_every: default_metric_every(),
+            jacobian_probes: default_probes(),
+            input_hessian_every: default_metric_every(),
+            input_hessian_probes: default_probes(),
+            samples: default_metric_samples(),
+            weight_curvature_every: 0,
+            weight_hessian_probes: default_weight_probes(),
+        }
+    }
+}
+
+fn default_metric_every() -> u64 {
+    100
+}
+fn default_probes() -> usize {
+    4
+}
+fn default_metric_samples() -> usize {
+    256
+}
+fn default_weight_probes() -> usize {
+    8
 }
 
 /// `[data]`: the table and its split.
@@ -48,22 +114,47 @@ pub struct DataConfig {
     pub train_frac: f64,
 }
 
-/// `[model]`: the grokking MLP.
+/// `[model]`: the network. `type = "mlp"` uses `encoding`, `embed_dim`, `hidden`, `init`;
+/// `type = "transformer"` uses `d_model`, `n_layers`, `n_heads`, `d_mlp`, `activation`,
+/// `tie_embeddings`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// `one_hot` or `embedding`.
+    /// `mlp` ([`BaselineMlp`](dynlab_models::BaselineMlp)) or `transformer`
+    /// ([`GrokTransformer`](dynlab_models::GrokTransformer)).
+    #[serde(rename = "type", default = "default_model_type")]
+    pub kind: String,
+    /// MLP: `one_hot` or `embedding`.
     #[serde(default = "default_encoding")]
     pub encoding: String,
-    /// Embedding width (`embedding` encoding).
+    /// MLP: embedding width (`embedding` encoding).
     #[serde(default = "default_embed_dim")]
     pub embed_dim: usize,
-    /// Hidden widths (GELU layers).
+    /// MLP: hidden widths (GELU layers).
+    #[serde(default)]
     pub hidden: Vec<usize>,
-    /// `kaiming_uniform`, `kaiming_normal`, `xavier_uniform`, `xavier_normal`, `lecun_uniform`,
-    /// `lecun_normal`, `pytorch_default`.
+    /// MLP: `kaiming_uniform`, `kaiming_normal`, `xavier_uniform`, `xavier_normal`,
+    /// `lecun_uniform`, `lecun_normal`, `pytorch_default`.
     #[serde(default = "default_init")]
     pub init: String,
+    /// Transformer: width of the residual stream.
+    #[serde(default = "default_d_model")]
+    pub d_model: usize,
+    /// Transformer: blocks.
+    #[serde(default = "default_one_usize")]
+    pub n_layers: usize,
+    /// Transformer: attention heads.
+    #[serde(default = "default_n_heads")]
+    pub n_heads: usize,
+    /// Transformer: hidden width of each block's MLP.
+    #[serde(default = "default_d_mlp")]
+    pub d_mlp: usize,
+    /// Transformer: `relu` or `gelu`.
+    #[serde(default = "default_activation")]
+    pub activation: String,
+    /// Transformer: read the logits through the token embedding.
+    #[serde(default)]
+    pub tie_embeddings: bool,
 }
 
 /// `[train]`: the loop, checkpoints, logging and the phase thresholds.
@@ -107,6 +198,24 @@ fn default_encoding() -> String {
 fn default_embed_dim() -> usize {
     128
 }
+fn default_model_type() -> String {
+    "mlp".into()
+}
+fn default_d_model() -> usize {
+    128
+}
+fn default_one_usize() -> usize {
+    1
+}
+fn default_n_heads() -> usize {
+    4
+}
+fn default_d_mlp() -> usize {
+    512
+}
+fn default_activation() -> String {
+    "relu".into()
+}
 fn default_init() -> String {
     "kaiming_uniform".into()
 }
@@ -123,12 +232,23 @@ fn default_grokked_at() -> f32 {
     0.95
 }
 
+/// Which network the plan builds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Network {
+    /// [`BaselineMlp`](dynlab_models::BaselineMlp).
+    Mlp,
+    /// [`GrokTransformer`](dynlab_models::GrokTransformer) of this shape.
+    Transformer(GrokTransformerShape),
+}
+
 /// The config turned into the library's types, every value checked.
 #[derive(Clone, Debug)]
 pub struct GrokkingPlan {
     /// The operation.
     pub op: ModOp,
-    /// How pairs enter the network.
+    /// The network to build.
+    pub network: Network,
+    /// How pairs enter the MLP.
     pub encoding: PairEncoding,
     /// Weight initialisation.
     pub init: Init,
@@ -174,6 +294,31 @@ impl GrokkingConfig {
                 ))
             }
         };
+        let network = match m.kind.as_str() {
+            "mlp" => Network::Mlp,
+            "transformer" => Network::Transformer(self.transformer_shape()?),
+            other => {
+                return Err(Error::config(
+                    "model.type",
+                    format!("`{other}` is not one of mlp, transformer"),
+                ))
+            }
+        };
+        if network != Network::Mlp && self.replicas > 1 {
+            return Err(Error::config(
+                "replicas",
+                format!(
+                    "{} with model.type = {}: only the MLP stacks",
+                    self.replicas, m.kind
+                ),
+            ));
+        }
+        if network == Network::Mlp && m.hidden.is_empty() {
+            return Err(Error::config(
+                "model.hidden",
+                "type mlp needs at least one width",
+            ));
+        }
         if m.hidden.contains(&0) {
             return Err(Error::config(
                 "model.hidden",
@@ -186,6 +331,17 @@ impl GrokkingConfig {
             Init::parse(&m.init),
             "kaiming_uniform, kaiming_normal, xavier_uniform, xavier_normal, lecun_uniform, lecun_normal, pytorch_default",
         )?;
+        let mc = &self.metrics;
+        for (key, value) in [
+            ("metrics.jacobian_probes", mc.jacobian_probes),
+            ("metrics.input_hessian_probes", mc.input_hessian_probes),
+            ("metrics.weight_hessian_probes", mc.weight_hessian_probes),
+            ("metrics.samples", mc.samples),
+        ] {
+            if value == 0 {
+                return Err(Error::config(key, "must be positive"));
+            }
+        }
         if self.replicas == 0 {
             return Err(Error::config("replicas", "must be at least 1"));
         }
@@ -202,10 +358,55 @@ impl GrokkingConfig {
         let steps_per_epoch = n_train.div_ceil(batch_size.unwrap_or(n_train)) as u64;
         Ok(GrokkingPlan {
             op,
+            network,
             encoding,
             init,
             optim: self.optim.plan(t.epochs * steps_per_epoch)?,
             batch_size,
+        })
+    }
+}
+
+impl GrokkingConfig {
+    fn transformer_shape(&self) -> Result<GrokTransformerShape> {
+        let m = &self.model;
+        let activation = match m.activation.as_str() {
+            "relu" => Activation::Relu,
+            "gelu" => Activation::Gelu,
+            other => {
+                return Err(Error::config(
+                    "model.activation",
+                    format!("`{other}` is not one of relu, gelu"),
+                ))
+            }
+        };
+        for (key, value) in [
+            ("model.d_model", m.d_model),
+            ("model.n_layers", m.n_layers),
+            ("model.n_heads", m.n_heads),
+            ("model.d_mlp", m.d_mlp),
+        ] {
+            if value == 0 {
+                return Err(Error::config(key, "must be positive"));
+            }
+        }
+        if m.d_model % m.n_heads != 0 || m.d_model / m.n_heads > 128 {
+            return Err(Error::config(
+                "model.n_heads",
+                format!(
+                    "{} heads do not split d_model = {} into heads of at most 128",
+                    m.n_heads, m.d_model
+                ),
+            ));
+        }
+        Ok(GrokTransformerShape {
+            p: self.data.p,
+            d_model: m.d_model,
+            n_layers: m.n_layers,
+            n_heads: m.n_heads,
+            d_mlp: m.d_mlp,
+            activation,
+            tie_embeddings: m.tie_embeddings,
         })
     }
 }

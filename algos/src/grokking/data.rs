@@ -7,6 +7,7 @@
 //! Inputs come as operand pairs `[N, 2]` (i32, for one-hot or embedding models) or as token
 //! sequences `a ∘ b =` `[N, 4]` with `∘` token `p` and `=` token `p + 1` (for transformers).
 
+use dynlab_models::GrokTransformer;
 use dynlab_runtime::{Device, Error, Result, Tensor};
 
 /// The operation `∘`.
@@ -88,12 +89,7 @@ impl ModularSplit {
 
     /// Token sequences `a ∘ b =` as `[N, 4]` i32 (operator token `p`, equals token `p + 1`).
     pub fn tokens(&self, p: usize) -> Result<Tensor> {
-        let pairs = self.pairs.to_vec::<i32>()?;
-        let seq: Vec<i32> = pairs
-            .chunks_exact(2)
-            .flat_map(|ab| [ab[0], p as i32, ab[1], p as i32 + 1])
-            .collect();
-        Tensor::from_vec(seq, &[self.len(), 4], self.pairs.device())
+        GrokTransformer::tokens(&self.pairs, p)
     }
 }
 

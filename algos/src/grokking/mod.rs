@@ -13,21 +13,26 @@
 
 mod config;
 pub mod data;
+pub mod metrics;
+mod watch;
 
-pub use config::{DataConfig, GrokkingConfig, GrokkingPlan, ModelConfig, TrainConfig};
+pub use config::{
+    DataConfig, GrokkingConfig, GrokkingPlan, MetricsConfig, ModelConfig, Network, TrainConfig,
+};
 
 use data::ModularData;
 use dynlab_harness::{
     history_row, plot_history, run_experiment, Experiment, Figure, History, Panel, RunDir,
     RunOptions, Summary, Value, REPLICA,
 };
-use dynlab_models::{BaselineMlp, Module, Record, Replicas, Stateful};
-use dynlab_runtime::{Device, Result, Rng};
+use dynlab_models::{BaselineMlp, GrokTransformer, Module, Record, Replicas, Stateful};
+use dynlab_runtime::{Device, Result, Rng, Tensor};
 use dynlab_train::{
     AdamStats, Batch, CrossEntropy, Dataset, FeatureNorm, Loader, Trainer, WeightNorm,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use watch::{EpochMetrics, MetricInputs};
 
 history_row! {
     /// One row per epoch (and replica).
@@ -60,6 +65,20 @@ history_row! {
         pub adam_moment_ratio: Option<f32>,
         /// AdamW: `‖update‖ / ‖decay‖`.
         pub update_to_decay: Option<f32>,
+        /// Hard spectral smoothness of the function on the `p × p` grid.
+        pub smoothness: Option<f32>,
+        /// `out_dim · E‖Jᵀv‖²` over the metric samples.
+        pub jacobian_norm: Option<f32>,
+        /// Mean input-Hessian trace of the top logit (Hutchinson).
+        pub input_hessian_trace: Option<f32>,
+        /// Its standard error.
+        pub input_hessian_se: Option<f32>,
+        /// `‖∇_θ L‖` of the full training loss.
+        pub loss_grad_norm: Option<f32>,
+        /// Hutchinson `tr ∇²_θ L` of the full training loss.
+        pub weight_hessian_trace: Option<f32>,
+        /// Its standard error.
+        pub weight_hessian_se: Option<f32>,
     }
 }
 
@@ -94,7 +113,10 @@ pub type Phases = (Option<u64>, Option<u64>);
 /// Seed of the mini-batch order, derived from the config's seed.
 const TRAIN_SEED_MIX: u64 = 0x5EED_0FBA_7C4E_5EED;
 
-/// The experiment's state, for one network (`M = BaselineMlp`) or stacked replicas.
+/// Seed of the metrics' random directions and probes, derived from the config's seed.
+const METRIC_SEED_MIX: u64 = 0x3E7A_1C5D_0B1E_C7ED;
+
+/// The experiment's state, for one network (`BaselineMlp`, `GrokTransformer`) or stacked replicas.
 struct Grokking<M: Module> {
     config: GrokkingConfig,
     device: Device,
@@ -102,48 +124,75 @@ struct Grokking<M: Module> {
     train: Loader,
     test: Batch,
     rng: Rng,
+    /// What the metrics evaluate (`None` for stacked replicas, which are not measured).
+    metric_inputs: Option<MetricInputs>,
+    metric_rng: Rng,
+    /// The latest value of each metric, for the log line.
+    latest: EpochMetrics,
 }
 
-/// The data, the networks of seeds `seed … seed + replicas − 1` and the device.
-fn setup(config: &GrokkingConfig) -> Result<(Device, ModularData, Vec<BaselineMlp>)> {
+/// The data and the device.
+fn setup(config: &GrokkingConfig) -> Result<(Device, ModularData)> {
     let plan = config.plan()?;
     let device = Device::default()?;
     let d = &config.data;
     let data = ModularData::new(d.p, plan.op, d.train_frac, config.seed, &device)?;
-    let models = (0..config.replicas as u64)
+    Ok((device, data))
+}
+
+/// Every pair `(a, b)` of the `p × p` grid, row `a·p + b`, as i32 `[p², 2]`.
+fn grid_pairs(p: usize, device: &Device) -> Result<Tensor> {
+    let pairs: Vec<i32> = (0..p * p)
+        .flat_map(|ab| [(ab / p) as i32, (ab % p) as i32])
+        .collect();
+    Tensor::from_vec(pairs, &[p * p, 2], device)
+}
+
+/// The MLPs of seeds `seed … seed + replicas − 1`.
+fn mlps(config: &GrokkingConfig, device: &Device) -> Result<Vec<BaselineMlp>> {
+    let plan = config.plan()?;
+    let d = &config.data;
+    (0..config.replicas as u64)
         .map(|r| {
             let mut init_rng = Rng::new(config.seed.wrapping_add(r));
             let hidden = &config.model.hidden;
-            BaselineMlp::new(
-                d.p,
-                plan.encoding,
-                hidden,
-                plan.init,
-                &mut init_rng,
-                &device,
-            )
+            BaselineMlp::new(d.p, plan.encoding, hidden, plan.init, &mut init_rng, device)
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((device, data, models))
+        .collect()
 }
 
 impl<M: Module> Grokking<M> {
-    /// The experiment training `model` (one network, or the stacked replicas of `models[0]`'s
-    /// kind), fed through `encoder` (the first network).
+    /// The experiment training `model` (one network, or stacked replicas of one kind) on pairs
+    /// turned into its inputs by `encode`; `feature_tap` is the tap of its representation.
     fn new(
         config: &GrokkingConfig,
         device: Device,
         data: ModularData,
-        encoder: &BaselineMlp,
+        encode: &dyn Fn(&Tensor) -> Result<Tensor>,
         model: M,
+        feature_tap: &str,
     ) -> Result<Grokking<M>> {
         let plan = config.plan()?;
-        let train = Dataset::new(encoder.encode_pairs(&data.train.pairs)?, data.train.labels)?;
+        let train_inputs = encode(&data.train.pairs)?;
+        let train = Dataset::new(train_inputs.clone(), data.train.labels.clone())?;
         let test = Batch {
-            inputs: encoder.encode_pairs(&data.test.pairs)?,
+            inputs: encode(&data.test.pairs)?,
             targets: data.test.labels,
         };
         let replicas = config.replicas;
+        let metric_inputs = (replicas == 1)
+            .then(|| -> Result<MetricInputs> {
+                let samples = config.metrics.samples.min(data.train.len());
+                Ok(MetricInputs {
+                    grid: encode(&grid_pairs(data.p, &device)?)?,
+                    samples: train_inputs.narrow(0, 0, samples)?,
+                    train: Batch {
+                        inputs: train_inputs,
+                        targets: data.train.labels,
+                    },
+                })
+            })
+            .transpose()?;
         let test = match replicas {
             1 => test,
             r => test.for_replicas(r)?,
@@ -156,7 +205,7 @@ impl<M: Module> Grokking<M> {
         )
         .with_clip_norm(plan.optim.clip_norm)
         .with_hook(FeatureNorm {
-            tap: "mlp.features".into(),
+            tap: feature_tap.into(),
             name: "repr_norm".into(),
         })
         .with_hook(WeightNorm)
@@ -170,7 +219,33 @@ impl<M: Module> Grokking<M> {
             train: Loader::new(train, plan.batch_size)?.with_replicas(replicas),
             test,
             rng: Rng::new(config.seed ^ TRAIN_SEED_MIX),
+            metric_inputs,
+            metric_rng: Rng::new(config.seed ^ METRIC_SEED_MIX),
+            latest: EpochMetrics::default(),
         })
+    }
+
+    /// The measurements due at `epoch` (none for stacked replicas).
+    fn measure(&mut self, epoch: u64) -> Result<EpochMetrics> {
+        let Some(inputs) = &self.metric_inputs else {
+            return Ok(EpochMetrics::default());
+        };
+        let seed = self.config.seed ^ METRIC_SEED_MIX;
+        let m = watch::measure(
+            &self.trainer.model,
+            &self.config.metrics,
+            self.config.data.p,
+            inputs,
+            epoch,
+            (&mut self.metric_rng, seed),
+        )?;
+        let l = &mut self.latest;
+        l.smoothness = m.smoothness.or(l.smoothness);
+        l.jacobian_norm = m.jacobian_norm.or(l.jacobian_norm);
+        l.input_hessian = m.input_hessian.or(l.input_hessian);
+        l.loss_grad_norm = m.loss_grad_norm.or(l.loss_grad_norm);
+        l.weight_hessian = m.weight_hessian.or(l.weight_hessian);
+        Ok(m)
     }
 
     /// The first epoch whose `column` reaches `threshold`, of each replica (one pass over the
@@ -216,7 +291,9 @@ impl<M: Module> Experiment for Grokking<M> {
         self.trainer.epoch(&mut self.train, &mut self.rng)?;
         self.trainer.evaluate_into(&self.test, "test_")?;
         let logs = self.trainer.log_replicas()?;
+        let measured = self.measure(epoch)?;
         let step = self.trainer.optimizer.steps();
+        let value = |v: Option<f64>| v.map(|v| v as f32);
         let rows: Vec<EpochRow> = logs
             .iter()
             .enumerate()
@@ -235,23 +312,28 @@ impl<M: Module> Experiment for Grokking<M> {
                 adam_effective_step: log.get("adam_effective_step").copied(),
                 adam_moment_ratio: log.get("adam_moment_ratio").copied(),
                 update_to_decay: log.get("update_to_decay").copied(),
+                smoothness: value(measured.smoothness),
+                jacobian_norm: value(measured.jacobian_norm),
+                input_hessian_trace: value(measured.input_hessian.map(|h| h.0)),
+                input_hessian_se: value(measured.input_hessian.map(|h| h.1)),
+                loss_grad_norm: value(measured.loss_grad_norm),
+                weight_hessian_trace: value(measured.weight_hessian.map(|h| h.0)),
+                weight_hessian_se: value(measured.weight_hessian.map(|h| h.1)),
             })
             .collect();
         for row in &rows {
             history.push(row)?;
         }
         let mean = |f: fn(&EpochRow) -> f32| rows.iter().map(f).sum::<f32>() / rows.len() as f32;
-        let over = if rows.len() > 1 {
-            " (mean of replicas)"
-        } else {
-            ""
-        };
-        Ok(format!(
-            "train {:.3}/{:.3} test {:.3}/{:.3} (loss/acc){over}",
-            mean(|r| r.train_loss),
-            mean(|r| r.train_acc),
-            mean(|r| r.test_loss),
-            mean(|r| r.test_acc)
+        Ok(log_line(
+            epoch,
+            [
+                mean(|r| r.train_acc),
+                mean(|r| r.test_acc),
+                mean(|r| r.train_loss),
+                mean(|r| r.repr_norm),
+            ],
+            &self.latest,
         ))
     }
 
@@ -272,12 +354,14 @@ impl<M: Module> Experiment for Grokking<M> {
     fn save(&self) -> Result<Record> {
         Ok(Record::default()
             .nest("trainer", self.trainer.save_state()?)
-            .nest("rng", self.rng.save_state()?))
+            .nest("rng", self.rng.save_state()?)
+            .nest("metric_rng", self.metric_rng.save_state()?))
     }
 
     fn restore(&mut self, record: &Record) -> Result<()> {
         self.trainer.load_state(&record.part("trainer"))?;
-        self.rng.load_state(&record.part("rng"))
+        self.rng.load_state(&record.part("rng"))?;
+        self.metric_rng.load_state(&record.part("metric_rng"))
     }
 
     fn finish(&mut self, run: &RunDir, history: &History, summary: &mut Summary) -> Result<()> {
@@ -344,6 +428,7 @@ impl<M: Module> Experiment for Grokking<M> {
         vec![
             ("split_and_init", seed),
             ("batch_order", seed ^ TRAIN_SEED_MIX),
+            ("metrics", seed ^ METRIC_SEED_MIX),
         ]
     }
 
@@ -427,17 +512,67 @@ pub fn run(
     resolved_toml: &str,
     options: RunOptions,
 ) -> Result<GrokkingOutcome> {
-    let (device, data, mut models) = setup(config)?;
-    if models.len() == 1 {
-        let model = models.pop().expect("one network");
-        let encoder = model.clone();
-        let experiment = Grokking::new(config, device, data, &encoder, model)?;
-        run_with(experiment, config, resolved_toml, options)
-    } else {
-        let encoder = models[0].clone();
-        let stacked = Replicas::stack(models)?;
-        let experiment = Grokking::new(config, device, data, &encoder, stacked)?;
-        run_with(experiment, config, resolved_toml, options)
+    let (device, data) = setup(config)?;
+    let p = config.data.p;
+    match config.plan()?.network {
+        Network::Transformer(shape) => {
+            let mut init_rng = Rng::new(config.seed);
+            let model = GrokTransformer::new(shape, &mut init_rng, &device)?;
+            let encode = |pairs: &Tensor| GrokTransformer::tokens(pairs, p);
+            let experiment = Grokking::new(config, device, data, &encode, model, "features")?;
+            run_with(experiment, config, resolved_toml, options)
+        }
+        Network::Mlp => {
+            let mut models = mlps(config, &device)?;
+            let encoder = models[0].clone();
+            let encode = |pairs: &Tensor| encoder.encode_pairs(pairs);
+            let tap = "mlp.features";
+            if models.len() == 1 {
+                let model = models.pop().expect("one network");
+                let experiment = Grokking::new(config, device, data, &encode, model, tap)?;
+                run_with(experiment, config, resolved_toml, options)
+            } else {
+                let stacked = Replicas::stack(models)?;
+                let experiment = Grokking::new(config, device, data, &encode, stacked, tap)?;
+                run_with(experiment, config, resolved_toml, options)
+            }
+        }
+    }
+}
+
+/// `Epoch 12300 | Train: 100.0% | Test:  47.1% | Loss: 1.23e-04, rnorm=45.2, smooth=0.234,
+/// jac=1.50e+03, |hess|=2.30e+02`: the metrics' latest values, each once it has been computed.
+fn log_line(epoch: u64, [train, test, loss, rnorm]: [f32; 4], latest: &EpochMetrics) -> String {
+    let mut line = format!(
+        "Epoch {epoch} | Train: {:5.1}% | Test: {:5.1}% | Loss: {}, rnorm={rnorm:.1}",
+        100.0 * train,
+        100.0 * test,
+        scientific(loss as f64)
+    );
+    if let Some(s) = latest.smoothness {
+        line += &format!(", smooth={s:.3}");
+    }
+    if let Some(j) = latest.jacobian_norm {
+        line += &format!(", jac={}", scientific(j));
+    }
+    if let Some((h, _)) = latest.input_hessian {
+        line += &format!(", |hess|={}", scientific(h.abs()));
+    }
+    line
+}
+
+/// `1.23e-04`: two decimals and a signed two-digit exponent, as Python's `{:.2e}`.
+fn scientific(x: f64) -> String {
+    let s = format!("{x:.2e}");
+    match s.split_once('e') {
+        Some((mantissa, exp)) => {
+            let (sign, digits) = match exp.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', exp),
+            };
+            format!("{mantissa}e{sign}{digits:0>2}")
+        }
+        None => s,
     }
 }
 

@@ -169,6 +169,21 @@ impl<'r> Ctx<'r> {
         result
     }
 
+    /// Runs `f` as the child `name` of the current module (its taps and error paths under
+    /// `name`), for a container that calls one of its children through another method than
+    /// `forward`; no replacement applies and the result is not captured.
+    pub fn scoped<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Ctx<'r>) -> Result<T>,
+    ) -> Result<T> {
+        let parent_len = self.path.len();
+        self.path = join(&self.path, name);
+        let result = f(self).map_err(|e| e.in_module(self.display_path()));
+        self.path.truncate(parent_len);
+        result
+    }
+
     /// Offers `value` as the named point `name` of the current module (`hidden.0` inside `mlp`
     /// is the tap `mlp.hidden.0`); captured when requested.
     pub fn tap(&mut self, name: &str, value: &Var) {

@@ -259,6 +259,20 @@ impl Tensor {
     /// `α · self · other + β · C + bias` in one launch.
     pub fn matmul_with(&self, other: &Tensor, options: MatmulOptions) -> Result<Tensor> {
         let op = "Tensor::matmul";
+        if let Some(rows) = self.foldable_rows(other, &options) {
+            // `[B…, M, K] · [K, N]` is one `[B·M, K] · [K, N]` product: one tall matrix instead of
+            // `B` short ones (on lavapipe a `[144, 4, 128] · [128, 384]` product took 140 ms batched).
+            let k = self.shape()[self.rank() - 1] as isize;
+            let flat = self
+                .reshape(&[rows as isize, k])?
+                .matmul_with(other, options)?;
+            let mut shape: Vec<isize> = self.shape()[..self.rank() - 1]
+                .iter()
+                .map(|&d| d as isize)
+                .collect();
+            shape.push(other.shape()[1] as isize);
+            return flat.reshape(&shape);
+        }
         let p = plan(op, self, other)?;
         let out = Tensor::alloc(op, &p.out_shape, DType::F32, &self.device)?;
         launch_product(op, &p, &out, options)?;
@@ -299,6 +313,19 @@ impl Tensor {
         launch_product(op, &p, &out, options)?;
         *self = out;
         Ok(())
+    }
+}
+
+impl Tensor {
+    /// The rows `B·M` when `self [B…, M, K]` (contiguous, rank ≥ 3) times a plain matrix can run
+    /// as one `[B·M, K]` product (no accumulated operand, whose broadcast would need the batch).
+    fn foldable_rows(&self, other: &Tensor, options: &MatmulOptions) -> Option<usize> {
+        let foldable = self.rank() >= 3
+            && other.rank() == 2
+            && options.accumulate.is_none()
+            && self.is_contiguous()
+            && self.shape()[self.rank() - 1] == other.shape()[0];
+        foldable.then(|| self.shape()[..self.rank() - 1].iter().product())
     }
 }
 

@@ -1,0 +1,132 @@
+//! The runner's per-epoch measurements: which network's input the metrics differentiate with
+//! respect to, the inputs they are evaluated on, and the values of one epoch.
+
+use super::config::MetricsConfig;
+use super::metrics::{
+    default_cutoff, input_hessian_trace, jacobian_norm, spectral_smoothness, weight_curvature,
+};
+use dynlab_autodiff::Var;
+use dynlab_models::{BaselineMlp, Ctx, GrokTransformer, Module};
+use dynlab_runtime::{Error, Result, Rng, Tensor};
+use dynlab_train::Batch;
+
+/// The network's continuous input for encoded inputs: the one-hot rows (or embedded operands) of
+/// the MLP, the input embeddings `E[tokens] + P` of the transformer.
+pub fn continuous_input(model: &dyn Module, encoded: &Tensor) -> Result<Tensor> {
+    let var = Var::constant(encoded.clone());
+    if let Some(m) = model.downcast_ref::<BaselineMlp>() {
+        return match &m.embedding {
+            None => Ok(encoded.clone()),
+            Some(e) => {
+                let n = encoded.shape()[0] as isize;
+                let rows = e.forward(&var, &mut Ctx::eval())?;
+                Ok(rows.value().reshape(&[n, -1])?)
+            }
+        };
+    }
+    if let Some(m) = model.downcast_ref::<GrokTransformer>() {
+        return Ok(m.embeddings(encoded, &mut Ctx::eval())?.value().clone());
+    }
+    Err(unsupported(model))
+}
+
+/// The logits from the continuous input (evaluation mode).
+pub fn logits_from_input(model: &dyn Module, x: &Var) -> Result<Var> {
+    let mut ctx = Ctx::eval();
+    if let Some(m) = model.downcast_ref::<BaselineMlp>() {
+        return m.mlp.forward(x, &mut ctx);
+    }
+    if let Some(m) = model.downcast_ref::<GrokTransformer>() {
+        return m.forward_from_embeddings(x, &mut ctx);
+    }
+    Err(unsupported(model))
+}
+
+fn unsupported(model: &dyn Module) -> Error {
+    Error::value(
+        "grokking::metrics",
+        format!("a model with children {:?}", children(model)),
+        "a single BaselineMlp or GrokTransformer (stacked replicas are not measured)",
+    )
+}
+
+fn children(model: &dyn Module) -> Vec<String> {
+    model.children().into_iter().map(|(name, _)| name).collect()
+}
+
+/// What the metrics are evaluated on.
+pub struct MetricInputs {
+    /// Every pair `(a, b)` encoded, row `a·p + b`.
+    pub grid: Tensor,
+    /// The first `metrics.samples` training inputs, encoded.
+    pub samples: Tensor,
+    /// The whole training set (the weight curvature's loss).
+    pub train: Batch,
+}
+
+/// One epoch's measurements (`None`: not computed this epoch).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EpochMetrics {
+    /// Hard spectral smoothness.
+    pub smoothness: Option<f64>,
+    /// `out_dim · E‖Jᵀv‖²`.
+    pub jacobian_norm: Option<f64>,
+    /// Mean input-Hessian trace of the top logit, and its standard error.
+    pub input_hessian: Option<(f64, f64)>,
+    /// `‖∇_θ L‖` of the full training loss.
+    pub loss_grad_norm: Option<f64>,
+    /// Hutchinson `tr ∇²_θ L` and its standard error.
+    pub weight_hessian: Option<(f64, f64)>,
+}
+
+/// Separates the weight-Hessian probes from the input-Hessian probes of the same epoch.
+const WEIGHT_PROBE_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn due(every: u64, epoch: u64) -> bool {
+    every > 0 && epoch.is_multiple_of(every)
+}
+
+/// The measurements due at `epoch` of `model` (a single network): unit directions drawn from `rng`,
+/// Rademacher probes from `seed + epoch`.
+pub fn measure(
+    model: &dyn Module,
+    config: &MetricsConfig,
+    p: usize,
+    inputs: &MetricInputs,
+    epoch: u64,
+    (rng, seed): (&mut Rng, u64),
+) -> Result<EpochMetrics> {
+    let seed = seed.wrapping_add(epoch);
+    let mut out = EpochMetrics::default();
+    let f = |x: &Var| logits_from_input(model, x);
+    if due(config.smoothness_every, epoch) {
+        let logits = model.forward(&Var::constant(inputs.grid.clone()), &mut Ctx::eval())?;
+        let cutoff = config.cutoff.unwrap_or_else(|| default_cutoff(p));
+        out.smoothness = Some(spectral_smoothness(logits.value(), cutoff)?);
+    }
+    let needs_input = due(config.jacobian_every, epoch) || due(config.input_hessian_every, epoch);
+    if needs_input {
+        let x = continuous_input(model, &inputs.samples)?;
+        if due(config.jacobian_every, epoch) {
+            out.jacobian_norm = Some(jacobian_norm(f, &x, config.jacobian_probes, p, rng)?);
+        }
+        if due(config.input_hessian_every, epoch) {
+            let t = input_hessian_trace(f, &x, config.input_hessian_probes, seed)?;
+            out.input_hessian = Some((t.mean, t.std_error));
+        }
+    }
+    if due(config.weight_curvature_every, epoch) {
+        let params = model.params();
+        let vars: Vec<&Var> = params.iter().map(|(_, p)| p.var()).collect();
+        let logits = model.forward(
+            &Var::constant(inputs.train.inputs.clone()),
+            &mut Ctx::eval(),
+        )?;
+        let loss = logits.cross_entropy(&inputs.train.targets)?;
+        let probes = config.weight_hessian_probes;
+        let (norm, trace) = weight_curvature(&loss, &vars, probes, seed ^ WEIGHT_PROBE_MIX)?;
+        out.loss_grad_norm = Some(norm);
+        out.weight_hessian = Some((trace.mean, trace.std_error));
+    }
+    Ok(out)
+}
