@@ -43,5 +43,6 @@ pub use zoo::{
     build_model, BaselineMlp, ConvLayer, ConvNet, ConvNetOptions, ConvNetShape, ConvNetVariant,
     DeepFfnn, DeepFfnnOptions, DenseLayer, FfnnInit, FfnnVariant, GrokBlock, GrokTransformer,
     GrokTransformerShape, Mlp, ModelParams, NormLayer, PairEncoding, ParamValue, ResNet,
-    ResNetOptions, Tms, Vgg, VggOptions, ZooModel, GROK_SEQUENCE, MODEL_NAMES,
+    ResNetOptions, RoutedLayer, RoutedNetwork, RoutedShape, Tms, Vgg, VggOptions, ZooModel,
+    GROK_SEQUENCE, MODEL_NAMES,
 };

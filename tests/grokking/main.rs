@@ -3,4 +3,6 @@
 //! end to end with the transformer.
 
 mod metrics;
+mod routed;
+mod study;
 mod transformer;

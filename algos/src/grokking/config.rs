@@ -3,7 +3,8 @@
 //! ([`OptimConfig`]).
 
 use super::data::{is_prime, ModOp};
-use dynlab_models::{Activation, GrokTransformerShape, Init, PairEncoding};
+use super::routing::RoutingRegulariser;
+use dynlab_models::{Activation, GrokTransformerShape, Init, PairEncoding, RoutedShape};
 use dynlab_optim::{OptimConfig, OptimPlan};
 use dynlab_runtime::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,34 @@ pub struct GrokkingConfig {
     /// What is measured besides loss and accuracy, and how often.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Terms added to the cross-entropy.
+    #[serde(default)]
+    pub loss: LossConfig,
+}
+
+/// `[loss]`: regularisers added to the cross-entropy (see [`super::routing`]).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossConfig {
+    /// `entropy`, `sparsity`, `gini` or `consistency` (routed network only).
+    #[serde(default = "default_regulariser")]
+    pub routing_regulariser: String,
+    /// Its weight `λ_routing` (0: none).
+    #[serde(default)]
+    pub lambda_routing: f32,
+}
+
+impl Default for LossConfig {
+    fn default() -> LossConfig {
+        LossConfig {
+            routing_regulariser: default_regulariser(),
+            lambda_routing: 0.0,
+        }
+    }
+}
+
+fn default_regulariser() -> String {
+    "entropy".into()
 }
 
 /// `[metrics]`: the study's measurements (see [`super::metrics`]), each every so many epochs (0:
@@ -116,12 +145,13 @@ pub struct DataConfig {
 
 /// `[model]`: the network. `type = "mlp"` uses `encoding`, `embed_dim`, `hidden`, `init`;
 /// `type = "transformer"` uses `d_model`, `n_layers`, `n_heads`, `d_mlp`, `activation`,
-/// `tie_embeddings`.
+/// `tie_embeddings`; `type = "routed"` uses `d_model` (its width `d`), `n_layers`, `n_heads`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// `mlp` ([`BaselineMlp`](dynlab_models::BaselineMlp)) or `transformer`
-    /// ([`GrokTransformer`](dynlab_models::GrokTransformer)).
+    /// `mlp` ([`BaselineMlp`](dynlab_models::BaselineMlp)), `transformer`
+    /// ([`GrokTransformer`](dynlab_models::GrokTransformer)) or `routed`
+    /// ([`RoutedNetwork`](dynlab_models::RoutedNetwork)).
     #[serde(rename = "type", default = "default_model_type")]
     pub kind: String,
     /// MLP: `one_hot` or `embedding`.
@@ -239,6 +269,8 @@ pub enum Network {
     Mlp,
     /// [`GrokTransformer`](dynlab_models::GrokTransformer) of this shape.
     Transformer(GrokTransformerShape),
+    /// [`RoutedNetwork`](dynlab_models::RoutedNetwork) of this shape.
+    Routed(RoutedShape),
 }
 
 /// The config turned into the library's types, every value checked.
@@ -248,6 +280,8 @@ pub struct GrokkingPlan {
     pub op: ModOp,
     /// The network to build.
     pub network: Network,
+    /// The routing regulariser and its weight (routed network, `λ > 0`).
+    pub routing: Option<(RoutingRegulariser, f32)>,
     /// How pairs enter the MLP.
     pub encoding: PairEncoding,
     /// Weight initialisation.
@@ -297,13 +331,37 @@ impl GrokkingConfig {
         let network = match m.kind.as_str() {
             "mlp" => Network::Mlp,
             "transformer" => Network::Transformer(self.transformer_shape()?),
+            "routed" => Network::Routed(self.routed_shape()?),
             other => {
                 return Err(Error::config(
                     "model.type",
-                    format!("`{other}` is not one of mlp, transformer"),
+                    format!("`{other}` is not one of mlp, transformer, routed"),
                 ))
             }
         };
+        let l = &self.loss;
+        let regulariser = choice(
+            "loss.routing_regulariser",
+            &l.routing_regulariser,
+            RoutingRegulariser::parse(&l.routing_regulariser),
+            "entropy, sparsity, gini, consistency",
+        )?;
+        if !(l.lambda_routing >= 0.0 && l.lambda_routing.is_finite()) {
+            return Err(Error::config(
+                "loss.lambda_routing",
+                format!("{} is not a finite non-negative weight", l.lambda_routing),
+            ));
+        }
+        if l.lambda_routing > 0.0 && !matches!(network, Network::Routed(_)) {
+            return Err(Error::config(
+                "loss.lambda_routing",
+                format!(
+                    "{} with model.type = {}: only the routed network routes",
+                    l.lambda_routing, m.kind
+                ),
+            ));
+        }
+        let routing = (l.lambda_routing > 0.0).then_some((regulariser, l.lambda_routing));
         if network != Network::Mlp && self.replicas > 1 {
             return Err(Error::config(
                 "replicas",
@@ -359,6 +417,7 @@ impl GrokkingConfig {
         Ok(GrokkingPlan {
             op,
             network,
+            routing,
             encoding,
             init,
             optim: self.optim.plan(t.epochs * steps_per_epoch)?,
@@ -368,6 +427,25 @@ impl GrokkingConfig {
 }
 
 impl GrokkingConfig {
+    fn routed_shape(&self) -> Result<RoutedShape> {
+        let m = &self.model;
+        for (key, value) in [
+            ("model.d_model", m.d_model),
+            ("model.n_layers", m.n_layers),
+            ("model.n_heads", m.n_heads),
+        ] {
+            if value == 0 {
+                return Err(Error::config(key, "must be positive"));
+            }
+        }
+        Ok(RoutedShape {
+            p: self.data.p,
+            d: m.d_model,
+            n_layers: m.n_layers,
+            n_heads: m.n_heads,
+        })
+    }
+
     fn transformer_shape(&self) -> Result<GrokTransformerShape> {
         let m = &self.model;
         let activation = match m.activation.as_str() {

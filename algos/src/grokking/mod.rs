@@ -14,10 +14,12 @@
 mod config;
 pub mod data;
 pub mod metrics;
+pub mod routing;
 mod watch;
 
 pub use config::{
-    DataConfig, GrokkingConfig, GrokkingPlan, MetricsConfig, ModelConfig, Network, TrainConfig,
+    DataConfig, GrokkingConfig, GrokkingPlan, LossConfig, MetricsConfig, ModelConfig, Network,
+    TrainConfig,
 };
 
 use data::ModularData;
@@ -25,11 +27,12 @@ use dynlab_harness::{
     history_row, plot_history, run_experiment, Experiment, Figure, History, Panel, RunDir,
     RunOptions, Summary, Value, REPLICA,
 };
-use dynlab_models::{BaselineMlp, GrokTransformer, Module, Record, Replicas, Stateful};
-use dynlab_runtime::{Device, Result, Rng, Tensor};
-use dynlab_train::{
-    AdamStats, Batch, CrossEntropy, Dataset, FeatureNorm, Loader, Trainer, WeightNorm,
+use dynlab_models::{
+    BaselineMlp, GrokTransformer, Module, Record, Replicas, RoutedNetwork, Stateful,
 };
+use dynlab_runtime::{Device, Result, Rng, Tensor};
+use dynlab_train::{AdamStats, Batch, Dataset, FeatureNorm, Loader, Trainer, WeightNorm};
+use routing::GrokObjective;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use watch::{EpochMetrics, MetricInputs};
@@ -79,6 +82,10 @@ history_row! {
         pub weight_hessian_trace: Option<f32>,
         /// Its standard error.
         pub weight_hessian_se: Option<f32>,
+        /// Routed network: mean routing entropy over the epoch's training batches.
+        pub routing_entropy: Option<f32>,
+        /// Routed network: the routing regulariser's value (when it is in the loss).
+        pub routing_reg: Option<f32>,
     }
 }
 
@@ -201,7 +208,10 @@ impl<M: Module> Grokking<M> {
             model,
             plan.optim.optimizer()?,
             plan.optim.schedule,
-            CrossEntropy,
+            GrokObjective {
+                routing: plan.routing,
+                routed: matches!(plan.network, Network::Routed(_)),
+            },
         )
         .with_clip_norm(plan.optim.clip_norm)
         .with_hook(FeatureNorm {
@@ -319,6 +329,8 @@ impl<M: Module> Experiment for Grokking<M> {
                 loss_grad_norm: value(measured.loss_grad_norm),
                 weight_hessian_trace: value(measured.weight_hessian.map(|h| h.0)),
                 weight_hessian_se: value(measured.weight_hessian.map(|h| h.1)),
+                routing_entropy: log.get("routing_entropy").copied(),
+                routing_reg: log.get("routing_reg").copied(),
             })
             .collect();
         for row in &rows {
@@ -401,6 +413,19 @@ impl<M: Module> Experiment for Grokking<M> {
         if c.replicas > 1 {
             summary.set("replica_memorised_epochs", epochs(|p| p.0));
             summary.set("replica_grokked_epochs", epochs(|p| p.1));
+        }
+        if let Some(inputs) = &self.metric_inputs {
+            let p = c.data.p;
+            let cutoff = c
+                .metrics
+                .cutoff
+                .unwrap_or_else(|| metrics::default_cutoff(p));
+            watch::figures(&self.trainer.model, inputs, (p, cutoff), run, summary)?;
+        }
+        let best = history.numbers("test_acc").unwrap_or_default();
+        let best = best.into_iter().flatten().fold(f64::NEG_INFINITY, f64::max);
+        if best.is_finite() {
+            summary.set("best_test_acc", best);
         }
         let last_epoch = history.last("epoch").unwrap_or(0.0);
         for (key, column) in [
@@ -519,6 +544,14 @@ pub fn run(
             let mut init_rng = Rng::new(config.seed);
             let model = GrokTransformer::new(shape, &mut init_rng, &device)?;
             let encode = |pairs: &Tensor| GrokTransformer::tokens(pairs, p);
+            let experiment = Grokking::new(config, device, data, &encode, model, "features")?;
+            run_with(experiment, config, resolved_toml, options)
+        }
+        Network::Routed(shape) => {
+            let mut init_rng = Rng::new(config.seed);
+            let model = RoutedNetwork::new(shape, &mut init_rng, &device)?;
+            let encoder = model.clone();
+            let encode = |pairs: &Tensor| encoder.encode_pairs(pairs);
             let experiment = Grokking::new(config, device, data, &encode, model, "features")?;
             run_with(experiment, config, resolved_toml, options)
         }

@@ -1,17 +1,22 @@
-//! The runner's per-epoch measurements: which network's input the metrics differentiate with
-//! respect to, the inputs they are evaluated on, and the values of one epoch.
+//! The runner's measurements: which network's input the metrics differentiate with respect to,
+//! the inputs they are evaluated on, the values of one epoch, and the end-of-run figures.
 
 use super::config::MetricsConfig;
 use super::metrics::{
-    default_cutoff, input_hessian_trace, jacobian_norm, spectral_smoothness, weight_curvature,
+    default_cutoff, input_hessian_trace, jacobian_norm, radial_power, spectral_smoothness,
+    weight_curvature,
 };
+use super::routing::head_utilisation;
 use dynlab_autodiff::Var;
-use dynlab_models::{BaselineMlp, Ctx, GrokTransformer, Module};
-use dynlab_runtime::{Error, Result, Rng, Tensor};
+use dynlab_harness::{
+    plot_heatmaps, plot_history, Figure, Heatmap, History, Panel, RunDir, Summary, Value,
+};
+use dynlab_models::{BaselineMlp, Ctx, GrokTransformer, Module, RoutedNetwork};
+use dynlab_runtime::{DType, Error, Result, Rng, Tensor};
 use dynlab_train::Batch;
 
 /// The network's continuous input for encoded inputs: the one-hot rows (or embedded operands) of
-/// the MLP, the input embeddings `E[tokens] + P` of the transformer.
+/// the MLP and the routed network, the input embeddings `E[tokens] + P` of the transformer.
 pub fn continuous_input(model: &dyn Module, encoded: &Tensor) -> Result<Tensor> {
     let var = Var::constant(encoded.clone());
     if let Some(m) = model.downcast_ref::<BaselineMlp>() {
@@ -27,6 +32,9 @@ pub fn continuous_input(model: &dyn Module, encoded: &Tensor) -> Result<Tensor> 
     if let Some(m) = model.downcast_ref::<GrokTransformer>() {
         return Ok(m.embeddings(encoded, &mut Ctx::eval())?.value().clone());
     }
+    if model.downcast_ref::<RoutedNetwork>().is_some() {
+        return Ok(encoded.clone());
+    }
     Err(unsupported(model))
 }
 
@@ -39,6 +47,9 @@ pub fn logits_from_input(model: &dyn Module, x: &Var) -> Result<Var> {
     if let Some(m) = model.downcast_ref::<GrokTransformer>() {
         return m.forward_from_embeddings(x, &mut ctx);
     }
+    if let Some(m) = model.downcast_ref::<RoutedNetwork>() {
+        return m.forward(x, &mut ctx);
+    }
     Err(unsupported(model))
 }
 
@@ -46,7 +57,7 @@ fn unsupported(model: &dyn Module) -> Error {
     Error::value(
         "grokking::metrics",
         format!("a model with children {:?}", children(model)),
-        "a single BaselineMlp or GrokTransformer (stacked replicas are not measured)",
+        "a single BaselineMlp, GrokTransformer or RoutedNetwork (stacked replicas are not measured)",
     )
 }
 
@@ -129,4 +140,74 @@ pub fn measure(
         out.weight_hessian = Some((trace.mean, trace.std_error));
     }
     Ok(out)
+}
+
+/// The end-of-run figures of a single network: `spectrum.png` (the power of the learned function
+/// per radial frequency, with the smoothness cutoff marked) and, for the routed network,
+/// `routing.png` (the dominant head per `(a, b)`, one map per layer) with each layer's head
+/// utilisation in the summary.
+pub fn figures(
+    model: &dyn Module,
+    inputs: &MetricInputs,
+    (p, cutoff): (usize, usize),
+    run: &RunDir,
+    summary: &mut Summary,
+) -> Result<()> {
+    let grid = Var::constant(inputs.grid.clone());
+    let mut ctx = Ctx::eval().with_taps(&["routing"]);
+    let logits = model.forward(&grid, &mut ctx)?;
+    let power = radial_power(logits.value())?;
+    let mut spectrum = History::default();
+    for (k, w) in power.iter().enumerate() {
+        spectrum.push_cells(&[
+            ("frequency", Value::U64(k as u64)),
+            ("power", Value::F64(*w)),
+        ])?;
+    }
+    let figure = Figure {
+        title: format!("power of the learned function per radial frequency (p = {p})"),
+        x: "frequency".into(),
+        log_x: false,
+        panels: vec![Panel::new("spectrum", "fraction of power")
+            .line("power", "argmax image")
+            .log_y()],
+        markers: vec![(format!("cutoff K = {cutoff}"), cutoff as f64)],
+    };
+    plot_history(run.file("spectrum.png"), &spectrum, &figure)?;
+    summary.set(
+        "final_smoothness",
+        spectral_smoothness(logits.value(), cutoff)?,
+    );
+    if let Some(w) = ctx.tapped("routing") {
+        routing_figure(w.value(), p, run, summary)?;
+    }
+    Ok(())
+}
+
+fn routing_figure(w: &Tensor, p: usize, run: &RunDir, summary: &mut Summary) -> Result<()> {
+    let (layers, heads) = (w.shape()[1], w.shape()[2]);
+    let dominant = host_values(&w.argmax(-1, false)?.to_dtype(DType::F32)?)?;
+    let maps: Vec<Heatmap> = (0..layers)
+        .map(|l| Heatmap {
+            title: format!("layer {l}: dominant head (0…{})", heads - 1),
+            rows: p,
+            cols: p,
+            values: (0..p * p).map(|ab| dominant[ab * layers + l]).collect(),
+            row_label: "a".into(),
+            col_label: "b".into(),
+        })
+        .collect();
+    plot_heatmaps(
+        run.file("routing.png"),
+        "routing over the (a, b) grid",
+        &maps,
+    )?;
+    let utilisation = host_values(&head_utilisation(w)?)?;
+    let per_layer: Vec<Vec<f64>> = utilisation.chunks(heads).map(<[f64]>::to_vec).collect();
+    summary.set("head_utilisation", per_layer);
+    Ok(())
+}
+
+fn host_values(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(t.to_vec::<f32>()?.into_iter().map(f64::from).collect())
 }

@@ -1,5 +1,5 @@
 //! Models built from the layers: the [`Mlp`], the loss-of-plasticity [`ConvNet`], the grokking
-//! study's [`BaselineMlp`] and [`GrokTransformer`], the toy model of superposition [`Tms`], and the plasticity studies'
+//! study's [`BaselineMlp`], [`GrokTransformer`] and [`RoutedNetwork`], the toy model of superposition [`Tms`], and the plasticity studies'
 //! ConvNet variants, deep FFNNs ([`DeepFfnn`]), VGG-16 ([`Vgg`]) and ResNet-18 ([`ResNet`]), built by name through [`build_model`]
 //! (`registry`). Variants choose their layers at run time ([`DenseLayer`], [`ConvLayer`],
 //! [`NormLayer`]) and list the concrete layer as the child, so `find("fc1")` downcasts to it. Every model names its hidden activations as taps
@@ -13,6 +13,7 @@ mod grokking;
 mod mlp;
 pub mod registry;
 mod resnet;
+mod routed;
 mod tms;
 mod vgg;
 
@@ -24,5 +25,6 @@ pub use grokking::{BaselineMlp, PairEncoding};
 pub use mlp::Mlp;
 pub use registry::{build_model, ModelParams, ParamValue, ZooModel, MODEL_NAMES};
 pub use resnet::{BasicBlock, ResNet, ResNetOptions};
+pub use routed::{RoutedLayer, RoutedNetwork, RoutedShape};
 pub use tms::Tms;
 pub use vgg::{Vgg, VggOptions};

@@ -1,0 +1,101 @@
+//! The grokking runner end to end: a history with nulls read back by a real DuckDB, and the
+//! transformer memorising and then generalising.
+
+use dynlab::algos::grokking::{run, GrokkingConfig};
+use dynlab::harness::{parse_config, RunOptions};
+use dynlab_test_support::device_test;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn runs_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dynlab-grok-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn config(runs_dir: &Path, name: &str, body: &str) -> (GrokkingConfig, String) {
+    let text = format!(
+        "name = \"{name}\"\nruns_dir = \"{}\"\n{body}",
+        runs_dir.display()
+    );
+    parse_config::<GrokkingConfig>(&text, name, &[]).unwrap()
+}
+
+/// `SELECT …` on the run's Parquet history through DuckDB's Python package (`.ci/run` installs
+/// it), the single value printed.
+fn duckdb(query: &str) -> String {
+    let script = format!("import duckdb; print(duckdb.sql(\"{query}\").fetchall()[0][0])");
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 runs (DuckDB is read through its Python package)");
+    assert!(
+        out.status.success(),
+        "DuckDB query failed (is the package installed? `python3 -m pip install duckdb`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+const SMALL_MLP: &str = r#"
+seed = 1
+[data]
+p = 7
+train_frac = 0.6
+[model]
+hidden = [16]
+[optim]
+lr = 1e-2
+weight_decay = 0.5
+[train]
+epochs = 24
+checkpoint_every = 10
+diagnostics_every = 0
+[metrics]
+smoothness_every = 5
+jacobian_every = 4
+input_hessian_every = 0
+weight_curvature_every = 12
+"#;
+
+#[device_test]
+fn the_parquet_history_reads_back_in_duckdb_with_its_nulls() {
+    let dir = runs_dir("duckdb");
+    let (c, resolved) = config(&dir, "small", SMALL_MLP);
+    let o = run(&c, &resolved, RunOptions::default()).unwrap();
+    let file = o.run_dir.join("history.parquet");
+    let from = format!("FROM '{}'", file.display());
+    let summary = std::fs::read_to_string(o.run_dir.join("summary.toml")).unwrap();
+    let best: f64 = summary
+        .lines()
+        .find_map(|l| l.strip_prefix("best_test_acc = "))
+        .expect("summary has best_test_acc")
+        .parse()
+        .unwrap();
+    let max: f64 = duckdb(&format!("SELECT max(test_acc) {from}"))
+        .parse()
+        .unwrap();
+    assert_eq!(
+        max as f32, best as f32,
+        "DuckDB max(test_acc) vs the summary"
+    );
+    assert_eq!(duckdb(&format!("SELECT count(*) {from}")), "24");
+    // Smoothness every 5 epochs (4 rows), the Jacobian every 4 (6), curvature every 12 (2),
+    // the input Hessian never: null elsewhere.
+    for (column, rows) in [
+        ("smoothness", 4),
+        ("jacobian_norm", 6),
+        ("weight_hessian_trace", 2),
+        ("input_hessian_trace", 0),
+    ] {
+        let count = duckdb(&format!("SELECT count({column}) {from}"));
+        assert_eq!(count, rows.to_string(), "{column}");
+    }
+    let smooth: f64 = duckdb(&format!("SELECT smoothness {from} WHERE epoch = 20"))
+        .parse()
+        .unwrap();
+    let ours = o.history.numbers("smoothness").unwrap()[19].unwrap();
+    assert_eq!(smooth as f32, ours as f32);
+    assert!((0.0..=1.0).contains(&smooth));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
