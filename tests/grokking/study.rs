@@ -99,3 +99,44 @@ fn the_parquet_history_reads_back_in_duckdb_with_its_nulls() {
     assert!((0.0..=1.0).contains(&smooth));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn every_grokking_config_plans_and_bad_keys_are_named() {
+    use dynlab::algos::grokking::Network;
+    use dynlab::harness::load_config;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs");
+    for (file, network) in [
+        ("validate.toml", "mlp"),
+        ("validate_transformer.toml", "transformer"),
+        ("baseline.toml", "mlp"),
+        ("transformer.toml", "transformer"),
+        ("power2022.toml", "transformer"),
+        ("routed.toml", "routed"),
+        ("grokking_quick.toml", "mlp"),
+        ("grokking_full.toml", "mlp"),
+    ] {
+        let (c, _) = load_config::<GrokkingConfig>(&dir.join(file), &[]).unwrap();
+        let plan = c.plan().unwrap_or_else(|e| panic!("{file}: {e}"));
+        let kind = match plan.network {
+            Network::Mlp => "mlp",
+            Network::Transformer(_) => "transformer",
+            Network::Routed(_) => "routed",
+        };
+        assert_eq!(kind, network, "{file}");
+    }
+    let (c, _) = load_config::<GrokkingConfig>(&dir.join("power2022.toml"), &[]).unwrap();
+    assert_eq!(c.plan().unwrap().batch_size, Some(512));
+    let base = std::fs::read_to_string(dir.join("validate_transformer.toml")).unwrap();
+    for (set, key) in [
+        ("model.type=\"cnn\"", "model.type"),
+        ("model.n_heads=3", "model.n_heads"),
+        ("model.activation=\"tanh\"", "model.activation"),
+        ("replicas=2", "replicas"),
+        ("loss.lambda_routing=0.1", "loss.lambda_routing"),
+        ("metrics.jacobian_probes=0", "metrics.jacobian_probes"),
+    ] {
+        let (c, _) = parse_config::<GrokkingConfig>(&base, "bad", &[set.to_string()]).unwrap();
+        let e = c.plan().unwrap_err().to_string();
+        assert!(e.contains(key), "{set}: {e}");
+    }
+}

@@ -4,8 +4,8 @@
 //! (checkpoints, resume continuing exactly, the summary's provenance).
 
 use dynlab::harness::{
-    history_row, parquet::to_parquet, run_experiment, ColumnType, Experiment, History, RunDir,
-    RunMode, RunOptions, Summary, Value,
+    history_row, parquet::to_parquet, parse_run_args, run_experiment, ColumnType, Experiment,
+    History, RunDir, RunMode, RunOptions, Summary, Value,
 };
 use dynlab::models::Record;
 use dynlab::{Device, Result};
@@ -331,4 +331,46 @@ fn experiments_resume_exactly_and_record_provenance() {
     let rev = run["git_revision"].as_str().unwrap();
     assert!(rev.len() >= 40 || rev == "unknown", "{rev}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn extra_units_run_past_the_planned_end_on_resume() {
+    let runs_dir = std::env::temp_dir().join(format!("dynlab-extra-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&runs_dir);
+    let runs = runs_dir.to_str().unwrap();
+    let go = |options: RunOptions| {
+        run_experiment(
+            &mut walk(),
+            runs,
+            "extra",
+            "a = 1\n",
+            History::default(),
+            options,
+        )
+    };
+    let done = go(RunOptions::default()).unwrap();
+    assert_eq!(done.history.rows(), 10);
+    let more = RunOptions {
+        mode: RunMode::Resume,
+        extra_units: Some(3),
+        ..Default::default()
+    };
+    let o = go(more).unwrap();
+    assert_eq!((o.units_run, o.history.rows()), (3, 13));
+    let e = go(RunOptions {
+        extra_units: Some(3),
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("without --resume"), "{e}");
+    let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+    let parsed = parse_run_args(args("--config c.toml --resume --extra-epochs 7"), "u").unwrap();
+    assert_eq!(parsed.options.extra_units, Some(7));
+    assert!(
+        parse_run_args(args("--config c.toml --extra-epochs 7"), "u")
+            .unwrap_err()
+            .contains("--resume")
+    );
+    std::fs::remove_dir_all(&runs_dir).unwrap();
 }

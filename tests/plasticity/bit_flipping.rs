@@ -52,7 +52,7 @@ fn options() -> RunOptions {
     RunOptions {
         mode: RunMode::New,
         progress: false,
-        stop_at: None,
+        ..Default::default()
     }
 }
 

@@ -110,7 +110,7 @@ fn rank_tracking_on_permuted_digits_logs_every_metric_and_counts_dead_units() {
     let options = RunOptions {
         mode: RunMode::New,
         progress: false,
-        stop_at: None,
+        ..Default::default()
     };
     let o = run(&config, &resolved, options).unwrap();
     let h = &o.history;
@@ -334,7 +334,7 @@ fn reset_head_zeroes_the_output_layer_at_task_starts() {
         let options = RunOptions {
             mode: RunMode::New,
             progress: false,
-            stop_at: None,
+            ..Default::default()
         };
         let o = run(&config, &resolved, options).unwrap();
         let plan = config.plan().unwrap();

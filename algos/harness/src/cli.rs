@@ -1,5 +1,6 @@
 //! The command line every experiment example shares:
-//! `--config FILE.toml [--set key=value ...] [--resume | --overwrite] [--stop-at UNIT] [--quiet]`.
+//! `--config FILE.toml [--set key=value ...] [--resume [--extra-epochs N] | --overwrite]
+//! [--stop-at UNIT] [--quiet]` (`--extra-units` is the same flag for experiments counted otherwise).
 
 use crate::experiment::RunOptions;
 use crate::run::RunMode;
@@ -40,6 +41,11 @@ pub fn parse_run_args(
                 let v = value()?;
                 options.stop_at = Some(v.parse().map_err(|e| format!("--stop-at {v}: {e}"))?)
             }
+            "--extra-epochs" | "--extra-units" => {
+                let v = value()?;
+                let parsed = v.parse().map_err(|e| format!("{flag} {v}: {e}"))?;
+                options.extra_units = Some(parsed)
+            }
             "--resume" | "--overwrite" if options.mode != RunMode::New => {
                 return Err(format!(
                     "--resume and --overwrite exclude each other\n{usage}"
@@ -53,6 +59,9 @@ pub fn parse_run_args(
         }
     }
     let config = config.ok_or_else(|| format!("--config is required\n{usage}"))?;
+    if options.extra_units.is_some() && options.mode != RunMode::Resume {
+        return Err(format!("--extra-epochs needs --resume\n{usage}"));
+    }
     Ok(RunArgs {
         config,
         overrides,

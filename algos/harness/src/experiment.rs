@@ -24,6 +24,10 @@ pub struct RunOptions {
     /// Stop this call after this unit (checkpointed; resuming continues), e.g. to fit a job's
     /// time slot. The experiment still plans for all its units.
     pub stop_at: Option<u64>,
+    /// With [`RunMode::Resume`]: run this many units past the checkpoint, beyond the config's last
+    /// unit if need be and even when the experiment says it is finished (schedules hold their
+    /// final value past the planned end).
+    pub extra_units: Option<u64>,
 }
 
 /// An experiment the harness can run (see the module docs).
@@ -99,6 +103,13 @@ pub fn run_experiment(
     mut history: History,
     options: RunOptions,
 ) -> Result<Outcome> {
+    if let (Some(extra), false) = (options.extra_units, options.mode == RunMode::Resume) {
+        return Err(Error::value(
+            "run_experiment",
+            format!("{extra} extra units without --resume"),
+            "extra units only when resuming a run",
+        ));
+    }
     let run = RunDir::open(runs_dir, name, options.mode)?;
     let (mut unit, mut seconds_before) = (0u64, 0.0f64);
     if options.mode == RunMode::Resume {
@@ -121,11 +132,15 @@ pub fn run_experiment(
         run.save_checkpoint(&record)?;
         run.write_history(history)
     };
-    let (first_unit, total) = (unit, experiment.units());
-    let last = total.min(options.stop_at.unwrap_or(u64::MAX));
+    let (first_unit, planned) = (unit, experiment.units());
+    let (total, last) = match options.extra_units {
+        Some(extra) => (planned.max(unit + extra), unit + extra),
+        None => (planned, planned.min(options.stop_at.unwrap_or(u64::MAX))),
+    };
+    let may_finish = options.extra_units.is_none();
     let unit_name = experiment.unit_name().to_string();
     let mut progress = Progress::new(total, unit, &unit_name, options.progress);
-    while unit < last && !experiment.finished(&history) {
+    while unit < last && !(may_finish && experiment.finished(&history)) {
         unit += 1;
         let rows_before = history.rows();
         let status = experiment.run_unit(unit, &mut history)?;
