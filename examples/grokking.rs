@@ -3,11 +3,14 @@
 //!
 //! ```text
 //! cargo run --release --example grokking -- --config examples/configs/grokking_quick.toml \
-//!     [--set key=value ...] [--resume | --overwrite] [--stop-at EPOCH] [--quiet]
+//!     [--set key=value ...] [--resume [--extra-epochs N] | --overwrite] [--stop-at EPOCH] [--quiet]
 //! ```
 //!
-//! Results go to `runs/<name>/`: `config.toml` (resolved), `history.csv` and `history.parquet` (one
-//! row per epoch), `checkpoint.safetensors`, `curves.png`, `summary.toml`. `--set replicas=8`
+//! `model.type` picks the MLP, the transformer or the routed network (`examples/configs/validate*.toml`,
+//! `baseline.toml`, `transformer.toml`, `power2022.toml`, `routed.toml`). Results go to
+//! `runs/<name>/`: `config.toml` (resolved), `history.csv` and `history.parquet` (one row per epoch,
+//! the `[metrics]` columns null between their intervals), `checkpoint.safetensors`, `curves.png`,
+//! `spectrum.png`, `routing.png` (routed network), `summary.toml`. `--set replicas=8`
 //! trains seeds `seed … seed + 7` as one stacked model: one row per epoch and replica, and each
 //! replica's history and curves in `replicas/<r>/`.
 
@@ -15,7 +18,7 @@ use dynlab::algos::grokking::{run, GrokkingConfig};
 use dynlab::harness::{load_config, parse_run_args};
 
 const USAGE: &str =
-    "usage: grokking --config FILE.toml [--set key=value ...] [--resume | --overwrite] [--stop-at EPOCH] [--quiet]";
+    "usage: grokking --config FILE.toml [--set key=value ...] [--resume [--extra-epochs N] | --overwrite] [--stop-at EPOCH] [--quiet]";
 
 fn main() {
     let result = parse_run_args(std::env::args().skip(1), USAGE).and_then(|args| {

@@ -303,3 +303,91 @@ fn weight_hessian_trace_is_within_three_standard_errors_of_the_exact_trace() {
 fn x_var(x: &Tensor) -> Var {
     Var::constant(x.clone())
 }
+
+#[device_test]
+fn soft_smoothness_has_exact_gradients() {
+    use dynlab_test_support::reference::HostTensor;
+    use dynlab_test_support::{check_gradients, random};
+    let mut host = HostRng::new(31);
+    for (p, cutoff) in [(5, 1), (7, 2)] {
+        let (logits, logits_host) = random(&mut host, &[p * p, p], -1.5, 1.5);
+        let reference = |hs: &[HostTensor]| {
+            let image: Vec<f64> = hs[0]
+                .data
+                .chunks(p)
+                .map(|r| {
+                    softmax(r)
+                        .iter()
+                        .enumerate()
+                        .map(|(c, w)| c as f64 * w)
+                        .sum()
+                })
+                .collect();
+            HostTensor::new(&[], vec![host_smoothness(&image, p, cutoff)])
+        };
+        check_gradients(
+            &format!("smoothness_soft p {p}"),
+            vec![(logits, logits_host)],
+            &|v: &[Var]| spectral_smoothness_soft(&v[0], cutoff),
+            &reference,
+            &mut host,
+        );
+    }
+}
+
+#[device_test]
+fn the_jacobian_penalty_is_the_jacobian_norm_and_differentiates_through_it() {
+    use dynlab::algos::grokking::penalty::JacobianPenalty;
+    use dynlab::models::{BaselineMlp, PairEncoding};
+    let mut rng = Rng::new(17);
+    let mut m = BaselineMlp::new(
+        5,
+        PairEncoding::OneHot,
+        &[6],
+        Init::XavierNormal,
+        &mut rng,
+        &device(),
+    )
+    .unwrap();
+    let pairs = Tensor::from_slice(&[0i32, 1, 2, 3, 4, 4, 1, 0], &[4, 2], &device()).unwrap();
+    let samples = m.encode_pairs(&pairs).unwrap();
+    let penalty = JacobianPenalty {
+        samples: samples.clone(),
+        outputs: 5,
+        lambda: 1.0,
+        every: 1,
+        seed: 0,
+    };
+    let directions =
+        dynlab::algos::grokking::metrics::unit_directions(1, 4, 5, &mut Rng::new(2), &device())
+            .unwrap();
+    let v = directions.squeeze(0).unwrap();
+    let value = penalty.value_along(&m, &v).unwrap();
+    let f = |x: &Var| m.mlp.forward(x, &mut Ctx::eval());
+    let want = jacobian_norm_along(f, &samples, &directions).unwrap();
+    let got = value.value().item().unwrap() as f64;
+    assert!((got - want).abs() < 1e-4 * want.max(1.0), "{got} vs {want}");
+    // d(penalty)/dW₁[0, 0] against a central difference of the penalty itself.
+    let grads = value.backward().unwrap();
+    let w = m.mlp.layers[0].weight.value().clone();
+    let analytic = grads
+        .tensor(m.mlp.layers[0].weight.var())
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap()[0] as f64;
+    let h = 1e-2f32;
+    let mut at = |delta: f32| {
+        let mut shifted = w.to_vec::<f32>().unwrap();
+        shifted[0] += delta;
+        m.mlp.layers[0]
+            .weight
+            .set(Tensor::from_vec(shifted, w.shape(), &device()).unwrap())
+            .unwrap();
+        penalty.value_along(&m, &v).unwrap().value().item().unwrap() as f64
+    };
+    let numeric = (at(h) - at(-h)) / (2.0 * h as f64);
+    assert!(
+        (analytic - numeric).abs() < 0.02 * numeric.abs().max(0.05),
+        "{analytic} vs {numeric}"
+    );
+}

@@ -250,3 +250,89 @@ fn divergence_is_an_error_naming_the_step() {
     let e = trainer.log().unwrap_err().to_string();
     assert!(e.contains("diverged") && e.contains("after step 3"), "{e}");
 }
+
+/// `λ ‖W‖²` on the steps that are multiples of `every`.
+struct WeightPenalty {
+    lambda: f32,
+    every: u64,
+}
+
+impl dynlab::train::Regulariser for WeightPenalty {
+    fn name(&self) -> &str {
+        "weight_penalty"
+    }
+
+    fn term(&mut self, model: &dyn Module, step: u64) -> Result<Option<Var>> {
+        if step % self.every != 0 {
+            return Ok(None);
+        }
+        let w = model.params()[0].1.var().clone();
+        Ok(Some(w.square()?.sum_all()?.mul_scalar(self.lambda)?))
+    }
+}
+
+#[device_test]
+fn regularisers_join_the_loss_on_their_steps() {
+    let data = regression_data();
+    let batch = data.batch();
+    let (x, y) = (
+        batch.inputs.to_vec::<f32>().unwrap(),
+        batch.targets.to_vec::<f32>().unwrap(),
+    );
+    let model = linear_model();
+    let mut w: Vec<f64> = model
+        .weight
+        .value()
+        .to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    let mut b = vec![0.0f64; 2];
+    let (lr, lambda) = (0.1, 0.3);
+    let penalty = WeightPenalty {
+        lambda: lambda as f32,
+        every: 2,
+    };
+    let mut trainer = Trainer::new(model, sgd(0.0), LrSchedule::constant(lr as f32), Mse)
+        .with_regulariser(penalty);
+    let mut rng = Rng::new(1);
+    for step in 1..=4u64 {
+        trainer.step(&batch, &mut rng).unwrap();
+        // Host SGD on mean((xW + b − y)²) (+ λ‖W‖² on even steps).
+        let (mut gw, mut gb) = (vec![0.0; 8], vec![0.0; 2]);
+        for r in 0..64 {
+            for c in 0..2 {
+                let pred: f64 = (0..4)
+                    .map(|k| x[r * 4 + k] as f64 * w[k * 2 + c])
+                    .sum::<f64>()
+                    + b[c];
+                let d = 2.0 * (pred - y[r * 2 + c] as f64) / 128.0;
+                gb[c] += d;
+                for k in 0..4 {
+                    gw[k * 2 + c] += d * x[r * 4 + k] as f64;
+                }
+            }
+        }
+        if step % 2 == 0 {
+            for (g, wv) in gw.iter_mut().zip(&w) {
+                *g += 2.0 * lambda * wv;
+            }
+        }
+        for (wv, g) in w.iter_mut().zip(&gw) {
+            *wv -= lr * g;
+        }
+        for (bv, g) in b.iter_mut().zip(&gb) {
+            *bv -= lr * g;
+        }
+        let got = trainer.model.weight.value().to_vec::<f32>().unwrap();
+        for (g, want) in got.iter().zip(&w) {
+            assert!(
+                (*g as f64 - want).abs() < 1e-5,
+                "step {step}: {g} vs {want}"
+            );
+        }
+    }
+    let log = trainer.log().unwrap();
+    assert!(log["weight_penalty"] > 0.0, "{log:?}");
+}

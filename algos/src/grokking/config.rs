@@ -52,6 +52,18 @@ pub struct LossConfig {
     /// Its weight `λ_routing` (0: none).
     #[serde(default)]
     pub lambda_routing: f32,
+    /// Weight of the spectral-smoothness penalty `λ (1 − smoothness_soft)` (0: none).
+    #[serde(default)]
+    pub lambda_spectral: f32,
+    /// Apply the spectral penalty every this many steps.
+    #[serde(default = "default_one")]
+    pub spectral_interval: u64,
+    /// Weight of the Jacobian-norm penalty `λ · out_dim · E‖Jᵀv‖²` (0: none).
+    #[serde(default)]
+    pub lambda_jacobian: f32,
+    /// Apply the Jacobian penalty every this many steps.
+    #[serde(default = "default_one")]
+    pub jacobian_interval: u64,
 }
 
 impl Default for LossConfig {
@@ -59,6 +71,10 @@ impl Default for LossConfig {
         LossConfig {
             routing_regulariser: default_regulariser(),
             lambda_routing: 0.0,
+            lambda_spectral: 0.0,
+            spectral_interval: 1,
+            lambda_jacobian: 0.0,
+            jacobian_interval: 1,
         }
     }
 }
@@ -362,6 +378,31 @@ impl GrokkingConfig {
             ));
         }
         let routing = (l.lambda_routing > 0.0).then_some((regulariser, l.lambda_routing));
+        for (key, lambda, every) in [
+            (
+                "loss.lambda_spectral",
+                l.lambda_spectral,
+                l.spectral_interval,
+            ),
+            (
+                "loss.lambda_jacobian",
+                l.lambda_jacobian,
+                l.jacobian_interval,
+            ),
+        ] {
+            if !(lambda >= 0.0 && lambda.is_finite()) {
+                return Err(Error::config(
+                    key,
+                    format!("{lambda} is not a finite non-negative weight"),
+                ));
+            }
+            if lambda > 0.0 && (self.replicas > 1 || every == 0) {
+                return Err(Error::config(
+                    key,
+                    "a penalty needs replicas = 1 and a positive interval",
+                ));
+            }
+        }
         if network != Network::Mlp && self.replicas > 1 {
             return Err(Error::config(
                 "replicas",

@@ -14,6 +14,7 @@
 mod config;
 pub mod data;
 pub mod metrics;
+pub mod penalty;
 pub mod routing;
 mod watch;
 
@@ -32,6 +33,7 @@ use dynlab_models::{
 };
 use dynlab_runtime::{Device, Result, Rng, Tensor};
 use dynlab_train::{AdamStats, Batch, Dataset, FeatureNorm, Loader, Trainer, WeightNorm};
+use penalty::{JacobianPenalty, SpectralPenalty};
 use routing::GrokObjective;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -86,6 +88,10 @@ history_row! {
         pub routing_entropy: Option<f32>,
         /// Routed network: the routing regulariser's value (when it is in the loss).
         pub routing_reg: Option<f32>,
+        /// The spectral penalty's weighted value, mean over the epoch's steps that applied it.
+        pub spectral_penalty: Option<f32>,
+        /// The Jacobian penalty's weighted value, mean over the epoch's steps that applied it.
+        pub jacobian_penalty: Option<f32>,
     }
 }
 
@@ -119,6 +125,9 @@ pub type Phases = (Option<u64>, Option<u64>);
 
 /// Seed of the mini-batch order, derived from the config's seed.
 const TRAIN_SEED_MIX: u64 = 0x5EED_0FBA_7C4E_5EED;
+
+/// Seed of the Jacobian penalty's directions, derived from the config's seed.
+const PENALTY_SEED_MIX: u64 = 0x7A11_0F5E_ED5A_11CE;
 
 /// Seed of the metrics' random directions and probes, derived from the config's seed.
 const METRIC_SEED_MIX: u64 = 0x3E7A_1C5D_0B1E_C7ED;
@@ -204,7 +213,7 @@ impl<M: Module> Grokking<M> {
             1 => test,
             r => test.for_replicas(r)?,
         };
-        let trainer = Trainer::new(
+        let mut trainer = Trainer::new(
             model,
             plan.optim.optimizer()?,
             plan.optim.schedule,
@@ -222,6 +231,28 @@ impl<M: Module> Grokking<M> {
         .with_hook(AdamStats {
             every: config.train.diagnostics_every,
         });
+        let l = &config.loss;
+        let cutoff = config
+            .metrics
+            .cutoff
+            .unwrap_or_else(|| metrics::default_cutoff(data.p));
+        if let (true, Some(inputs)) = (l.lambda_spectral > 0.0, &metric_inputs) {
+            trainer = trainer.with_regulariser(SpectralPenalty {
+                grid: inputs.grid.clone(),
+                cutoff,
+                lambda: l.lambda_spectral,
+                every: l.spectral_interval,
+            });
+        }
+        if let (true, Some(inputs)) = (l.lambda_jacobian > 0.0, &metric_inputs) {
+            trainer = trainer.with_regulariser(JacobianPenalty {
+                samples: inputs.samples.clone(),
+                outputs: data.p,
+                lambda: l.lambda_jacobian,
+                every: l.jacobian_interval,
+                seed: config.seed ^ PENALTY_SEED_MIX,
+            });
+        }
         Ok(Grokking {
             config: config.clone(),
             device,
@@ -331,6 +362,8 @@ impl<M: Module> Experiment for Grokking<M> {
                 weight_hessian_se: value(measured.weight_hessian.map(|h| h.1)),
                 routing_entropy: log.get("routing_entropy").copied(),
                 routing_reg: log.get("routing_reg").copied(),
+                spectral_penalty: log.get("spectral_penalty").copied(),
+                jacobian_penalty: log.get("jacobian_penalty").copied(),
             })
             .collect();
         for row in &rows {
@@ -384,7 +417,8 @@ impl<M: Module> Experiment for Grokking<M> {
             c.name, c.data.op, c.data.p, c.data.train_frac
         );
         if c.replicas == 1 {
-            plot_history(run.file("curves.png"), history, &curves(title, phases[0]))?;
+            let figure = curves(title, phases[0], self.metric_inputs.is_some());
+            plot_history(run.file("curves.png"), history, &figure)?;
         } else {
             let title = format!("{title}, {} replicas", c.replicas);
             plot_history(
@@ -398,7 +432,7 @@ impl<M: Module> Experiment for Grokking<M> {
                 plot_history(
                     run.file(&format!("replicas/{r}/curves.png")),
                     &one,
-                    &curves(title, phase),
+                    &curves(title, phase, false),
                 )?;
             }
         }
@@ -462,8 +496,9 @@ impl<M: Module> Experiment for Grokking<M> {
     }
 }
 
-/// The loss and accuracy curves of one network, with its phases marked.
-fn curves(title: String, (memorised, grokked): Phases) -> Figure {
+/// The loss and accuracy curves of one network, with its phases marked; with `measured`, the
+/// smoothness and the Jacobian norm too.
+fn curves(title: String, (memorised, grokked): Phases, measured: bool) -> Figure {
     let markers = [("memorised", memorised), ("grokked", grokked)]
         .into_iter()
         .filter_map(|(l, e)| Some((format!("{l} at epoch {}", e?), e? as f64)))
@@ -480,7 +515,17 @@ fn curves(title: String, (memorised, grokked): Phases) -> Figure {
             Panel::new("accuracy", "accuracy")
                 .line("train_acc", "train")
                 .line("test_acc", "test"),
-        ],
+        ]
+        .into_iter()
+        .chain(measured.then(|| {
+            Panel::new("spectral smoothness (K = p/4)", "smoothness").line("smoothness", "hard")
+        }))
+        .chain(measured.then(|| {
+            Panel::new("input sensitivity", "E‖Jᵀv‖²·out_dim")
+                .line("jacobian_norm", "Jacobian norm")
+                .log_y()
+        }))
+        .collect(),
         markers,
     }
 }
@@ -636,4 +681,32 @@ fn run_with<M: Module>(
         syncs_per_step: outcome.syncs_per_step,
         history: outcome.history,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{log_line, scientific, EpochMetrics};
+
+    #[test]
+    fn log_lines_read_like_the_reference() {
+        assert_eq!(scientific(1.23e-4), "1.23e-04");
+        assert_eq!(scientific(1500.0), "1.50e+03");
+        assert_eq!(scientific(0.0), "0.00e+00");
+        let latest = EpochMetrics {
+            smoothness: Some(0.2341),
+            jacobian_norm: Some(1500.0),
+            input_hessian: Some((-230.0, 4.0)),
+            ..EpochMetrics::default()
+        };
+        assert_eq!(
+            log_line(12300, [1.0, 0.471, 1.23e-4, 45.2], &latest),
+            "Epoch 12300 | Train: 100.0% | Test:  47.1% | Loss: 1.23e-04, rnorm=45.2, \
+             smooth=0.234, jac=1.50e+03, |hess|=2.30e+02"
+        );
+        let plain = log_line(3, [0.5, 0.0, 2.0, 1.0], &EpochMetrics::default());
+        assert_eq!(
+            plain,
+            "Epoch 3 | Train:  50.0% | Test:   0.0% | Loss: 2.00e+00, rnorm=1.0"
+        );
+    }
 }

@@ -20,4 +20,4 @@ pub use data::{Batch, BatchSource, Dataset, Loader};
 pub use hooks::{AdamStats, FeatureNorm, Hook, LogView, StepView, WeightNorm};
 pub use metrics::Metrics;
 pub use objective::{accuracy, CrossEntropy, Forward, Loss, Mse, Objective, WeightedSum};
-pub use trainer::Trainer;
+pub use trainer::{Regulariser, Trainer};

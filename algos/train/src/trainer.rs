@@ -10,7 +10,19 @@ use dynlab_optim::{global_grad_norm, LrSchedule, Optimizer};
 use dynlab_runtime::{Error, GradScale, Result, Rng, Tensor};
 use std::collections::BTreeMap;
 
-/// Trains a model: owns it, the optimizer, the schedule, the objective and the hooks.
+/// A differentiable term added to the training loss that is computed from the model rather than
+/// from the batch (a penalty on the learned function, such as its smoothness over a whole input
+/// grid); it runs after the objective, inside the recorded step, so its gradient joins the loss's.
+pub trait Regulariser {
+    /// The name its term is logged by.
+    fn name(&self) -> &str;
+
+    /// The weighted term at optimizer step `step` (1-based), or `None` on steps it skips.
+    fn term(&mut self, model: &dyn Module, step: u64) -> Result<Option<Var>>;
+}
+
+/// Trains a model: owns it, the optimizer, the schedule, the objective, the regularisers and the
+/// hooks.
 ///
 /// Metrics of the interval since the last [`Trainer::log`]: `loss` and each named loss term and
 /// objective metric (weighted by batch rows), `grad_norm` (the global gradient norm before
@@ -30,6 +42,7 @@ pub struct Trainer<M: Module> {
     /// Clip the global gradient norm to this value.
     pub clip_norm: Option<f32>,
     objective: Box<dyn Objective>,
+    regularisers: Vec<Box<dyn Regulariser>>,
     hooks: Vec<Box<dyn Hook>>,
     metrics: Metrics,
     lr: f32,
@@ -51,11 +64,18 @@ impl<M: Module> Trainer<M> {
             schedule,
             clip_norm: None,
             objective: Box::new(objective),
+            regularisers: Vec::new(),
             hooks: Vec::new(),
             metrics: Metrics::for_replicas(replicas),
             lr: 0.0,
             logs: 0,
         }
+    }
+
+    /// Adds `regulariser`'s term to the loss on the steps it chooses (logged by its name).
+    pub fn with_regulariser(mut self, regulariser: impl Regulariser + 'static) -> Trainer<M> {
+        self.regularisers.push(Box::new(regulariser));
+        self
     }
 
     /// Clips the global gradient norm to `clip_norm` (`None`: no clipping).
@@ -92,7 +112,25 @@ impl<M: Module> Trainer<M> {
             replicas,
         };
         drop(ctx);
-        let loss = self.objective.loss(&forward, &batch.targets)?;
+        let mut loss = self.objective.loss(&forward, &batch.targets)?;
+        let step = self.optimizer.steps() + 1;
+        for r in &mut self.regularisers {
+            let Some(term) = r.term(&self.model, step)? else {
+                continue;
+            };
+            if replicas.is_some() || term.shape() != loss.total.shape() {
+                return Err(Error::shape(
+                    "Trainer::step",
+                    format!("regulariser `{}` term {:?}", r.name(), term.shape()),
+                    format!(
+                        "a term of the loss's shape {:?}, one network",
+                        loss.total.shape()
+                    ),
+                ));
+            }
+            loss.total = loss.total.add(&term)?;
+            loss.terms.push((r.name().to_string(), term));
+        }
         let grads = match replicas {
             None => loss.total.backward()?,
             Some(_) => loss.total.sum_all()?.backward()?,
