@@ -2,6 +2,7 @@
 //! gradient, tied embeddings), the metrics against brute-force f64 computations, and the runner
 //! end to end with the transformer.
 
+mod fisher;
 mod metrics;
 mod routed;
 mod study;

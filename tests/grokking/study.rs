@@ -91,6 +91,7 @@ fn the_parquet_history_reads_back_in_duckdb_with_its_nulls() {
         ("smoothness", 4),
         ("jacobian_norm", 6),
         ("weight_hessian_trace", 2),
+        ("fisher_trace", 2),
         ("input_hessian_trace", 0),
         ("spectral_penalty", 12),
         ("jacobian_penalty", 8),

@@ -13,6 +13,7 @@
 
 mod config;
 pub mod data;
+pub mod fisher;
 pub mod metrics;
 pub mod penalty;
 pub mod routing;
@@ -84,6 +85,8 @@ history_row! {
         pub weight_hessian_trace: Option<f32>,
         /// Its standard error.
         pub weight_hessian_se: Option<f32>,
+        /// Empirical Fisher trace `(1/N) Σ_i ‖∇_θ log p(y_i | x_i)‖²` over the training set.
+        pub fisher_trace: Option<f32>,
         /// Routed network: mean routing entropy over the epoch's training batches.
         pub routing_entropy: Option<f32>,
         /// Routed network: the routing regulariser's value (when it is in the loss).
@@ -286,6 +289,7 @@ impl<M: Module> Grokking<M> {
         l.input_hessian = m.input_hessian.or(l.input_hessian);
         l.loss_grad_norm = m.loss_grad_norm.or(l.loss_grad_norm);
         l.weight_hessian = m.weight_hessian.or(l.weight_hessian);
+        l.fisher_trace = m.fisher_trace.or(l.fisher_trace);
         Ok(m)
     }
 
@@ -360,6 +364,7 @@ impl<M: Module> Experiment for Grokking<M> {
                 loss_grad_norm: value(measured.loss_grad_norm),
                 weight_hessian_trace: value(measured.weight_hessian.map(|h| h.0)),
                 weight_hessian_se: value(measured.weight_hessian.map(|h| h.1)),
+                fisher_trace: value(measured.fisher_trace),
                 routing_entropy: log.get("routing_entropy").copied(),
                 routing_reg: log.get("routing_reg").copied(),
                 spectral_penalty: log.get("spectral_penalty").copied(),

@@ -2,6 +2,7 @@
 //! the inputs they are evaluated on, the values of one epoch, and the end-of-run figures.
 
 use super::config::MetricsConfig;
+use super::fisher::fisher_trace;
 use super::metrics::{
     default_cutoff, input_hessian_trace, jacobian_norm, radial_power, spectral_smoothness,
     weight_curvature,
@@ -88,6 +89,8 @@ pub struct EpochMetrics {
     pub loss_grad_norm: Option<f64>,
     /// Hutchinson `tr ∇²_θ L` and its standard error.
     pub weight_hessian: Option<(f64, f64)>,
+    /// The empirical Fisher trace over the training set (`None` for a tied transformer).
+    pub fisher_trace: Option<f64>,
 }
 
 /// Separates the weight-Hessian probes from the input-Hessian probes of the same epoch.
@@ -138,6 +141,13 @@ pub fn measure(
         let (norm, trace) = weight_curvature(&loss, &vars, probes, seed ^ WEIGHT_PROBE_MIX)?;
         out.loss_grad_norm = Some(norm);
         out.weight_hessian = Some((trace.mean, trace.std_error));
+        let tied = model
+            .downcast_ref::<GrokTransformer>()
+            .is_some_and(|t| t.shape.tie_embeddings);
+        if !tied {
+            let train = &inputs.train;
+            out.fisher_trace = Some(fisher_trace(model, &train.inputs, &train.targets)?);
+        }
     }
     Ok(out)
 }
