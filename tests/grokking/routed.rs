@@ -264,3 +264,31 @@ fn the_entropy_regulariser_lowers_the_routing_entropy() {
         std::fs::remove_dir_all(d.parent().unwrap()).unwrap();
     }
 }
+
+#[device_test]
+fn representations_are_the_inputs_of_the_output_layers() {
+    use dynlab::models::{BaselineMlp, Init, PairEncoding};
+    let mut rng = Rng::new(9);
+    let pairs = Tensor::from_slice(&[1i32, 2, 3, 4, 0, 0], &[3, 2], &device()).unwrap();
+    let routed = RoutedNetwork::new(shape(), &mut rng, &device()).unwrap();
+    let x = routed.encode_pairs(&pairs).unwrap();
+    let h = routed.representation(&x).unwrap();
+    let w = routed.output_head.weight.var();
+    let b = routed.output_head.bias.as_ref().unwrap().var();
+    let logits = routed.forward(&Var::constant(x), &mut Ctx::eval()).unwrap();
+    let again = h.linear(w, b).unwrap();
+    for (a, c) in host_f64(logits.value()).iter().zip(host_f64(again.value())) {
+        assert!((a - c).abs() < 1e-5);
+    }
+    let mlp = BaselineMlp::new(
+        5,
+        PairEncoding::OneHot,
+        &[7],
+        Init::KaimingUniform,
+        &mut rng,
+        &device(),
+    )
+    .unwrap();
+    let x = mlp.encode_pairs(&pairs).unwrap();
+    assert_eq!(mlp.representation(&x).unwrap().shape(), &[3, 7]);
+}

@@ -24,7 +24,7 @@ fn config(runs_dir: &Path, name: &str, body: &str) -> (GrokkingConfig, String) {
 /// `SELECT …` on the run's Parquet history through DuckDB's Python package (`.ci/run` installs
 /// it), the single value printed.
 fn duckdb(query: &str) -> String {
-    let script = format!("import duckdb; print(duckdb.sql(\"{query}\").fetchall()[0][0])");
+    let script = format!("import duckdb; print(duckdb.sql(\"\"\"{query}\"\"\").fetchall()[0][0])");
     let out = Command::new("python3")
         .args(["-c", &script])
         .output()
@@ -95,6 +95,7 @@ fn the_parquet_history_reads_back_in_duckdb_with_its_nulls() {
         ("input_hessian_trace", 0),
         ("spectral_penalty", 12),
         ("jacobian_penalty", 8),
+        ("\"weight_norm.mlp.layers.0.weight\"", 2),
     ] {
         let count = duckdb(&format!("SELECT count({column}) {from}"));
         assert_eq!(count, rows.to_string(), "{column}");

@@ -115,6 +115,13 @@ pub struct MetricsConfig {
     /// Rademacher probes for the weight-Hessian trace.
     #[serde(default = "default_weight_probes")]
     pub weight_hessian_probes: usize,
+    /// `‖W‖` of every weight matrix and embedding table, columns `weight_norm.<parameter>`.
+    #[serde(default = "default_layer_norms_every")]
+    pub layer_norms_every: u64,
+}
+
+fn default_layer_norms_every() -> u64 {
+    10
 }
 
 impl Default for MetricsConfig {
@@ -129,6 +136,7 @@ impl Default for MetricsConfig {
             samples: default_metric_samples(),
             weight_curvature_every: 0,
             weight_hessian_probes: default_weight_probes(),
+            layer_norms_every: default_layer_norms_every(),
         }
     }
 }

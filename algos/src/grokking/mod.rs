@@ -337,6 +337,7 @@ impl<M: Module> Experiment for Grokking<M> {
         self.trainer.evaluate_into(&self.test, "test_")?;
         let logs = self.trainer.log_replicas()?;
         let measured = self.measure(epoch)?;
+        let rows_before = history.rows();
         let step = self.trainer.optimizer.steps();
         let value = |v: Option<f64>| v.map(|v| v as f32);
         let rows: Vec<EpochRow> = logs
@@ -373,6 +374,10 @@ impl<M: Module> Experiment for Grokking<M> {
             .collect();
         for row in &rows {
             history.push(row)?;
+        }
+        for (name, norm) in &measured.layer_norms {
+            let column = format!("weight_norm.{name}");
+            history.set_from(rows_before, &column, Value::F32(*norm as f32))?;
         }
         let mean = |f: fn(&EpochRow) -> f32| rows.iter().map(f).sum::<f32>() / rows.len() as f32;
         Ok(log_line(

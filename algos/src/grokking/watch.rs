@@ -12,7 +12,7 @@ use dynlab_autodiff::Var;
 use dynlab_harness::{
     plot_heatmaps, plot_history, Figure, Heatmap, History, Panel, RunDir, Summary, Value,
 };
-use dynlab_models::{BaselineMlp, Ctx, GrokTransformer, Module, RoutedNetwork};
+use dynlab_models::{BaselineMlp, Ctx, GrokTransformer, Module, Param, ParamKind, RoutedNetwork};
 use dynlab_runtime::{DType, Error, Result, Rng, Tensor};
 use dynlab_train::Batch;
 
@@ -77,8 +77,10 @@ pub struct MetricInputs {
 }
 
 /// One epoch's measurements (`None`: not computed this epoch).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct EpochMetrics {
+    /// `‖W‖` of every weight matrix and embedding table, by parameter name (empty: not computed).
+    pub layer_norms: Vec<(String, f64)>,
     /// Hard spectral smoothness.
     pub smoothness: Option<f64>,
     /// `out_dim · E‖Jᵀv‖²`.
@@ -112,6 +114,9 @@ pub fn measure(
 ) -> Result<EpochMetrics> {
     let seed = seed.wrapping_add(epoch);
     let mut out = EpochMetrics::default();
+    if due(config.layer_norms_every, epoch) {
+        out.layer_norms = layer_weight_norms(model)?;
+    }
     let f = |x: &Var| logits_from_input(model, x);
     if due(config.smoothness_every, epoch) {
         let logits = model.forward(&Var::constant(inputs.grid.clone()), &mut Ctx::eval())?;
@@ -150,6 +155,29 @@ pub fn measure(
         }
     }
     Ok(out)
+}
+
+/// `‖W‖` of every weight matrix and embedding table of `model`, by parameter name (one read-back).
+pub fn layer_weight_norms(model: &dyn Module) -> Result<Vec<(String, f64)>> {
+    let weights: Vec<(String, &Param)> = model
+        .params()
+        .into_iter()
+        .filter(|(_, p)| matches!(p.kind(), ParamKind::Weight | ParamKind::Embedding))
+        .collect();
+    if weights.is_empty() {
+        return Ok(Vec::new());
+    }
+    let squares = weights
+        .iter()
+        .map(|(_, p)| p.value().square()?.sum_all())
+        .collect::<Result<Vec<_>>>()?;
+    let norms = Tensor::stack(&squares.iter().collect::<Vec<_>>(), 0)?.sqrt()?;
+    let norms = norms.to_vec::<f32>()?;
+    Ok(weights
+        .into_iter()
+        .zip(norms)
+        .map(|((name, _), n)| (name, f64::from(n)))
+        .collect())
 }
 
 /// The end-of-run figures of a single network: `spectrum.png` (the power of the learned function

@@ -70,6 +70,16 @@ impl BaselineMlp {
         pairs.one_hot(self.p)?.reshape(&[n, 2 * self.p as isize])
     }
 
+    /// The last hidden representation (the input of the output layer), `[N, hidden]`, of encoded
+    /// pairs.
+    pub fn representation(&self, encoded: &Tensor) -> Result<Var> {
+        let mut ctx = Ctx::eval().with_taps(&["mlp.features"]);
+        self.forward(&Var::constant(encoded.clone()), &mut ctx)?;
+        ctx.tapped("mlp.features").cloned().ok_or_else(|| {
+            Error::value("BaselineMlp::representation", "no features tap", "the tap")
+        })
+    }
+
     fn check_pairs(&self, op: &'static str, pairs: &Tensor) -> Result<()> {
         if pairs.dtype() != DType::I32 || pairs.rank() != 2 || pairs.shape()[1] != 2 {
             return Err(Error::shape(

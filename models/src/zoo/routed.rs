@@ -223,6 +223,19 @@ impl RoutedNetwork {
         Ok((ctx.call("output_head", &self.output_head, &h)?, routing))
     }
 
+    /// The stream after the last layer (the input of the output head), `[N, d]`, of one-hot pairs.
+    pub fn representation(&self, x: &Tensor) -> Result<Var> {
+        let mut ctx = Ctx::eval().with_taps(&["features"]);
+        self.forward(&Var::constant(x.clone()), &mut ctx)?;
+        ctx.tapped("features").cloned().ok_or_else(|| {
+            Error::value(
+                "RoutedNetwork::representation",
+                "no features tap",
+                "the tap",
+            )
+        })
+    }
+
     /// The one-hot rows `[N, 2p]` of operand pairs `[N, 2]` (i32).
     pub fn encode_pairs(&self, pairs: &Tensor) -> Result<Tensor> {
         let n = pairs.shape().first().copied().unwrap_or(0) as isize;
