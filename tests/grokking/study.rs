@@ -211,7 +211,7 @@ fn a_small_transformer_memorises_then_generalises() {
     assert!(smooth.iter().flatten().all(|s| (0.0..=1.0).contains(s)));
     let due = column("epoch")
         .iter()
-        .filter(|&&e| e as u64 % 100 == 0)
+        .filter(|&&e| (e as u64).is_multiple_of(100))
         .count();
     assert_eq!(
         smooth.iter().flatten().count(),

@@ -263,7 +263,7 @@ impl dynlab::train::Regulariser for WeightPenalty {
     }
 
     fn term(&mut self, model: &dyn Module, step: u64) -> Result<Option<Var>> {
-        if step % self.every != 0 {
+        if !step.is_multiple_of(self.every) {
             return Ok(None);
         }
         let w = model.params()[0].1.var().clone();
@@ -288,7 +288,7 @@ fn regularisers_join_the_loss_on_their_steps() {
         .iter()
         .map(|&v| v as f64)
         .collect();
-    let mut b = vec![0.0f64; 2];
+    let mut b = [0.0f64; 2];
     let (lr, lambda) = (0.1, 0.3);
     let penalty = WeightPenalty {
         lambda: lambda as f32,

@@ -517,7 +517,7 @@ impl GrokkingConfig {
                 return Err(Error::config(key, "must be positive"));
             }
         }
-        if m.d_model % m.n_heads != 0 || m.d_model / m.n_heads > 128 {
+        if !m.d_model.is_multiple_of(m.n_heads) || m.d_model / m.n_heads > 128 {
             return Err(Error::config(
                 "model.n_heads",
                 format!(

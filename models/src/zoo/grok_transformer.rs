@@ -314,7 +314,7 @@ fn check_shape(s: &GrokTransformerShape) -> Result<()> {
             "p ≥ 2 and positive d_model, n_layers, n_heads, d_mlp",
         ));
     }
-    if s.d_model % s.n_heads != 0 || s.d_model / s.n_heads > 128 {
+    if !s.d_model.is_multiple_of(s.n_heads) || s.d_model / s.n_heads > 128 {
         return Err(Error::value(
             op,
             got,
