@@ -44,6 +44,15 @@ fn host_smoothness(image: &[f64], p: usize, cutoff: usize) -> f64 {
     low / (total + 1e-8)
 }
 
+/// `Σ_c c · softmax(z)_c`: the soft image's pixel.
+fn expected_class(logits: &[f64]) -> f64 {
+    softmax(logits)
+        .iter()
+        .enumerate()
+        .map(|(c, w)| c as f64 * w)
+        .sum()
+}
+
 #[device_test]
 fn smoothness_matches_the_direct_dft() {
     let mut host = HostRng::new(9);
@@ -57,16 +66,7 @@ fn smoothness_matches_the_direct_dft() {
         let argmax =
             |r: &Vec<f64>| (0..p).fold(0, |best, c| if r[c] > r[best] { c } else { best }) as f64;
         let hard: Vec<f64> = rows.iter().map(argmax).collect();
-        let soft: Vec<f64> = rows
-            .iter()
-            .map(|r| {
-                softmax(r)
-                    .iter()
-                    .enumerate()
-                    .map(|(c, w)| c as f64 * w)
-                    .sum()
-            })
-            .collect();
+        let soft: Vec<f64> = rows.iter().map(|r| expected_class(r)).collect();
         let got = spectral_smoothness(&grid, cutoff).unwrap();
         let want = host_smoothness(&hard, p, cutoff);
         assert!((got - want).abs() < 1e-5, "hard p {p}: {got} vs {want}");
@@ -312,17 +312,7 @@ fn soft_smoothness_has_exact_gradients() {
     for (p, cutoff) in [(5, 1), (7, 2)] {
         let (logits, logits_host) = random(&mut host, &[p * p, p], -1.5, 1.5);
         let reference = |hs: &[HostTensor]| {
-            let image: Vec<f64> = hs[0]
-                .data
-                .chunks(p)
-                .map(|r| {
-                    softmax(r)
-                        .iter()
-                        .enumerate()
-                        .map(|(c, w)| c as f64 * w)
-                        .sum()
-                })
-                .collect();
+            let image: Vec<f64> = hs[0].data.chunks(p).map(expected_class).collect();
             HostTensor::new(&[], vec![host_smoothness(&image, p, cutoff)])
         };
         check_gradients(

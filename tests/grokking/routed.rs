@@ -2,9 +2,10 @@
 //! routing regularisers against host formulas, and the entropy regulariser lowering the routing
 //! entropy of a short run.
 
+use super::study::{config, runs_dir};
 use dynlab::algos::grokking::routing::{routing_entropy, RoutingRegulariser};
-use dynlab::algos::grokking::{run, GrokkingConfig};
-use dynlab::harness::{parse_config, RunOptions};
+use dynlab::algos::grokking::run;
+use dynlab::harness::RunOptions;
 use dynlab::models::{Ctx, Module, RoutedNetwork, RoutedShape};
 use dynlab::{Rng, Tensor, Var};
 use dynlab_test_support::reference::{gelu, layer_norm, softmax, HostTensor};
@@ -232,13 +233,9 @@ input_hessian_every = 30
 "#;
 
 fn routed_run(name: &str, lambda: f32) -> (f64, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("dynlab-routed-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let text = format!(
-        "name = \"{name}\"\nruns_dir = \"{}\"\n{ROUTED}[loss]\nlambda_routing = {lambda}\n",
-        dir.display()
-    );
-    let (c, resolved) = parse_config::<GrokkingConfig>(&text, name, &[]).unwrap();
+    let dir = runs_dir(&format!("routed-{name}"));
+    let body = format!("{ROUTED}[loss]\nlambda_routing = {lambda}\n");
+    let (c, resolved) = config(&dir, name, &body);
     let o = run(&c, &resolved, RunOptions::default()).unwrap();
     let entropy = o.history.numbers("routing_entropy").unwrap();
     let last: Vec<f64> = entropy.iter().rev().take(5).map(|v| v.unwrap()).collect();

@@ -7,13 +7,15 @@ use dynlab_test_support::device_test;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn runs_dir(test: &str) -> PathBuf {
+/// A fresh runs folder for `test`.
+pub(crate) fn runs_dir(test: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("dynlab-grok-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
 
-fn config(runs_dir: &Path, name: &str, body: &str) -> (GrokkingConfig, String) {
+/// The config `body` named `name`, its runs in `runs_dir`.
+pub(crate) fn config(runs_dir: &Path, name: &str, body: &str) -> (GrokkingConfig, String) {
     let text = format!(
         "name = \"{name}\"\nruns_dir = \"{}\"\n{body}",
         runs_dir.display()
