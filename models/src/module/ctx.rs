@@ -151,27 +151,24 @@ impl<'r> Ctx<'r> {
     /// if one is registered for its path, capturing its output if tapped, and tagging errors with
     /// its path.
     pub fn call(&mut self, name: &str, child: &dyn Module, input: &Var) -> Result<Var> {
-        let parent_len = self.path.len();
-        self.path = join(&self.path, name);
-        let result = match self.replacements.remove(&self.path) {
-            Some(replacement) => {
-                let out = replacement(child, input, self);
-                self.replacements.insert(self.path.clone(), replacement);
-                out
-            }
-            None => child.forward(input, self),
-        };
-        let result = result.map_err(|e| e.in_module(self.display_path()));
-        if let Ok(out) = &result {
-            self.capture(self.path.clone(), out);
-        }
-        self.path.truncate(parent_len);
-        result
+        self.scoped(name, |ctx| {
+            let out = match ctx.replacements.remove(&ctx.path) {
+                Some(replacement) => {
+                    let out = replacement(child, input, ctx);
+                    ctx.replacements.insert(ctx.path.clone(), replacement);
+                    out
+                }
+                None => child.forward(input, ctx),
+            }?;
+            ctx.capture(ctx.path.clone(), &out);
+            Ok(out)
+        })
     }
 
     /// Runs `f` as the child `name` of the current module (its taps and error paths under
-    /// `name`), for a container that calls one of its children through another method than
-    /// `forward`; no replacement applies and the result is not captured.
+    /// `name`): what [`Ctx::call`] does around a child's `forward`, for a container that calls one
+    /// of its children through another method; no replacement applies and the result is not
+    /// captured.
     pub fn scoped<T>(
         &mut self,
         name: &str,
