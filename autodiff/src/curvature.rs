@@ -115,13 +115,7 @@ pub fn hutchinson_trace_at(
     samples: usize,
     seed: u64,
 ) -> Result<TraceEstimate> {
-    if samples == 0 {
-        return Err(Error::Value {
-            op: "autodiff::hutchinson_trace",
-            got: "0 samples".to_string(),
-            expected: "at least 1".to_string(),
-        });
-    }
+    check_samples(samples)?;
     let grads = grad(
         output,
         wrt,
@@ -130,6 +124,29 @@ pub fn hutchinson_trace_at(
             retain_graph: false,
         },
     )?;
+    hutchinson_trace_of_gradient(&grads, wrt, samples, seed)
+}
+
+fn check_samples(samples: usize) -> Result<()> {
+    if samples == 0 {
+        return Err(Error::Value {
+            op: "autodiff::hutchinson_trace",
+            got: "0 samples".to_string(),
+            expected: "at least 1".to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// [`hutchinson_trace_at`] from the gradient `grads` of the output with respect to `wrt`, already
+/// recorded (`create_graph`), for a caller that also uses the gradient itself.
+pub fn hutchinson_trace_of_gradient(
+    grads: &[Var],
+    wrt: &[&Var],
+    samples: usize,
+    seed: u64,
+) -> Result<TraceEstimate> {
+    check_samples(samples)?;
     let mut rng = Rng::new(seed);
     let mut values = Vec::with_capacity(samples);
     for _ in 0..samples {
@@ -142,7 +159,7 @@ pub fn hutchinson_trace_at(
                     .add_scalar(-1.0)
             })
             .collect::<Result<Vec<_>>>()?;
-        let hv = directional(&grads, wrt, &probes, true)?;
+        let hv = directional(grads, wrt, &probes, true)?;
         let mut quad = 0.0f64;
         for (u, h) in probes.iter().zip(&hv) {
             quad += u.mul(h)?.sum_all()?.item()? as f64;

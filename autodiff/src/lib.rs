@@ -22,6 +22,8 @@ mod ops;
 mod var;
 
 pub use backward::{grad, GradOptions, Grads};
-pub use curvature::{hutchinson_trace, hutchinson_trace_at, hvp, TraceEstimate};
+pub use curvature::{
+    hutchinson_trace, hutchinson_trace_at, hutchinson_trace_of_gradient, hvp, TraceEstimate,
+};
 pub use ops::with_fusion;
 pub use var::{enable_grad, live_nodes, no_grad, Var};

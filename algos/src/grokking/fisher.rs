@@ -75,11 +75,8 @@ fn owned(path: &str, kind: Kind) -> Vec<String> {
     names.iter().map(prefix).collect()
 }
 
-/// The transformer's position embedding is covered through its token embedding's output.
-fn position_embedding_path(model: &dyn Module) -> Option<&'static str> {
-    let t = model.downcast_ref::<GrokTransformer>()?;
-    (!t.shape.tie_embeddings).then_some("position_embedding")
-}
+/// The transformer's position embedding, covered through its token embedding's output.
+const POSITION_EMBEDDING: &str = "position_embedding";
 
 /// `‖∇_θ ℓ_i‖²` of `ℓ_i = −log softmax(f(x_i))_{y_i}` for every example, `[N]`, batched (see the
 /// module docs); `inputs` as the model's forward pass takes them, `labels` i32 `[N]`.
@@ -92,17 +89,15 @@ pub fn per_example_grad_norms(
     let mut layers = Vec::new();
     model.visit(&mut |path, m| layers.extend(kind_of(m).map(|k| (path.to_string(), k))));
     let covered: Vec<String> = layers.iter().flat_map(|(p, k)| owned(p, *k)).collect();
-    if model
-        .downcast_ref::<GrokTransformer>()
-        .is_some_and(|t| t.shape.tie_embeddings)
-    {
+    let transformer = model.downcast_ref::<GrokTransformer>();
+    if transformer.is_some_and(|t| t.shape.tie_embeddings) {
         return Err(Error::value(
             op,
             "a transformer with tied embeddings (the table is a lookup and the unembedding)",
             "untied embeddings (or per_example_grad_norms_by_loop)",
         ));
     }
-    let position = position_embedding_path(model);
+    let position = transformer.map(|_| POSITION_EMBEDDING);
     for (name, _) in model.params() {
         if !covered.contains(&name) && Some(name.as_str()) != position {
             return Err(Error::value(
@@ -143,7 +138,7 @@ pub fn per_example_grad_norms(
     let mut total = Tensor::zeros(&[n], inputs.device())?;
     for (r, delta) in records.iter().zip(&deltas) {
         total = total.add(&layer_norms(r, delta.value(), n)?)?;
-        if Some("position_embedding") == position && r.path == "token_embedding" {
+        if position.is_some() && r.path == "token_embedding" {
             total = total.add(&squares_per_example(delta.value(), n)?)?;
         }
     }
@@ -223,11 +218,8 @@ pub fn per_example_grad_norms_by_loop(
                 .cross_entropy_per_sample(&labels.narrow(0, i, 1)?)?
                 .sum_all()?;
             let grads = grad(&loss, &vars, GradOptions::default())?;
-            let mut sq = 0.0;
-            for g in &grads {
-                sq += g.value().square()?.sum_all()?.item()? as f64;
-            }
-            Ok(sq)
+            let values: Vec<&Tensor> = grads.iter().map(Var::value).collect();
+            Ok(Tensor::sum_squares(&values)?.item()? as f64)
         })
         .collect()
 }

@@ -30,7 +30,9 @@
 //! **Weight curvature**: the global gradient norm of the training loss and the Hutchinson trace of
 //! its Hessian with respect to every parameter, with the estimate's standard error.
 
-use dynlab_autodiff::{grad, hutchinson_trace_at, GradOptions, TraceEstimate, Var};
+use dynlab_autodiff::{
+    grad, hutchinson_trace_at, hutchinson_trace_of_gradient, GradOptions, TraceEstimate, Var,
+};
 use dynlab_runtime::{DType, Device, Error, Result, Rng, Tensor};
 
 /// Added to the total power (the reference's guard against a constant image).
@@ -197,18 +199,31 @@ pub fn jacobian_norm_along(
             "output [N, out_dim] and directions [probes ≥ 1, N ≥ 1, out_dim]",
         ));
     }
-    let mut total = 0.0;
+    let mut total = Tensor::scalar(0.0, x.device())?;
     for k in 0..probes {
-        let v = Var::constant(directions.narrow(0, k, 1)?.squeeze(0)?);
-        let projected = out.mul(&v)?.sum_all()?;
+        let v = directions.narrow(0, k, 1)?.squeeze(0)?;
         let options = GradOptions {
             create_graph: false,
             retain_graph: k + 1 < probes,
         };
-        let g = grad(&projected, &[&input], options)?.remove(0);
-        total += g.value().square()?.sum_all()?.item()? as f64;
+        total = total.add(jacobian_term(&input, &out, &v, options)?.value())?;
     }
-    Ok(total * d as f64 / (probes * n) as f64)
+    Ok(total.item()? as f64 / probes as f64)
+}
+
+/// `out_dim · mean_i ‖J_iᵀ v_i‖² = (out_dim / N) ‖∇_x (out · v)‖²` for `out [N, out_dim]`
+/// computed from `input`, along `v [N, out_dim]` (a 0-d `Var`; with `create_graph` it is
+/// differentiable in whatever `out` depends on: the Jacobian penalty).
+pub(crate) fn jacobian_term(
+    input: &Var,
+    out: &Var,
+    v: &Tensor,
+    options: GradOptions,
+) -> Result<Var> {
+    let (n, d) = (out.shape()[0].max(1), out.shape()[1]);
+    let projected = out.mul(&Var::constant(v.clone()))?.sum_all()?;
+    let g = grad(&projected, &[input], options)?.remove(0);
+    g.square()?.sum_all()?.mul_scalar(d as f32 / n as f32)
 }
 
 /// [`jacobian_norm_along`] random unit directions (`probes` per example).
@@ -247,7 +262,7 @@ pub fn input_hessian_trace(
 }
 
 /// The gradient norm `‖∇_θ L‖` and the Hutchinson estimate of `tr ∇²_θ L` of a scalar loss
-/// computed from the parameters `params`.
+/// computed from the parameters `params` (one recorded gradient serves both).
 pub fn weight_curvature(
     loss: &Var,
     params: &[&Var],
@@ -255,14 +270,12 @@ pub fn weight_curvature(
     seed: u64,
 ) -> Result<(f64, TraceEstimate)> {
     let options = GradOptions {
-        create_graph: false,
-        retain_graph: true,
+        create_graph: true,
+        retain_graph: false,
     };
     let grads = grad(loss, params, options)?;
-    let mut sq = 0.0;
-    for g in &grads {
-        sq += g.value().square()?.sum_all()?.item()? as f64;
-    }
-    let trace = hutchinson_trace_at(loss, params, probes, seed)?;
-    Ok((sq.sqrt(), trace))
+    let values: Vec<&Tensor> = grads.iter().map(Var::value).collect();
+    let norm = Tensor::global_norm(&values)?.item()? as f64;
+    let trace = hutchinson_trace_of_gradient(&grads, params, probes, seed)?;
+    Ok((norm, trace))
 }

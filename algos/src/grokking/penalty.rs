@@ -12,9 +12,9 @@
 //! (double backward), with respect to the one-hot rows (MLP, routed network) or the input
 //! embeddings (transformer, held fixed for the input gradient).
 
-use super::metrics::{spectral_smoothness_soft, unit_directions};
+use super::metrics::{jacobian_term, spectral_smoothness_soft, unit_directions};
 use super::watch::{continuous_input, logits_from_input};
-use dynlab_autodiff::{grad, GradOptions, Var};
+use dynlab_autodiff::{GradOptions, Var};
 use dynlab_models::{Ctx, Module};
 use dynlab_runtime::{Result, Rng, Tensor};
 use dynlab_train::Regulariser;
@@ -71,16 +71,11 @@ impl JacobianPenalty {
     pub fn value_along(&self, model: &dyn Module, directions: &Tensor) -> Result<Var> {
         let input = Var::param(continuous_input(model, &self.samples)?);
         let out = logits_from_input(model, &input)?;
-        let projected = out.mul(&Var::constant(directions.clone()))?.sum_all()?;
         let options = GradOptions {
             create_graph: true,
             retain_graph: true,
         };
-        let g = grad(&projected, &[&input], options)?.remove(0);
-        let n = self.samples.shape()[0].max(1);
-        g.square()?
-            .sum_all()?
-            .mul_scalar(self.outputs as f32 / n as f32)
+        jacobian_term(&input, &out, directions, options)
     }
 }
 
