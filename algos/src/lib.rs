@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+mod checks;
 pub mod connectivity;
 pub mod continual;
 pub mod grokking;

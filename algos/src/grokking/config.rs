@@ -3,7 +3,9 @@
 //! ([`OptimConfig`]).
 
 use super::data::{is_prime, ModOp};
+use super::metrics::default_cutoff;
 use super::routing::RoutingRegulariser;
+use crate::checks::{finite_non_negative, positive};
 use dynlab_models::{Activation, GrokTransformerShape, Init, PairEncoding, RoutedShape};
 use dynlab_optim::{OptimConfig, OptimPlan};
 use dynlab_runtime::{Error, Result};
@@ -118,6 +120,13 @@ pub struct MetricsConfig {
     /// `‖W‖` of every weight matrix and embedding table, columns `weight_norm.<parameter>`.
     #[serde(default = "default_layer_norms_every")]
     pub layer_norms_every: u64,
+}
+
+impl MetricsConfig {
+    /// The smoothness cutoff `K` for modulus `p`: `cutoff`, else `⌊p/4⌋`.
+    pub fn cutoff_for(&self, p: usize) -> usize {
+        self.cutoff.unwrap_or_else(|| default_cutoff(p))
+    }
 }
 
 fn default_layer_norms_every() -> u64 {
@@ -370,12 +379,7 @@ impl GrokkingConfig {
             RoutingRegulariser::parse(&l.routing_regulariser),
             "entropy, sparsity, gini, consistency",
         )?;
-        if !(l.lambda_routing >= 0.0 && l.lambda_routing.is_finite()) {
-            return Err(Error::config(
-                "loss.lambda_routing",
-                format!("{} is not a finite non-negative weight", l.lambda_routing),
-            ));
-        }
+        finite_non_negative("loss.lambda_routing", l.lambda_routing)?;
         if l.lambda_routing > 0.0 && !matches!(network, Network::Routed(_)) {
             return Err(Error::config(
                 "loss.lambda_routing",
@@ -398,12 +402,7 @@ impl GrokkingConfig {
                 l.jacobian_interval,
             ),
         ] {
-            if !(lambda >= 0.0 && lambda.is_finite()) {
-                return Err(Error::config(
-                    key,
-                    format!("{lambda} is not a finite non-negative weight"),
-                ));
-            }
+            finite_non_negative(key, lambda)?;
             if lambda > 0.0 && (self.replicas > 1 || every == 0) {
                 return Err(Error::config(
                     key,
@@ -445,9 +444,7 @@ impl GrokkingConfig {
             ("metrics.weight_hessian_probes", mc.weight_hessian_probes),
             ("metrics.samples", mc.samples),
         ] {
-            if value == 0 {
-                return Err(Error::config(key, "must be positive"));
-            }
+            positive(key, value)?;
         }
         if self.replicas == 0 {
             return Err(Error::config("replicas", "must be at least 1"));
@@ -483,9 +480,7 @@ impl GrokkingConfig {
             ("model.n_layers", m.n_layers),
             ("model.n_heads", m.n_heads),
         ] {
-            if value == 0 {
-                return Err(Error::config(key, "must be positive"));
-            }
+            positive(key, value)?;
         }
         Ok(RoutedShape {
             p: self.data.p,
@@ -513,9 +508,7 @@ impl GrokkingConfig {
             ("model.n_heads", m.n_heads),
             ("model.d_mlp", m.d_mlp),
         ] {
-            if value == 0 {
-                return Err(Error::config(key, "must be positive"));
-            }
+            positive(key, value)?;
         }
         if !m.d_model.is_multiple_of(m.n_heads) || m.d_model / m.n_heads > 128 {
             return Err(Error::config(

@@ -146,7 +146,7 @@ struct Grokking<M: Module> {
     /// What the metrics evaluate (`None` for stacked replicas, which are not measured).
     metric_inputs: Option<MetricInputs>,
     metric_rng: Rng,
-    /// The latest value of each metric, for the log line.
+    /// The latest smoothness, Jacobian norm and input-Hessian trace, for the log line.
     latest: EpochMetrics,
 }
 
@@ -235,10 +235,7 @@ impl<M: Module> Grokking<M> {
             every: config.train.diagnostics_every,
         });
         let l = &config.loss;
-        let cutoff = config
-            .metrics
-            .cutoff
-            .unwrap_or_else(|| metrics::default_cutoff(data.p));
+        let cutoff = config.metrics.cutoff_for(data.p);
         if let (true, Some(inputs)) = (l.lambda_spectral > 0.0, &metric_inputs) {
             trainer = trainer.with_regulariser(SpectralPenalty {
                 grid: inputs.grid.clone(),
@@ -287,9 +284,6 @@ impl<M: Module> Grokking<M> {
         l.smoothness = m.smoothness.or(l.smoothness);
         l.jacobian_norm = m.jacobian_norm.or(l.jacobian_norm);
         l.input_hessian = m.input_hessian.or(l.input_hessian);
-        l.loss_grad_norm = m.loss_grad_norm.or(l.loss_grad_norm);
-        l.weight_hessian = m.weight_hessian.or(l.weight_hessian);
-        l.fisher_trace = m.fisher_trace.or(l.fisher_trace);
         Ok(m)
     }
 
@@ -460,10 +454,7 @@ impl<M: Module> Experiment for Grokking<M> {
         }
         if let Some(inputs) = &self.metric_inputs {
             let p = c.data.p;
-            let cutoff = c
-                .metrics
-                .cutoff
-                .unwrap_or_else(|| metrics::default_cutoff(p));
+            let cutoff = c.metrics.cutoff_for(p);
             watch::figures(&self.trainer.model, inputs, (p, cutoff), run, summary)?;
         }
         let best = history.numbers("test_acc").unwrap_or_default();

@@ -4,8 +4,7 @@
 use super::config::MetricsConfig;
 use super::fisher::fisher_trace;
 use super::metrics::{
-    default_cutoff, input_hessian_trace, jacobian_norm, radial_power, spectral_smoothness,
-    weight_curvature,
+    input_hessian_trace, jacobian_norm, radial_power, spectral_smoothness, weight_curvature,
 };
 use super::routing::head_utilisation;
 use dynlab_autodiff::Var;
@@ -120,7 +119,7 @@ pub fn measure(
     let f = |x: &Var| logits_from_input(model, x);
     if due(config.smoothness_every, epoch) {
         let logits = model.forward(&Var::constant(inputs.grid.clone()), &mut Ctx::eval())?;
-        let cutoff = config.cutoff.unwrap_or_else(|| default_cutoff(p));
+        let cutoff = config.cutoff_for(p);
         out.smoothness = Some(spectral_smoothness(logits.value(), cutoff)?);
     }
     let needs_input = due(config.jacobian_every, epoch) || due(config.input_hessian_every, epoch);

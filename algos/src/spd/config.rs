@@ -4,6 +4,7 @@
 
 use super::components::{CiFnKind, ComponentInit};
 use super::losses::{LossSettings, MaskKind};
+use crate::checks::{finite_non_negative, positive};
 use dynlab_optim::{OptimConfig, OptimPlan};
 use dynlab_runtime::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -196,23 +197,6 @@ pub struct SpdPlan {
     pub init: ComponentInit,
     /// The losses.
     pub losses: LossSettings,
-}
-
-fn positive(key: &str, value: usize) -> Result<()> {
-    if value == 0 {
-        return Err(Error::config(key, "must be positive"));
-    }
-    Ok(())
-}
-
-fn finite_non_negative(key: &str, value: f32) -> Result<()> {
-    if !(value.is_finite() && value >= 0.0) {
-        return Err(Error::config(
-            key,
-            format!("{value} is not a finite non-negative number"),
-        ));
-    }
-    Ok(())
 }
 
 impl SpdConfig {
