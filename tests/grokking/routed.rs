@@ -272,6 +272,8 @@ fn representations_are_the_inputs_of_the_output_layers() {
     let h = routed.representation(&x).unwrap();
     let w = routed.output_head.weight.var();
     let b = routed.output_head.bias.as_ref().unwrap().var();
+    let e = routed.eval_tap(&x, "nope").unwrap_err().to_string();
+    assert!(e.contains("`nope`") && e.contains("features"), "{e}");
     let logits = routed.forward(&Var::constant(x), &mut Ctx::eval()).unwrap();
     let again = h.linear(w, b).unwrap();
     for (a, c) in host_f64(logits.value()).iter().zip(host_f64(again.value())) {

@@ -187,6 +187,21 @@ pub trait Module: AsModule {
         Ok(())
     }
 
+    /// The tap `path` of an evaluation-mode forward pass on `input` (a constant), or an error
+    /// naming what the module offers.
+    fn eval_tap(&self, input: &Tensor, path: &str) -> Result<Var> {
+        let mut ctx = Ctx::eval().with_all_taps();
+        self.forward(&Var::constant(input.clone()), &mut ctx)?;
+        let taps = ctx.take_taps();
+        taps.get(path).cloned().ok_or_else(|| {
+            Error::value(
+                "Module::eval_tap",
+                format!("no tap `{path}`"),
+                format!("one of {:?}", taps.keys().collect::<Vec<_>>()),
+            )
+        })
+    }
+
     /// Number of scalar parameters.
     fn num_params(&self) -> usize {
         self.params().iter().map(|(_, p)| p.value().numel()).sum()

@@ -292,15 +292,7 @@ impl GrokTransformer {
 
     /// The representation `LN_f(x)[last]`, `[N, d_model]`, of token sequences `[N, 4]`.
     pub fn representation(&self, tokens: &Tensor) -> Result<Var> {
-        let mut ctx = Ctx::eval().with_taps(&["features"]);
-        self.forward(&Var::constant(tokens.clone()), &mut ctx)?;
-        ctx.tapped("features").cloned().ok_or_else(|| {
-            Error::value(
-                "GrokTransformer::representation",
-                "no features tap",
-                "the tap",
-            )
-        })
+        self.eval_tap(tokens, "features")
     }
 }
 

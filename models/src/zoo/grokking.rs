@@ -73,11 +73,7 @@ impl BaselineMlp {
     /// The last hidden representation (the input of the output layer), `[N, hidden]`, of encoded
     /// pairs.
     pub fn representation(&self, encoded: &Tensor) -> Result<Var> {
-        let mut ctx = Ctx::eval().with_taps(&["mlp.features"]);
-        self.forward(&Var::constant(encoded.clone()), &mut ctx)?;
-        ctx.tapped("mlp.features").cloned().ok_or_else(|| {
-            Error::value("BaselineMlp::representation", "no features tap", "the tap")
-        })
+        self.eval_tap(encoded, "mlp.features")
     }
 
     fn check_pairs(&self, op: &'static str, pairs: &Tensor) -> Result<()> {

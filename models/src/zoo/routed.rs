@@ -225,15 +225,7 @@ impl RoutedNetwork {
 
     /// The stream after the last layer (the input of the output head), `[N, d]`, of one-hot pairs.
     pub fn representation(&self, x: &Tensor) -> Result<Var> {
-        let mut ctx = Ctx::eval().with_taps(&["features"]);
-        self.forward(&Var::constant(x.clone()), &mut ctx)?;
-        ctx.tapped("features").cloned().ok_or_else(|| {
-            Error::value(
-                "RoutedNetwork::representation",
-                "no features tap",
-                "the tap",
-            )
-        })
+        self.eval_tap(x, "features")
     }
 
     /// The one-hot rows `[N, 2p]` of operand pairs `[N, 2]` (i32).
