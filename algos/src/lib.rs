@@ -17,5 +17,6 @@ mod checks;
 pub mod connectivity;
 pub mod continual;
 pub mod grokking;
+pub mod landscape;
 pub mod metrics;
 pub mod spd;

@@ -81,6 +81,32 @@ fn directional(grads: &[Var], params: &[&Var], v: &[Tensor], retain: bool) -> Re
     Ok(hv.into_iter().map(|h| h.value().clone()).collect())
 }
 
+/// `H v` from the gradient `grads` of an output with respect to `wrt`, already recorded
+/// (`create_graph`): one backward through the gradient, keeping its graph so that the same recorded
+/// gradient serves every further direction (Lanczos, power iteration, Hutchinson).
+pub fn hvp_of_gradient(grads: &[Var], wrt: &[&Var], v: &[Tensor]) -> Result<Vec<Tensor>> {
+    if grads.len() != wrt.len()
+        || v.len() != wrt.len()
+        || wrt
+            .iter()
+            .zip(v)
+            .any(|(p, u)| p.value().shape() != u.shape())
+    {
+        return Err(Error::Shape {
+            op: "autodiff::hvp_of_gradient",
+            got: format!(
+                "{} gradients, {} variables, directions of shapes {:?}",
+                grads.len(),
+                wrt.len(),
+                v.iter().map(|t| t.shape().to_vec()).collect::<Vec<_>>()
+            ),
+            expected: "one gradient and one direction of the variable's shape per variable"
+                .to_string(),
+        });
+    }
+    directional(grads, wrt, v, true)
+}
+
 /// Hutchinson's estimate of `tr ∇² loss_fn` at `params`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TraceEstimate {

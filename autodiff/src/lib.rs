@@ -23,7 +23,8 @@ mod var;
 
 pub use backward::{grad, GradOptions, Grads};
 pub use curvature::{
-    hutchinson_trace, hutchinson_trace_at, hutchinson_trace_of_gradient, hvp, TraceEstimate,
+    hutchinson_trace, hutchinson_trace_at, hutchinson_trace_of_gradient, hvp, hvp_of_gradient,
+    TraceEstimate,
 };
 pub use ops::with_fusion;
 pub use var::{enable_grad, live_nodes, no_grad, Var};

@@ -23,6 +23,7 @@ mod progress;
 mod run;
 mod scatter;
 mod summary;
+mod surface;
 
 pub use cli::{parse_run_args, RunArgs};
 pub use config::{load_config, parse_config};
@@ -34,3 +35,4 @@ pub use progress::Progress;
 pub use run::{RunDir, RunMode, REPLICA};
 pub use scatter::{plot_scatter, Scatter};
 pub use summary::{git_revision, Summary};
+pub use surface::{plot_contour, plot_surface, Grid2d};
