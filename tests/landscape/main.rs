@@ -6,6 +6,7 @@
 
 mod hessian;
 mod jacobian;
+mod runner;
 mod slices;
 mod trajectory;
 

@@ -1,10 +1,11 @@
 //! The supervised runner's config (TOML), in the sections of the plasticity studies' experiment
 //! configs: `[data]` (dataset, transforms, task stream), `[net]` (a registered model and its
 //! parameters), `[learner]` (the learning algorithm, batch size and `[learner.optim]`),
-//! `[evaluation]` (rank tracking) and `[logging]`. Unknown keys are errors; [`SupervisedConfig::plan`]
+//! `[evaluation]` (rank tracking), `[logging]` and `[landscape]` ([`crate::landscape::LandscapeConfig`]). Unknown keys are errors; [`SupervisedConfig::plan`]
 //! checks every value and names the key it rejects.
 
 use super::learners::{check_learner, CbpConfig, GNT_KINDS};
+use crate::landscape::LandscapeConfig;
 use dynlab_models::{ModelParams, ParamValue};
 use dynlab_optim::{OptimConfig, OptimPlan};
 use dynlab_runtime::{Error, Result};
@@ -35,6 +36,9 @@ pub struct SupervisedConfig {
     /// Checkpoints.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Loss-landscape measurements every few tasks and along the trajectory (off by default).
+    #[serde(default)]
+    pub landscape: LandscapeConfig,
 }
 
 /// `[data]`.
@@ -269,6 +273,9 @@ impl SupervisedConfig {
             ));
         }
         check_learner(&self.learner.kind, self.learner.noise_std, "learner")?;
+        if self.landscape.every_tasks > 0 || self.landscape.trajectory {
+            self.landscape.check("landscape")?;
+        }
         let gnt = GNT_KINDS.contains(&self.learner.kind.as_str());
         let rr_on_conv = self.learner.kind.starts_with("rr_") && self.net.model == "convnet";
         if gnt && (!CBP_MODELS.contains(&self.net.model.as_str()) || rr_on_conv) {

@@ -29,6 +29,7 @@ pub use config::{
     SupervisedConfig, SupervisedPlan,
 };
 
+use crate::landscape::{measure_landscape, sharpness, smoothness, snapshot};
 use dynlab_data::{
     cifar100_files, cifar10_files, digits, load_cifar10, load_cifar100, load_idx, load_npy,
     shipped_digits_dir, split_per_class, Cifar100Labels, CifarSplit, ClassIncremental, ClassPairs,
@@ -93,6 +94,8 @@ const PERTURB_SEED_MIX: u64 = 0x5A7E_0000_0000_0003;
 const GNT_SEED_MIX: u64 = 0x6E77_0000_0000_0004;
 /// Seed of the train/test split.
 const SPLIT_SEED_MIX: u64 = 0x5B11_7000_0000_0002;
+/// Seed of the landscape's Lanczos start vectors and random directions.
+const LANDSCAPE_SEED_MIX: u64 = 0x1A4D_5CA9_E000_0005;
 
 /// The task stream the config asks for.
 enum Stream {
@@ -135,6 +138,12 @@ struct Supervised {
     task_views: Option<(usize, Dataset)>,
     /// Optimizer steps per task, and the output layer `reset_head` zeroes at each task start.
     head_reset: Option<(usize, String)>,
+    /// The next task at whose start the landscape is measured, and whether the end-of-run
+    /// measurement is done.
+    landscape_next: usize,
+    landscape_final: bool,
+    /// Landscape cells measured during the interval, set on its row.
+    pending: Vec<(String, f64)>,
 }
 
 /// Reads the dataset the config names (inputs `[N, C, H, W]` in `[0, 1]`, labels `[N]`).
@@ -311,6 +320,9 @@ impl Supervised {
             rng: Rng::new(config.seed ^ STREAM_SEED_MIX),
             task_views: None,
             head_reset,
+            landscape_next: 0,
+            landscape_final: false,
+            pending: Vec::new(),
         })
     }
 
@@ -328,6 +340,58 @@ impl Supervised {
 
     fn steps_total(&self) -> u64 {
         self.stream.get().total_steps() as u64
+    }
+
+    /// The first `landscape.rows` rows of the held-out split as `task` sees it.
+    fn landscape_batch(&mut self, task: usize) -> Result<Batch> {
+        let view = self.test_view(task)?;
+        let rows = self.config.landscape.rows.min(view.inputs.shape()[0]);
+        Ok(Batch {
+            inputs: view.inputs.narrow(0, 0, rows)?,
+            targets: view.targets.narrow(0, 0, rows)?,
+        })
+    }
+
+    /// A landscape measurement at the current parameters on `task`'s loss (figures into the run
+    /// folder's `landscape/`), its cells joining the interval's row.
+    fn measure_landscape(&mut self, task: usize, stem: &str) -> Result<()> {
+        let batch = self.landscape_batch(task)?;
+        let c = &self.config;
+        let dir = Path::new(&c.runs_dir).join(&c.name).join("landscape");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("landscape", &dir, e))?;
+        let title = format!(
+            "{}: {} at the start of task {task} (step {})",
+            c.name,
+            c.net.model,
+            self.trainer.optimizer.steps()
+        );
+        let seed = c.seed ^ LANDSCAPE_SEED_MIX;
+        let model = &mut self.trainer.model;
+        let report = measure_landscape(
+            model,
+            &batch,
+            &CrossEntropy,
+            &c.landscape,
+            seed,
+            &dir,
+            stem,
+            &title,
+        )?;
+        self.pending.push(("landscape_task".into(), task as f64));
+        self.pending.push(("landscape_loss".into(), report.loss));
+        for (i, v) in report.top_eigenvalues.iter().enumerate() {
+            self.pending.push((format!("hessian_top{}", i + 1), *v));
+        }
+        if let Some((trace, _)) = report.trace {
+            self.pending.push(("hessian_trace".into(), trace));
+        }
+        self.pending
+            .push(("hvp_seconds".into(), report.hvp_seconds));
+        self.pending
+            .push(("lanczos_seconds".into(), report.lanczos_seconds));
+        self.pending
+            .push(("slice_seconds".into(), report.slice_seconds));
+        Ok(())
     }
 }
 
@@ -355,7 +419,8 @@ impl Experiment for Supervised {
 
     fn run_unit(&mut self, _unit: u64, history: &mut History) -> Result<String> {
         let mut task = 0;
-        for _ in 0..self.config.evaluation.rank_every {
+        let every = self.config.evaluation.rank_every;
+        for i in 0..every {
             let Some((t, batch)) = self.stream.get_mut().next_step()? else {
                 break;
             };
@@ -365,8 +430,35 @@ impl Experiment for Supervised {
                     learners::zero_layer(&mut self.trainer.model, head)?;
                 }
             }
-            self.trainer.step(&batch, &mut self.rng)?;
+            let k = self.config.landscape.every_tasks;
+            if k > 0 && t >= self.landscape_next {
+                self.measure_landscape(t, &format!("task_{t}"))?;
+                self.landscape_next = (t / k + 1) * k;
+            }
+            let last_of_interval =
+                i + 1 == every || self.trainer.optimizer.steps() + 1 == self.steps_total();
+            if self.config.landscape.trajectory && last_of_interval {
+                let probe = self.landscape_batch(t)?;
+                let before = snapshot(&self.trainer.model, &probe, &CrossEntropy)?;
+                self.trainer.step(&batch, &mut self.rng)?;
+                let after = snapshot(&self.trainer.model, &probe, &CrossEntropy)?;
+                let s = smoothness(&before, &after)?;
+                self.pending
+                    .push(("gradient_lipschitz".into(), s.gradient_lipschitz));
+                self.pending.push(("effective_lr".into(), s.effective_lr));
+                let steps = self.config.landscape.sharpness_steps;
+                let seed = self.config.seed ^ LANDSCAPE_SEED_MIX;
+                let top = sharpness(&self.trainer.model, &probe, &CrossEntropy, steps, seed)?;
+                self.pending.push(("sharpness".into(), top));
+            } else {
+                self.trainer.step(&batch, &mut self.rng)?;
+            }
             task = t;
+        }
+        let run_done = self.trainer.optimizer.steps() >= self.steps_total();
+        if self.config.landscape.every_tasks > 0 && run_done && !self.landscape_final {
+            self.measure_landscape(task, "end")?;
+            self.landscape_final = true;
         }
         let view = self.test_view(task)?;
         let test = Batch {
@@ -386,6 +478,13 @@ impl Experiment for Supervised {
             grad_norm: metric(&log, "grad_norm"),
         };
         history.push(&row)?;
+        if self.config.landscape.trajectory {
+            self.pending
+                .push(("two_over_lr".into(), 2.0 / row.lr as f64));
+        }
+        for (name, value) in self.pending.drain(..) {
+            history.set(&name, Value::F64(value))?;
+        }
         let probe = probe_of(&view, self.config.evaluation.probe_size)?;
         let probe_rows = probe.shape()[0];
         let layers = measure::measure_layers(
@@ -414,12 +513,17 @@ impl Experiment for Supervised {
         Ok(Record::default()
             .nest("trainer", self.trainer.save_state()?)
             .nest("rng", self.rng.save_state()?)
-            .with_value("stream_position", self.stream.get().position() as u64))
+            .with_value("stream_position", self.stream.get().position() as u64)
+            .with_value("landscape_next", self.landscape_next as u64)
+            .with_value("landscape_final", self.landscape_final as u64))
     }
 
     fn restore(&mut self, record: &Record) -> Result<()> {
         self.trainer.load_state(&record.part("trainer"))?;
         self.rng.load_state(&record.part("rng"))?;
+        let next: u64 = record.value("landscape_next")?;
+        let last: u64 = record.value("landscape_final")?;
+        (self.landscape_next, self.landscape_final) = (next as usize, last == 1);
         let position: u64 = record.value("stream_position")?;
         self.stream.get_mut().seek(position as usize)
     }
@@ -443,6 +547,37 @@ impl Experiment for Supervised {
         );
         summary.set("layers", layers as i64);
         summary.set("steps", self.trainer.optimizer.steps() as i64);
+        if c.landscape.every_tasks > 0 {
+            let k = c.landscape.top_k;
+            plot_history(
+                run.file("landscape.png"),
+                history,
+                &landscape_figure(&title, k),
+            )?;
+            for column in [
+                "landscape_task",
+                "hessian_top1",
+                "hessian_trace",
+                "landscape_loss",
+            ] {
+                if let Some(values) = measured(history, column) {
+                    summary.set(column, values);
+                }
+            }
+            for column in ["hvp_seconds", "lanczos_seconds", "slice_seconds"] {
+                if let Some(values) = measured(history, column) {
+                    let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+                    summary.set(&format!("mean_{column}"), mean);
+                }
+            }
+        }
+        if c.landscape.trajectory {
+            plot_history(
+                run.file("trajectory.png"),
+                history,
+                &trajectory_figure(&title),
+            )?;
+        }
         Ok(())
     }
 
@@ -457,6 +592,50 @@ impl Experiment for Supervised {
 
     fn steps(&self) -> u64 {
         self.trainer.optimizer.steps()
+    }
+}
+
+/// The non-null values of `column` (rows where it was measured), `None` when it is absent.
+fn measured(history: &History, column: &str) -> Option<Vec<f64>> {
+    let values: Vec<f64> = history.numbers(column)?.into_iter().flatten().collect();
+    (!values.is_empty()).then_some(values)
+}
+
+/// The top Hessian eigenvalues and the loss at each landscape measurement.
+fn landscape_figure(title: &str, k: usize) -> Figure {
+    let eigen = (1..=k).fold(
+        Panel::new("top Hessian eigenvalues (task start)", "λ").log_y(),
+        |p, i| p.line(&format!("hessian_top{i}"), &format!("λ{i}")),
+    );
+    Figure {
+        title: title.to_string(),
+        x: "step".to_string(),
+        log_x: false,
+        panels: vec![
+            eigen,
+            Panel::new("loss at the measurement", "loss").line("landscape_loss", "new task's loss"),
+        ],
+        markers: Vec::new(),
+    }
+}
+
+/// Smoothness, sharpness against `2/η`, and the effective learning rate along training.
+fn trajectory_figure(title: &str) -> Figure {
+    Figure {
+        title: title.to_string(),
+        x: "step".to_string(),
+        log_x: false,
+        panels: vec![
+            Panel::new("gradient-Lipschitz estimate", "‖Δg‖/‖Δθ‖")
+                .line("gradient_lipschitz", "β̂")
+                .log_y(),
+            Panel::new("sharpness vs 2/η", "λ_max")
+                .line("sharpness", "λ_max")
+                .line("two_over_lr", "2/η")
+                .log_y(),
+            Panel::new("effective learning rate", "‖Δθ‖/‖g‖").line("effective_lr", "η_eff"),
+        ],
+        markers: Vec::new(),
     }
 }
 

@@ -13,7 +13,8 @@
 //!   and random projections), by batched vector-Jacobian products, and its rank;
 //! - [`deep_linear`]: a deep linear network and the closed form of its Hessian spectrum at a
 //!   balanced minimum;
-//! - [`figures`]: the density, slice, contour and surface plots.
+//! - [`figures`]: the density, slice, contour and surface plots;
+//! - [`report`]: one measurement of all of these at the current parameters (`[landscape]`).
 //!
 //! The trace of the Hessian by Hutchinson's estimator is `dynlab_autodiff::hutchinson_trace_at`.
 
@@ -21,6 +22,7 @@ pub mod deep_linear;
 pub mod figures;
 pub mod hessian;
 pub mod jacobian;
+pub mod report;
 pub mod slices;
 pub mod trajectory;
 
@@ -30,6 +32,7 @@ pub use hessian::{
     SpectralDensity, TopEigen, TopEigenOptions,
 };
 pub use jacobian::{input_jacobian, jacobian_ranks, JacobianCols, JacobianPlan, JacobianRows};
+pub use report::{measure_landscape, LandscapeConfig, LandscapeReport};
 pub use slices::{
     direction_between, filter_normalize, interpolation, random_direction, slice_1d, slice_2d,
     symmetric_grid, BiasDirection, LossEval, Slice1d, Slice2d,
