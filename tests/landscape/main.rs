@@ -8,6 +8,7 @@ mod hessian;
 mod jacobian;
 mod runner;
 mod slices;
+mod study;
 mod trajectory;
 
 use dynlab::models::{Activation, Init, Mlp};

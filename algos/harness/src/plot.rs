@@ -151,6 +151,17 @@ const MARKER_COLORS: [RGBColor; 3] = [
     RGBColor(150, 0, 150),
 ];
 
+/// A compact axis label: plain for moderate magnitudes, scientific for tiny and huge ones.
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
+        format!("{v:.1e}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
 fn draw_panel(
     area: &DrawingArea<BitMapBackend, Shift>,
     history: &History,
@@ -177,6 +188,8 @@ fn draw_panel(
             c.configure_mesh()
                 .x_desc(figure.x.as_str())
                 .y_desc(panel.y_label.as_str())
+                .x_label_formatter(&|v: &f64| tick(*v))
+                .y_label_formatter(&|v: &f64| tick(*v))
                 .draw()?;
             for (i, ((_, label), points)) in panel.series.iter().zip(&series).enumerate() {
                 let color = COLORS[i % COLORS.len()];

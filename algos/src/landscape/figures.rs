@@ -12,11 +12,26 @@ use std::path::Path;
 /// Iso-lines drawn on a contour plot.
 const CONTOUR_LEVELS: usize = 12;
 
-/// The density `φ̂(λ)` against `λ`, log scale, into a PNG at `path`.
-pub fn plot_density(path: impl AsRef<Path>, title: &str, density: &SpectralDensity) -> Result<()> {
+/// Densities below this fraction of the peak are drawn at it (the log axis would otherwise reach
+/// down to the Gaussians' far tails).
+const DENSITY_FLOOR: f64 = 1e-6;
+
+/// The density `φ̂(λ)` against `λ`, log scale, with labelled vertical `markers` (e.g. known
+/// eigenvalues), into a PNG at `path`.
+pub fn plot_density(
+    path: impl AsRef<Path>,
+    title: &str,
+    density: &SpectralDensity,
+    markers: Vec<(String, f64)>,
+) -> Result<()> {
+    let peak = density.density.iter().copied().fold(0.0, f64::max);
     let mut history = History::default();
     for (t, f) in density.grid.iter().zip(&density.density) {
-        history.push_cells(&[("eigenvalue", Value::F64(*t)), ("density", Value::F64(*f))])?;
+        let shown = f.max(DENSITY_FLOOR * peak);
+        history.push_cells(&[
+            ("eigenvalue", Value::F64(*t)),
+            ("density", Value::F64(shown)),
+        ])?;
     }
     let figure = Figure {
         title: title.to_string(),
@@ -25,7 +40,7 @@ pub fn plot_density(path: impl AsRef<Path>, title: &str, density: &SpectralDensi
         panels: vec![Panel::new("spectral density (SLQ)", "density")
             .line("density", "φ̂(λ)")
             .log_y()],
-        markers: Vec::new(),
+        markers,
     };
     plot_history(path, &history, &figure)
 }

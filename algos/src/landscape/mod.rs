@@ -14,7 +14,9 @@
 //! - [`deep_linear`]: a deep linear network and the closed form of its Hessian spectrum at a
 //!   balanced minimum;
 //! - [`figures`]: the density, slice, contour and surface plots;
-//! - [`report`]: one measurement of all of these at the current parameters (`[landscape]`).
+//! - [`report`]: one measurement of all of these at the current parameters (`[landscape]`);
+//! - [`study`]: the deep linear experiment (gradient descent, then the spectrum against the
+//!   closed form).
 //!
 //! The trace of the Hessian by Hutchinson's estimator is `dynlab_autodiff::hutchinson_trace_at`.
 
@@ -24,6 +26,7 @@ pub mod hessian;
 pub mod jacobian;
 pub mod report;
 pub mod slices;
+pub mod study;
 pub mod trajectory;
 
 pub use deep_linear::{closed_form_spectrum, whitened_data, DeepLinear};
@@ -37,4 +40,5 @@ pub use slices::{
     direction_between, filter_normalize, interpolation, random_direction, slice_1d, slice_2d,
     symmetric_grid, BiasDirection, LossEval, Slice1d, Slice2d,
 };
+pub use study::{run_deep_linear, DeepLinearConfig, DeepLinearOutcome};
 pub use trajectory::{sharpness, smoothness, snapshot, Smoothness, Snapshot};

@@ -215,7 +215,12 @@ pub fn measure_landscape(
                     ..DensityOptions::default()
                 },
             )?;
-            plot_density(dir.join(format!("{stem}_density.png")), title, &density)?;
+            plot_density(
+                dir.join(format!("{stem}_density.png")),
+                title,
+                &density,
+                Vec::new(),
+            )?;
             let t = density.trace();
             Some((t.mean, t.std_error))
         }
