@@ -9,10 +9,12 @@
 //!
 //! Results go to `runs/<name>/`: `config.toml` (resolved), `history.csv` and `history.parquet` (one
 //! row per measurement, layer metrics as columns `l<i>_<measure>`), `checkpoint.safetensors`,
-//! `accuracy.png`, `ranks.png`, `summary.toml`.
+//! `accuracy.png`, `ranks.png`, `summary.toml`; with a `[landscape]` section also `landscape.png`,
+//! `trajectory.png` and `landscape/<task>_{density,slices,contour,surface}.png`
+//! (`examples/configs/landscape_plasticity.toml`).
 
 use dynlab::algos::continual::{run, SupervisedConfig};
-use dynlab::harness::{load_config, parse_run_args};
+use dynlab::harness::{load_config, parse_run_args, Value};
 
 const USAGE: &str = "usage: supervised --config FILE.toml [--set key=value ...] [--resume | --overwrite] [--stop-at MEASUREMENT] [--quiet]";
 
@@ -41,6 +43,26 @@ fn main() {
             .collect::<Vec<_>>();
         for line in layers {
             println!("{line}");
+        }
+        let h = &o.history;
+        if let Some(tasks) = h.numbers("landscape_task") {
+            for (row, task) in tasks.iter().enumerate() {
+                let Some(task) = task else { continue };
+                let top: Vec<String> = (1..)
+                    .map_while(|i| h.numbers(&format!("hessian_top{i}")))
+                    .filter_map(|c| c[row])
+                    .map(|v| format!("{v:.4}"))
+                    .collect();
+                let cell = |name: &str| h.cell(name, row).and_then(Value::as_f64);
+                println!(
+                    "landscape at step {} (task {task}): top Hessian eigenvalues [{}], loss {:.4},                      {:.3} s per HVP, {:.2} s per Lanczos run",
+                    cell("step").unwrap_or(f64::NAN),
+                    top.join(", "),
+                    cell("landscape_loss").unwrap_or(f64::NAN),
+                    cell("hvp_seconds").unwrap_or(f64::NAN),
+                    cell("lanczos_seconds").unwrap_or(f64::NAN),
+                );
+            }
         }
         println!(
             "wall time {:.1} s; this call ran {:.1} training steps/s (measurements included)",

@@ -6,10 +6,12 @@
 //! - [`spd`]: stochastic parameter decomposition of toy models (Bushnaq et al. 2025);
 //! - [`connectivity`]: recovering a simulated circuit's connectivity with a message-passing network
 //!   (the NeuralGraph signal study);
+//! - [`landscape`]: Hessian spectra (Lanczos, stochastic Lanczos quadrature), loss slices,
+//!   smoothness along the trajectory, input Jacobians and their rank, the deep linear closed form;
 //! - [`metrics`]: measurements the studies share (rank of features, unit counts, rank dynamics).
 //!
-//! The other studies get their own module here as they land (see `ARCHITECTURE.md`): `hybrid`
-//! (predictive training) and `landscape` (loss landscapes and Hessian spectra).
+//! The hybrid predictive-training study gets its own module here when it lands (see
+//! `ARCHITECTURE.md`).
 
 #![warn(missing_docs)]
 

@@ -56,6 +56,7 @@ density_steps = 6
 grid = 3
 trajectory = true
 sharpness_steps = 4
+jacobian_examples = 3
 "#,
         runs_dir.display()
     );
@@ -71,7 +72,10 @@ fn options(mode: RunMode, stop_at: Option<u64>) -> RunOptions {
     }
 }
 
-const COLUMNS: [&str; 9] = [
+const COLUMNS: [&str; 12] = [
+    "jacobian_effective_rank",
+    "jacobian_numerical_rank",
+    "interpolation_barrier",
     "landscape_task",
     "hessian_top1",
     "hessian_top2",
@@ -107,6 +111,22 @@ fn landscape_measurements_every_two_tasks_and_resume_exactly() {
             "the top eigenvalue of a cross-entropy Hessian is positive: {a}"
         );
     }
+    let barrier = h.numbers("interpolation_barrier").unwrap();
+    assert_eq!(barrier[0], None, "no previous measurement at the first");
+    assert!(barrier[2].is_some_and(f64::is_finite) && barrier[3].is_some_and(f64::is_finite));
+    for row in [0, 2, 3] {
+        let numerical = h.numbers("jacobian_numerical_rank").unwrap()[row].unwrap();
+        let effective = h.numbers("jacobian_effective_rank").unwrap()[row].unwrap();
+        // 16 features of 64 inputs: at most 16.
+        assert!(
+            numerical >= 1.0 && numerical <= 16.0,
+            "row {row}: {numerical}"
+        );
+        assert!(
+            effective > 0.0 && effective <= numerical + 1e-9,
+            "row {row}: {effective}"
+        );
+    }
     for row in 0..4 {
         for name in ["gradient_lipschitz", "effective_lr", "sharpness"] {
             let v = h.numbers(name).unwrap()[row].unwrap();
@@ -127,6 +147,8 @@ fn landscape_measurements_every_two_tasks_and_resume_exactly() {
         "landscape/task_0_density.png",
         "landscape/task_2_contour.png",
         "landscape/end_surface.png",
+        "landscape/task_2_interpolation.png",
+        "landscape/end_interpolation.png",
     ] {
         assert!(run_dir.join(file).is_file(), "missing {file}");
     }

@@ -29,7 +29,11 @@ pub use config::{
     SupervisedConfig, SupervisedPlan,
 };
 
-use crate::landscape::{measure_landscape, sharpness, smoothness, snapshot};
+use crate::landscape::figures::plot_slices;
+use crate::landscape::slices::parameter_values;
+use crate::landscape::{
+    interpolation, measure_landscape, sharpness, smoothness, snapshot, LossEval, Slice1d,
+};
 use dynlab_data::{
     cifar100_files, cifar10_files, digits, load_cifar10, load_cifar100, load_idx, load_npy,
     shipped_digits_dir, split_per_class, Cifar100Labels, CifarSplit, ClassIncremental, ClassPairs,
@@ -40,7 +44,7 @@ use dynlab_harness::{
     RunOptions, Summary, Value,
 };
 use dynlab_models::{build_model, Activation, Record, Stateful, ZooModel};
-use dynlab_runtime::{Device, Error, Result, Rng};
+use dynlab_runtime::{Device, Error, Result, Rng, Tensor};
 use dynlab_train::{Batch, CrossEntropy, Dataset, Trainer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -142,6 +146,8 @@ struct Supervised {
     /// measurement is done.
     landscape_next: usize,
     landscape_final: bool,
+    /// The parameters at the last landscape measurement (the interpolation's start).
+    landscape_prev: Option<Vec<Tensor>>,
     /// Landscape cells measured during the interval, set on its row.
     pending: Vec<(String, f64)>,
 }
@@ -322,6 +328,7 @@ impl Supervised {
             head_reset,
             landscape_next: 0,
             landscape_final: false,
+            landscape_prev: None,
             pending: Vec::new(),
         })
     }
@@ -377,22 +384,82 @@ impl Supervised {
             stem,
             &title,
         )?;
-        self.pending.push(("landscape_task".into(), task as f64));
-        self.pending.push(("landscape_loss".into(), report.loss));
+        let mut cells = vec![
+            ("landscape_task".to_string(), task as f64),
+            ("landscape_loss".to_string(), report.loss),
+        ];
         for (i, v) in report.top_eigenvalues.iter().enumerate() {
-            self.pending.push((format!("hessian_top{}", i + 1), *v));
+            cells.push((format!("hessian_top{}", i + 1), *v));
         }
         if let Some((trace, _)) = report.trace {
-            self.pending.push(("hessian_trace".into(), trace));
+            cells.push(("hessian_trace".into(), trace));
         }
-        self.pending
-            .push(("hvp_seconds".into(), report.hvp_seconds));
-        self.pending
-            .push(("lanczos_seconds".into(), report.lanczos_seconds));
-        self.pending
-            .push(("slice_seconds".into(), report.slice_seconds));
+        if let Some((effective, numerical)) = report.jacobian_rank {
+            cells.push(("jacobian_effective_rank".into(), effective));
+            cells.push(("jacobian_numerical_rank".into(), numerical));
+        }
+        cells.push(("hvp_seconds".into(), report.hvp_seconds));
+        cells.push(("lanczos_seconds".into(), report.lanczos_seconds));
+        cells.push(("slice_seconds".into(), report.slice_seconds));
+        self.pending.extend(cells);
+        self.interpolate_from_previous(&batch, &dir, stem, &title)
+    }
+
+    /// The loss along the line from the previous measurement's parameters to these
+    /// (`<stem>_interpolation.png`) and its barrier `max_α L(α) − ((1−α) L(0) + α L(1))` over
+    /// `α ∈ [0, 1]`; these parameters become the previous ones.
+    fn interpolate_from_previous(
+        &mut self,
+        batch: &Batch,
+        dir: &Path,
+        stem: &str,
+        title: &str,
+    ) -> Result<()> {
+        let now = parameter_values(&self.trainer.model)
+            .iter()
+            .map(Tensor::copy)
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(previous) = self.landscape_prev.take() {
+            let eval = LossEval {
+                batch,
+                objective: &CrossEntropy,
+                chunk: self.config.landscape.chunk,
+            };
+            let alphas: Vec<f64> = (0..=INTERPOLATION_POINTS)
+                .map(|i| -0.25 + 1.5 * i as f64 / INTERPOLATION_POINTS as f64)
+                .collect();
+            let model = &mut self.trainer.model;
+            let line = interpolation(model, &eval, &previous, &now, &alphas)?;
+            plot_slices(
+                dir.join(format!("{stem}_interpolation.png")),
+                title,
+                "alpha",
+                &[("previous measurement → now", &line)],
+            )?;
+            self.pending
+                .push(("interpolation_barrier".into(), barrier(&line)));
+        }
+        self.landscape_prev = Some(now);
         Ok(())
     }
+}
+
+/// Points of the interpolation line over `α ∈ [−0.25, 1.25]` (`α = 0` and `1` among them).
+const INTERPOLATION_POINTS: usize = 24;
+
+/// `max_{α ∈ [0, 1]} L(α) − ((1 − α) L(0) + α L(1))` of a line whose coefficients include 0 and 1.
+fn barrier(line: &Slice1d) -> f64 {
+    let at = |a: f64| {
+        let i = line.alphas.iter().position(|x| (x - a).abs() < 1e-9);
+        i.map_or(f64::NAN, |i| line.losses[i])
+    };
+    let (start, end) = (at(0.0), at(1.0));
+    line.alphas
+        .iter()
+        .zip(&line.losses)
+        .filter(|(a, _)| (-1e-9..=1.0 + 1e-9).contains(*a))
+        .map(|(a, l)| l - ((1.0 - a) * start + a * end))
+        .fold(f64::NEG_INFINITY, f64::max)
 }
 
 fn metric(values: &BTreeMap<String, f32>, name: &str) -> f32 {
@@ -510,7 +577,16 @@ impl Experiment for Supervised {
     }
 
     fn save(&self) -> Result<Record> {
+        let mut previous = Record::default();
+        for (i, t) in self.landscape_prev.iter().flatten().enumerate() {
+            previous = previous.with_tensor(i.to_string(), t.clone());
+        }
         Ok(Record::default()
+            .nest("landscape_prev", previous)
+            .with_value(
+                "landscape_prev_count",
+                self.landscape_prev.as_ref().map_or(0, Vec::len),
+            )
             .nest("trainer", self.trainer.save_state()?)
             .nest("rng", self.rng.save_state()?)
             .with_value("stream_position", self.stream.get().position() as u64)
@@ -521,6 +597,16 @@ impl Experiment for Supervised {
     fn restore(&mut self, record: &Record) -> Result<()> {
         self.trainer.load_state(&record.part("trainer"))?;
         self.rng.load_state(&record.part("rng"))?;
+        let count: usize = record.value("landscape_prev_count")?;
+        let previous = record.part("landscape_prev");
+        self.landscape_prev = match count {
+            0 => None,
+            n => Some(
+                (0..n)
+                    .map(|i| previous.tensor(&i.to_string()).cloned())
+                    .collect::<Result<_>>()?,
+            ),
+        };
         let next: u64 = record.value("landscape_next")?;
         let last: u64 = record.value("landscape_final")?;
         (self.landscape_next, self.landscape_final) = (next as usize, last == 1);

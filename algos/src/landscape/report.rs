@@ -1,17 +1,20 @@
 //! One landscape measurement at the current parameters, as a runner makes it every few tasks:
 //! the top Hessian eigenvalues (Lanczos), optionally the spectral density (SLQ), a 2-D slice along
 //! two filter-normalised random directions, and 1-D slices along the top eigenvector and a random
-//! direction, with their figures and the time each part took. Configured by `[landscape]`.
+//! direction, optionally the rank of a representation's input Jacobian, with their figures and the
+//! time each part took. Configured by `[landscape]`.
 
 use super::figures::{plot_density, plot_slice_2d, plot_slices};
 use super::hessian::{
     spectral_density, top_eigen, DensityOptions, HessianOperator, TopEigenOptions,
 };
+use super::jacobian::{input_jacobian, jacobian_ranks, JacobianCols, JacobianPlan, JacobianRows};
 use super::slices::{
     random_direction, slice_1d, slice_2d, symmetric_grid, BiasDirection, LossEval,
 };
 use crate::checks::positive;
-use dynlab_models::Module;
+use dynlab_autodiff::Var;
+use dynlab_models::{Ctx, Module};
 use dynlab_runtime::{Error, Result, Rng, Tensor};
 use dynlab_train::{Batch, Objective};
 use serde::{Deserialize, Serialize};
@@ -62,6 +65,18 @@ pub struct LandscapeConfig {
     /// Lanczos steps of the sharpness.
     #[serde(default = "default_sharpness_steps")]
     pub sharpness_steps: usize,
+    /// Examples whose input Jacobian of the tap `jacobian_tap` is taken, and its rank measured
+    /// (0: none). Rows are all features up to 256 (else a 256-row Gaussian projection), columns
+    /// all input coordinates up to 1024 (else a 1024-column projection).
+    #[serde(default)]
+    pub jacobian_examples: usize,
+    /// The representation whose Jacobian is taken.
+    #[serde(default = "default_jacobian_tap")]
+    pub jacobian_tap: String,
+}
+
+fn default_jacobian_tap() -> String {
+    "features".to_string()
 }
 
 fn default_rows() -> usize {
@@ -107,6 +122,8 @@ impl Default for LandscapeConfig {
             bias_direction: default_bias(),
             trajectory: false,
             sharpness_steps: default_sharpness_steps(),
+            jacobian_examples: 0,
+            jacobian_tap: default_jacobian_tap(),
         }
     }
 }
@@ -175,6 +192,8 @@ pub struct LandscapeReport {
     pub lanczos_seconds: f64,
     /// Seconds of the slices (0 without).
     pub slice_seconds: f64,
+    /// Mean effective and numerical rank of the input Jacobians, when asked for.
+    pub jacobian_rank: Option<(f64, f64)>,
 }
 
 /// Measures the landscape of `model` on `batch` and writes `<stem>_density.png`,
@@ -236,7 +255,12 @@ pub fn measure_landscape(
     if let Some(vectors) = &top.vectors {
         write_slices(model, &eval, config, seed, &vectors[0], dir, stem, title)?;
     }
+    let jacobian_rank = match config.jacobian_examples {
+        0 => None,
+        n => Some(jacobian_rank(model, batch, n, &config.jacobian_tap, seed)?),
+    };
     Ok(LandscapeReport {
+        jacobian_rank,
         loss,
         top_eigenvalues: top.values,
         residuals: top.residuals,
@@ -251,6 +275,61 @@ pub fn measure_landscape(
         },
     })
 }
+
+/// Mean effective and numerical rank of `tap`'s input Jacobian over the first `n` rows.
+fn jacobian_rank(
+    model: &dyn Module,
+    batch: &Batch,
+    n: usize,
+    tap: &str,
+    seed: u64,
+) -> Result<(f64, f64)> {
+    let rows = n.min(batch.inputs.shape()[0]);
+    let x = batch.inputs.narrow(0, 0, rows)?;
+    let taps = vec![tap.to_string()];
+    let features = |input: &Var| -> Result<Var> {
+        let mut ctx = Ctx::eval().with_taps(&taps);
+        model.forward(input, &mut ctx)?;
+        ctx.take_taps().remove(tap).ok_or_else(|| {
+            Error::value(
+                "landscape::jacobian_rank",
+                format!("no tap `{tap}`"),
+                "a tap the model offers",
+            )
+        })
+    };
+    let width = features(&Var::constant(x.narrow(0, 0, 1)?))?
+        .value()
+        .numel();
+    let inputs: usize = x.shape()[1..].iter().product();
+    let plan = JacobianPlan {
+        rows: match width <= MAX_JACOBIAN_ROWS {
+            true => JacobianRows::All,
+            false => JacobianRows::Projection {
+                k: MAX_JACOBIAN_ROWS,
+                seed,
+            },
+        },
+        cols: match inputs <= MAX_JACOBIAN_COLS {
+            true => JacobianCols::All,
+            false => JacobianCols::Projection {
+                k: MAX_JACOBIAN_COLS,
+                seed: seed ^ 1,
+            },
+        },
+        rows_per_pass: 16,
+    };
+    let ranks = jacobian_ranks(&input_jacobian(features, &x, &plan)?)?;
+    let count = ranks.len() as f64;
+    Ok((
+        ranks.iter().map(|r| r.effective_rank).sum::<f64>() / count,
+        ranks.iter().map(|r| r.numerical_rank as f64).sum::<f64>() / count,
+    ))
+}
+
+/// The largest input Jacobian taken whole; larger ones are projected.
+const MAX_JACOBIAN_ROWS: usize = 256;
+const MAX_JACOBIAN_COLS: usize = 1024;
 
 fn top_dim(model: &dyn Module) -> usize {
     model.params().iter().map(|(_, p)| p.value().numel()).sum()
