@@ -64,6 +64,10 @@ fn main() {
                 );
             }
         }
+        if let Some(end) = &o.landscape_end {
+            let cells: Vec<String> = end.iter().map(|(n, v)| format!("{n} {v:.4}")).collect();
+            println!("landscape at the end of the run: {}", cells.join(", "));
+        }
         println!(
             "wall time {:.1} s; this call ran {:.1} training steps/s (measurements included)",
             o.seconds, o.steps_per_second

@@ -164,7 +164,8 @@ fn deep_linear_hessian_matches_the_closed_form() {
     let g = dynlab::algos::landscape::hessian::flatten(&op.gradient()).unwrap();
     assert!(g.iter().all(|x| x.abs() < 1e-5), "gradient {g:?}");
     let s = target_singular_values(&a, width).unwrap();
-    let want = closed_form_spectrum(&s, depth);
+    let want = closed_form_spectrum(&s, depth).unwrap();
+    assert!(closed_form_spectrum(&s, 0).is_err());
     assert_eq!(want.len(), n);
     let got = eigenvalues_desc(&op.dense().unwrap(), n);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {

@@ -55,7 +55,7 @@ impl Grid2d {
                 "at least one finite value",
             ));
         }
-        Ok((lo, hi.max(lo + 1e-12)))
+        Ok((lo, hi.max(lo + 1e-12 * lo.abs().max(1.0))))
     }
 
     fn at(&self, i: usize, j: usize) -> f64 {

@@ -276,6 +276,17 @@ impl SupervisedConfig {
         if self.landscape.every_tasks > 0 || self.landscape.trajectory {
             self.landscape.check("landscape")?;
         }
+        let steps_per_task = d.examples_per_task.div_ceil(self.learner.batch_size.max(1)) as u64;
+        if self.landscape.every_tasks > 0 && self.evaluation.rank_every > steps_per_task {
+            return Err(Error::config(
+                "evaluation.rank_every",
+                format!(
+                    "{} steps per row with landscape measurements at task starts: one row holds one \
+                     measurement, so at most the {steps_per_task} steps of a task",
+                    self.evaluation.rank_every
+                ),
+            ));
+        }
         let gnt = GNT_KINDS.contains(&self.learner.kind.as_str());
         let rr_on_conv = self.learner.kind.starts_with("rr_") && self.net.model == "convnet";
         if gnt && (!CBP_MODELS.contains(&self.net.model.as_str()) || rr_on_conv) {

@@ -32,7 +32,8 @@ pub use config::{
 use crate::landscape::figures::plot_slices;
 use crate::landscape::slices::parameter_values;
 use crate::landscape::{
-    interpolation, measure_landscape, sharpness, smoothness, snapshot, LossEval, Slice1d,
+    interpolation, measure_landscape, sharpness, smoothness, snapshot, FigureTarget, LossEval,
+    Slice1d,
 };
 use dynlab_data::{
     cifar100_files, cifar10_files, digits, load_cifar10, load_cifar100, load_idx, load_npy,
@@ -88,6 +89,8 @@ pub struct SupervisedOutcome {
     pub launches_per_step: Option<f64>,
     /// Host synchronisations per optimizer step in this call.
     pub syncs_per_step: Option<f64>,
+    /// The end-of-run landscape measurement's cells (with `[landscape] every_tasks > 0`).
+    pub landscape_end: Option<Vec<(String, f64)>>,
 }
 
 /// Seed of the task structure and the batch order, derived from the config's seed.
@@ -142,10 +145,10 @@ struct Supervised {
     task_views: Option<(usize, Dataset)>,
     /// Optimizer steps per task, and the output layer `reset_head` zeroes at each task start.
     head_reset: Option<(usize, String)>,
-    /// The next task at whose start the landscape is measured, and whether the end-of-run
-    /// measurement is done.
+    /// The next task at whose start the landscape is measured.
     landscape_next: usize,
-    landscape_final: bool,
+    /// The end-of-run measurement's cells (they go to the summary as `end_<name>`).
+    landscape_end: Option<Vec<(String, f64)>>,
     /// The parameters at the last landscape measurement (the interpolation's start).
     landscape_prev: Option<Vec<Tensor>>,
     /// Landscape cells measured during the interval, set on its row.
@@ -327,7 +330,7 @@ impl Supervised {
             task_views: None,
             head_reset,
             landscape_next: 0,
-            landscape_final: false,
+            landscape_end: None,
             landscape_prev: None,
             pending: Vec::new(),
         })
@@ -360,30 +363,31 @@ impl Supervised {
     }
 
     /// A landscape measurement at the current parameters on `task`'s loss (figures into the run
-    /// folder's `landscape/`), its cells joining the interval's row.
-    fn measure_landscape(&mut self, task: usize, stem: &str) -> Result<()> {
+    /// folder's `landscape/`, captioned with `label`): its cells.
+    fn measure_landscape(
+        &mut self,
+        task: usize,
+        stem: &str,
+        label: &str,
+    ) -> Result<Vec<(String, f64)>> {
         let batch = self.landscape_batch(task)?;
         let c = &self.config;
         let dir = Path::new(&c.runs_dir).join(&c.name).join("landscape");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("landscape", &dir, e))?;
         let title = format!(
-            "{}: {} at the start of task {task} (step {})",
+            "{}: {} {label} (step {})",
             c.name,
             c.net.model,
             self.trainer.optimizer.steps()
         );
         let seed = c.seed ^ LANDSCAPE_SEED_MIX;
         let model = &mut self.trainer.model;
-        let report = measure_landscape(
-            model,
-            &batch,
-            &CrossEntropy,
-            &c.landscape,
-            seed,
-            &dir,
+        let figures = FigureTarget {
+            dir: &dir,
             stem,
-            &title,
-        )?;
+            title: &title,
+        };
+        let report = measure_landscape(model, &batch, &CrossEntropy, &c.landscape, seed, figures)?;
         let mut cells = vec![
             ("landscape_task".to_string(), task as f64),
             ("landscape_loss".to_string(), report.loss),
@@ -401,20 +405,23 @@ impl Supervised {
         cells.push(("hvp_seconds".into(), report.hvp_seconds));
         cells.push(("lanczos_seconds".into(), report.lanczos_seconds));
         cells.push(("slice_seconds".into(), report.slice_seconds));
-        self.pending.extend(cells);
-        self.interpolate_from_previous(&batch, &dir, stem, &title)
+        if let Some(barrier) = self.interpolate_from_previous(&batch, &dir, stem, &title)? {
+            cells.push(("interpolation_barrier".into(), barrier));
+        }
+        Ok(cells)
     }
 
     /// The loss along the line from the previous measurement's parameters to these
     /// (`<stem>_interpolation.png`) and its barrier `max_α L(α) − ((1−α) L(0) + α L(1))` over
-    /// `α ∈ [0, 1]`; these parameters become the previous ones.
+    /// `α ∈ [0, 1]` (none at the first measurement); these parameters become the previous ones.
     fn interpolate_from_previous(
         &mut self,
         batch: &Batch,
         dir: &Path,
         stem: &str,
         title: &str,
-    ) -> Result<()> {
+    ) -> Result<Option<f64>> {
+        let mut barrier_found = None;
         let now = parameter_values(&self.trainer.model)
             .iter()
             .map(Tensor::copy)
@@ -436,24 +443,51 @@ impl Supervised {
                 "alpha",
                 &[("previous measurement → now", &line)],
             )?;
-            self.pending
-                .push(("interpolation_barrier".into(), barrier(&line)));
+            barrier_found = Some(barrier(&line));
         }
         self.landscape_prev = Some(now);
-        Ok(())
+        Ok(barrier_found)
     }
+}
+
+/// The end measurement's cells as a record (`names`, comma-separated, and one value each).
+fn end_record(cells: Option<&[(String, f64)]>) -> Record {
+    let Some(cells) = cells else {
+        return Record::default();
+    };
+    let names: Vec<&str> = cells.iter().map(|(n, _)| n.as_str()).collect();
+    cells.iter().fold(
+        Record::default().with_value("names", names.join(",")),
+        |r, (n, v)| r.with_value(n.as_str(), format!("{v:e}")),
+    )
+}
+
+/// What [`end_record`] wrote (`None` when it holds nothing).
+fn end_cells(record: &Record) -> Result<Option<Vec<(String, f64)>>> {
+    let Ok(names) = record.value::<String>("names") else {
+        return Ok(None);
+    };
+    names
+        .split(',')
+        .map(|n| Ok((n.to_string(), record.value::<f64>(n)?)))
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// Points of the interpolation line over `α ∈ [−0.25, 1.25]` (`α = 0` and `1` among them).
 const INTERPOLATION_POINTS: usize = 24;
 
-/// `max_{α ∈ [0, 1]} L(α) − ((1 − α) L(0) + α L(1))` of a line whose coefficients include 0 and 1.
+/// `max_{α ∈ [0, 1]} L(α) − ((1 − α) L(0) + α L(1))` of a line whose coefficients include 0 and 1
+/// (NaN when a loss on the line is not finite).
 fn barrier(line: &Slice1d) -> f64 {
     let at = |a: f64| {
         let i = line.alphas.iter().position(|x| (x - a).abs() < 1e-9);
         i.map_or(f64::NAN, |i| line.losses[i])
     };
     let (start, end) = (at(0.0), at(1.0));
+    if line.losses.iter().any(|l| !l.is_finite()) {
+        return f64::NAN;
+    }
     line.alphas
         .iter()
         .zip(&line.losses)
@@ -499,7 +533,9 @@ impl Experiment for Supervised {
             }
             let k = self.config.landscape.every_tasks;
             if k > 0 && t >= self.landscape_next {
-                self.measure_landscape(t, &format!("task_{t}"))?;
+                let label = format!("at the start of task {t}");
+                let cells = self.measure_landscape(t, &format!("task_{t}"), &label)?;
+                self.pending.extend(cells);
                 self.landscape_next = (t / k + 1) * k;
             }
             let last_of_interval =
@@ -523,9 +559,9 @@ impl Experiment for Supervised {
             task = t;
         }
         let run_done = self.trainer.optimizer.steps() >= self.steps_total();
-        if self.config.landscape.every_tasks > 0 && run_done && !self.landscape_final {
-            self.measure_landscape(task, "end")?;
-            self.landscape_final = true;
+        if self.config.landscape.every_tasks > 0 && run_done && self.landscape_end.is_none() {
+            let label = format!("at the end of the run (task {task})");
+            self.landscape_end = Some(self.measure_landscape(task, "end", &label)?);
         }
         let view = self.test_view(task)?;
         let test = Batch {
@@ -591,13 +627,14 @@ impl Experiment for Supervised {
             .nest("rng", self.rng.save_state()?)
             .with_value("stream_position", self.stream.get().position() as u64)
             .with_value("landscape_next", self.landscape_next as u64)
-            .with_value("landscape_final", self.landscape_final as u64))
+            .nest("landscape_end", end_record(self.landscape_end.as_deref())))
     }
 
     fn restore(&mut self, record: &Record) -> Result<()> {
         self.trainer.load_state(&record.part("trainer"))?;
         self.rng.load_state(&record.part("rng"))?;
-        let count: usize = record.value("landscape_prev_count")?;
+        // Checkpoints from before the landscape measurements have none of these keys.
+        let count: usize = record.value("landscape_prev_count").unwrap_or(0);
         let previous = record.part("landscape_prev");
         self.landscape_prev = match count {
             0 => None,
@@ -607,9 +644,8 @@ impl Experiment for Supervised {
                     .collect::<Result<_>>()?,
             ),
         };
-        let next: u64 = record.value("landscape_next")?;
-        let last: u64 = record.value("landscape_final")?;
-        (self.landscape_next, self.landscape_final) = (next as usize, last == 1);
+        self.landscape_next = record.value::<u64>("landscape_next").unwrap_or(0) as usize;
+        self.landscape_end = end_cells(&record.part("landscape_end"))?;
         let position: u64 = record.value("stream_position")?;
         self.stream.get_mut().seek(position as usize)
     }
@@ -649,6 +685,9 @@ impl Experiment for Supervised {
                 if let Some(values) = measured(history, column) {
                     summary.set(column, values);
                 }
+            }
+            for (name, value) in self.landscape_end.iter().flatten() {
+                summary.set(&format!("end_{name}"), *value);
             }
             for column in ["hvp_seconds", "lanczos_seconds", "slice_seconds"] {
                 if let Some(values) = measured(history, column) {
@@ -815,5 +854,6 @@ pub fn run(
         launches_per_step: outcome.launches_per_step,
         syncs_per_step: outcome.syncs_per_step,
         history: outcome.history,
+        landscape_end: experiment.landscape_end.clone(),
     })
 }

@@ -11,8 +11,8 @@
 //!
 //! `λ_ij = (2/d) Σ_{l=1}^{L} s_i^{2(l−1)/L} s_j^{2(L−l)/L}`, `i, j = 1 … d`,
 //!
-//! and `(L − 1) d²` zeros (the directions that rescale the factors against each other and leave
-//! the product fixed). For `L = 1` every `λ_ij = 2/d`: the loss is a quadratic. (Mulayoff &
+//! and `(L − 1) d²` zeros (the directions `M_l ← M_l G`, `M_{l+1} ← G⁻¹ M_{l+1}` for invertible `G`,
+//! which leave the product fixed). For `L = 1` every `λ_ij = 2/d`: the loss is a quadratic. (Mulayoff &
 //! Michaeli 2020, "Unique properties of flat minima in deep networks", derive the same spectrum.)
 
 use dynlab_autodiff::Var;
@@ -165,7 +165,14 @@ pub fn whitened_data(a: &[f64], width: usize, device: &Device) -> Result<Batch> 
 
 /// The closed-form Hessian spectrum (descending, `L d²` values) at the balanced minimum for a
 /// target with singular values `s` (see the module docs).
-pub fn closed_form_spectrum(s: &[f64], depth: usize) -> Vec<f64> {
+pub fn closed_form_spectrum(s: &[f64], depth: usize) -> Result<Vec<f64>> {
+    if depth == 0 || s.is_empty() || s.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+        return Err(Error::value(
+            "landscape::closed_form_spectrum",
+            format!("depth {depth}, singular values {s:?}"),
+            "depth ≥ 1 and finite non-negative singular values",
+        ));
+    }
     let d = s.len();
     let l = depth as f64;
     let mut values: Vec<f64> = Vec::with_capacity(depth * d * d);
@@ -182,7 +189,7 @@ pub fn closed_form_spectrum(s: &[f64], depth: usize) -> Vec<f64> {
     }
     values.extend(std::iter::repeat_n(0.0, (depth - 1) * d * d));
     values.sort_by(|a, b| b.total_cmp(a));
-    values
+    Ok(values)
 }
 
 /// The singular values of the row-major `d × d` target (descending).

@@ -55,11 +55,14 @@ pub fn plot_slices(
     let Some((_, first)) = slices.first() else {
         return Err(Error::value("plot_slices", "no slices", "at least one"));
     };
-    if slices.iter().any(|(_, s)| s.alphas != first.alphas) {
+    if slices
+        .iter()
+        .any(|(_, s)| s.alphas != first.alphas || s.losses.len() != s.alphas.len())
+    {
         return Err(Error::value(
             "plot_slices",
-            "slices over different coefficients",
-            "one set of coefficients",
+            "slices over different coefficients, or losses not one per coefficient",
+            "one set of coefficients and a loss for each",
         ));
     }
     let mut history = History::default();

@@ -154,6 +154,14 @@ impl HessianOperator {
             e[j] = 1.0;
             let col = self.apply_flat(&e)?;
             e[j] = 0.0;
+            if col.iter().any(|x| !x.is_finite()) {
+                return Err(Error::Numerical {
+                    op: "HessianOperator::dense",
+                    message: format!(
+                        "the Hessian-vector product with basis vector {j} is not finite"
+                    ),
+                });
+            }
             for (i, c) in col.iter().enumerate() {
                 h[i * n + j] = *c;
             }
@@ -321,12 +329,20 @@ pub struct TopEigen {
 }
 
 /// The `k` largest eigenvalues of `op` (and eigenvectors) by one Lanczos run of `steps` steps.
+/// When the run ends early because the Krylov space became invariant (its Ritz values are then
+/// eigenvalues), fewer than `k` values come back: one per distinct eigenvalue the start vector
+/// reaches.
 pub fn top_eigen(op: &HessianOperator, options: TopEigenOptions) -> Result<TopEigen> {
-    if options.k == 0 || options.k > options.steps {
+    if options.k == 0 || options.k > options.steps || options.k > op.dim() {
         return Err(Error::value(
             "landscape::top_eigen",
-            format!("k = {} with {} steps", options.k, options.steps),
-            "1 ≤ k ≤ steps",
+            format!(
+                "k = {} with {} steps on {} variables",
+                options.k,
+                options.steps,
+                op.dim()
+            ),
+            "1 ≤ k ≤ steps and k ≤ the number of variables",
         ));
     }
     let start = gaussian(op.dim(), options.seed, op.device())?;

@@ -35,7 +35,7 @@ pub use hessian::{
     SpectralDensity, TopEigen, TopEigenOptions,
 };
 pub use jacobian::{input_jacobian, jacobian_ranks, JacobianCols, JacobianPlan, JacobianRows};
-pub use report::{measure_landscape, LandscapeConfig, LandscapeReport};
+pub use report::{measure_landscape, FigureTarget, LandscapeConfig, LandscapeReport};
 pub use slices::{
     direction_between, filter_normalize, interpolation, random_direction, slice_1d, slice_2d,
     symmetric_grid, BiasDirection, LossEval, Slice1d, Slice2d,

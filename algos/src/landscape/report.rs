@@ -157,16 +157,16 @@ impl LandscapeConfig {
                 format!("{} is not positive", self.span),
             ));
         }
-        self.bias()?;
+        self.bias(&key("bias_direction"))?;
         Ok(())
     }
 
-    fn bias(&self) -> Result<BiasDirection> {
+    fn bias(&self, key: &str) -> Result<BiasDirection> {
         match self.bias_direction.as_str() {
             "zero" => Ok(BiasDirection::Zero),
             "weight" => Ok(BiasDirection::Weight),
             other => Err(Error::config(
-                "landscape.bias_direction",
+                key,
                 format!("`{other}` is not zero or weight"),
             )),
         }
@@ -196,17 +196,32 @@ pub struct LandscapeReport {
     pub jacobian_rank: Option<(f64, f64)>,
 }
 
+/// Where a measurement's figures go: `<dir>/<stem>_<figure>.png`, captioned `title`.
+#[derive(Clone, Copy, Debug)]
+pub struct FigureTarget<'a> {
+    /// The folder.
+    pub dir: &'a Path,
+    /// The file-name prefix.
+    pub stem: &'a str,
+    /// The caption.
+    pub title: &'a str,
+}
+
+impl FigureTarget<'_> {
+    fn file(&self, figure: &str) -> std::path::PathBuf {
+        self.dir.join(format!("{}_{figure}.png", self.stem))
+    }
+}
+
 /// Measures the landscape of `model` on `batch` and writes `<stem>_density.png`,
-/// `<stem>_slices.png`, `<stem>_contour.png` and `<stem>_surface.png` into `dir` (as configured).
+/// `<stem>_slices.png`, `<stem>_contour.png` and `<stem>_surface.png` (as configured).
 pub fn measure_landscape(
     model: &mut dyn Module,
     batch: &Batch,
     objective: &dyn Objective,
     config: &LandscapeConfig,
     seed: u64,
-    dir: &Path,
-    stem: &str,
-    title: &str,
+    figures: FigureTarget,
 ) -> Result<LandscapeReport> {
     config.check("landscape")?;
     let op = HessianOperator::of_model(model, batch, objective)?;
@@ -234,12 +249,7 @@ pub fn measure_landscape(
                     ..DensityOptions::default()
                 },
             )?;
-            plot_density(
-                dir.join(format!("{stem}_density.png")),
-                title,
-                &density,
-                Vec::new(),
-            )?;
+            plot_density(figures.file("density"), figures.title, &density, Vec::new())?;
             let t = density.trace();
             Some((t.mean, t.std_error))
         }
@@ -253,8 +263,12 @@ pub fn measure_landscape(
     let loss = eval.loss(model)?.item()? as f64;
     let started = Instant::now();
     if let Some(vectors) = &top.vectors {
-        write_slices(model, &eval, config, seed, &vectors[0], dir, stem, title)?;
+        write_slices(model, &eval, config, seed, &vectors[0], figures)?;
     }
+    let slice_seconds = match config.grid {
+        0 => 0.0,
+        _ => started.elapsed().as_secs_f64(),
+    };
     let jacobian_rank = match config.jacobian_examples {
         0 => None,
         n => Some(jacobian_rank(model, batch, n, &config.jacobian_tap, seed)?),
@@ -268,11 +282,7 @@ pub fn measure_landscape(
         dim: top_dim(model),
         hvp_seconds,
         lanczos_seconds,
-        slice_seconds: if config.grid > 0 {
-            started.elapsed().as_secs_f64()
-        } else {
-            0.0
-        },
+        slice_seconds,
     })
 }
 
@@ -357,24 +367,21 @@ fn time_hvp(op: &HessianOperator, seed: u64) -> Result<f64> {
 
 /// The 2-D slice along two random directions and the 1-D slices along the top eigenvector
 /// (scaled to the filter-normalised direction's norm) and the first random direction.
-#[allow(clippy::too_many_arguments)]
 fn write_slices(
     model: &mut dyn Module,
     eval: &LossEval,
     config: &LandscapeConfig,
     seed: u64,
     top_vector: &[Tensor],
-    dir: &Path,
-    stem: &str,
-    title: &str,
+    figures: FigureTarget,
 ) -> Result<()> {
     let mut rng = Rng::new(seed ^ 0x5);
-    let bias = config.bias()?;
+    let bias = config.bias("landscape.bias_direction")?;
     let d1 = random_direction(model, &mut rng, bias)?;
     let d2 = random_direction(model, &mut rng, bias)?;
     let coefficients = symmetric_grid(config.span, config.grid)?;
     let plane = slice_2d(model, eval, [&d1, &d2], &coefficients, &coefficients)?;
-    plot_slice_2d(dir, stem, title, &plane)?;
+    plot_slice_2d(figures.dir, figures.stem, figures.title, &plane)?;
     let scale = norm(&d1)? / norm(top_vector)?.max(1e-30);
     let eigen: Vec<Tensor> = top_vector
         .iter()
@@ -383,8 +390,8 @@ fn write_slices(
     let along_eigen = slice_1d(model, eval, &eigen, &coefficients)?;
     let along_random = slice_1d(model, eval, &d1, &coefficients)?;
     plot_slices(
-        dir.join(format!("{stem}_slices.png")),
-        title,
+        figures.file("slices"),
+        figures.title,
         "alpha",
         &[
             ("top eigenvector", &along_eigen),

@@ -4,8 +4,9 @@
 //! A 1-D slice is `f(α) = L(θ + α δ)`, a 2-D slice `f(α, β) = L(θ + α δ + β η)`. With random
 //! Gaussian directions, **filter normalisation** rescales every filter of a direction to the norm
 //! of the same filter of the weights: `δ_{i,j} ← δ_{i,j} / ‖δ_{i,j}‖ · ‖θ_{i,j}‖` for filter `j`
-//! of parameter `i` (a row of a weight matrix stored `[out, …]`, an output column of a `Linear`
-//! weight stored `[in, out]`, an output channel of a convolution), so that slices of networks
+//! of parameter `i` (an output column of a 2-D weight, taken in `Linear`'s `[in, out]` layout; an
+//! output channel of a convolution `[out, in, kh, kw]`; a row of an embedding table), so that
+//! slices of networks
 //! with different weight scales compare. Parameters with one dimension (biases, normalisation
 //! scales) get a zero direction by default (the paper's `--xignore biasbn`), or the weight itself
 //! ([`BiasDirection::Weight`], the reference code's behaviour without that flag).
@@ -341,8 +342,7 @@ pub fn interpolation(
 ) -> Result<Slice1d> {
     let saved = parameter_values(model);
     let direction = direction_between(from, to)?;
-    set_parameters(model, from)?;
-    let slice = slice_1d(model, eval, &direction, alphas);
+    let slice = set_parameters(model, from).and_then(|_| slice_1d(model, eval, &direction, alphas));
     set_parameters(model, &saved)?;
     slice
 }

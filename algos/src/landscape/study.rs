@@ -5,7 +5,7 @@
 //! the closed form up to that. (Every factor `ε I` would keep the product's determinant positive
 //! and stall at a saddle for a target with a negative determinant: Bartlett, Helmbold & Long
 //! 2018.) Every `log_every` steps: the loss, sharpness against `2/η`, the
-//! gradient-Lipschitz estimate and the effective learning rate every `log_every` steps; at the
+//! gradient-Lipschitz estimate and the effective learning rate; at the
 //! end, the Hessian spectrum at the point reached against the closed form: the dense Hessian
 //! (f64 eigh), the top-k Lanczos values, the SLQ density and trace, slices along the top two
 //! eigenvectors against the quadratic model `L + ½ λ α²`, and the figures.
@@ -113,16 +113,25 @@ impl DeepLinearConfig {
                 format!("{} < top_k", self.lanczos_steps),
             ));
         }
+        if !(self.init_scale.is_finite() && self.init_scale > 0.0) {
+            return Err(Error::config(
+                "init_scale",
+                format!("{} is not positive", self.init_scale),
+            ));
+        }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::config("lr", format!("{} is not positive", self.lr)));
         }
-        if self.grid < 2 || !(self.span.is_finite() && self.span > 0.0) {
+        if self.grid < 2 {
             return Err(Error::config(
                 "grid",
-                format!(
-                    "grid {} and span {}: at least 2 points over a positive span",
-                    self.grid, self.span
-                ),
+                format!("{} points (at least 2)", self.grid),
+            ));
+        }
+        if !(self.span.is_finite() && self.span > 0.0) {
+            return Err(Error::config(
+                "span",
+                format!("{} is not positive", self.span),
             ));
         }
         Ok(())
@@ -297,7 +306,7 @@ impl Experiment for Study {
         let title = format!("deep linear, d = {}, L = {}", c.width, c.depth);
         plot_history(run.file("training.png"), history, &training_figure(&title))?;
         let s = target_singular_values(&self.target, c.width)?;
-        let closed_form = closed_form_spectrum(&s, c.depth);
+        let closed_form = closed_form_spectrum(&s, c.depth)?;
         let op = HessianOperator::of_model(&self.model, &self.batch, &Mse)?;
         let dense = match op.dim() <= MAX_DENSE {
             true => descending(&op.dense()?, op.dim())?,
@@ -347,7 +356,9 @@ impl Experiment for Study {
         );
         summary.set("dense_top", dense[..c.top_k.min(dense.len())].to_vec());
         summary.set("lanczos_top", top.values.clone());
-        summary.set("dense_max_abs_error", max_error);
+        if !dense.is_empty() {
+            summary.set("dense_max_abs_error", max_error);
+        }
         summary.set("closed_form_trace", closed_form.iter().sum::<f64>());
         summary.set("slq_trace", trace.mean);
         summary.set("slq_trace_std_error", trace.std_error);

@@ -60,15 +60,21 @@ pub struct Smoothness {
 
 /// The measures from `before` to `after` (one read-back).
 pub fn smoothness(before: &Snapshot, after: &Snapshot) -> Result<Smoothness> {
-    if before.params.len() != after.params.len() {
+    let shapes = |ts: &[Tensor]| ts.iter().map(|t| t.shape().to_vec()).collect::<Vec<_>>();
+    let layout = shapes(&before.params);
+    if [&after.params, &before.gradient, &after.gradient]
+        .iter()
+        .any(|ts| shapes(ts) != layout)
+    {
         return Err(Error::shape(
             "landscape::smoothness",
             format!(
-                "snapshots of {} and {} parameters",
-                before.params.len(),
-                after.params.len()
+                "parameters {layout:?} before, {:?} after, gradients {:?} and {:?}",
+                shapes(&after.params),
+                shapes(&before.gradient),
+                shapes(&after.gradient)
             ),
-            "snapshots of the same model",
+            "snapshots of the same model (parameters and gradients of one layout)",
         ));
     }
     let diff = |a: &[Tensor], b: &[Tensor]| -> Result<Vec<Tensor>> {
