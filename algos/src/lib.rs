@@ -19,6 +19,7 @@ mod checks;
 pub mod connectivity;
 pub mod continual;
 pub mod grokking;
+pub mod hybrid;
 pub mod landscape;
 pub mod metrics;
 pub mod spd;
