@@ -363,3 +363,27 @@ fn config_checks_name_the_key() {
     let parsed: HybridConfig = toml::from_str("warmup_steps = 7\n[dynamics]\nmembers = 3").unwrap();
     assert_eq!((parsed.warmup_steps, parsed.dynamics.members), (7, 3));
 }
+
+#[test]
+fn a_loss_above_the_episodes_best_ends_it() {
+    let mut c = Controller::new(config()).unwrap();
+    into_episode(&mut c);
+    let at = c.step();
+    let (phase, action, _, response) = step(&mut c, 0.9, Some(1.02 * loss(at - 1)));
+    assert_eq!(
+        (phase, action, response),
+        (Phase::Predict, Action::Predicted, Response::Continue)
+    );
+    let (phase, ..) = step(&mut c, 0.9, None);
+    assert_eq!(phase, Phase::Correct, "no progress: back to full steps");
+    let mut tolerant = Controller::new(HybridConfig {
+        stall_tolerance: 0.05,
+        ..config()
+    })
+    .unwrap();
+    into_episode(&mut tolerant);
+    let at = tolerant.step();
+    step(&mut tolerant, 0.9, Some(1.02 * loss(at - 1)));
+    let (phase, ..) = step(&mut tolerant, 0.9, None);
+    assert_eq!(phase, Phase::Predict, "within the tolerance");
+}

@@ -10,4 +10,5 @@ mod control;
 mod dynamics;
 mod features;
 mod monitor;
+mod runner;
 mod trainer;

@@ -6,7 +6,8 @@
 //! Warmup ──warmup_steps──▶ Full ──min_full_steps, confidence ≥ threshold, no divergence
 //!                           ▲  ▲                 in the last cooldown_steps──▶ Predict
 //!                           │  └──────── correct_steps ── Correct ◀── horizon reached,
-//!                           │                                 ▲       confidence dropped
+//!                           │                                 ▲       confidence dropped,
+//!                           │                                 │       loss above the episode's best
 //!                           └── divergence (roll back) ───────┴────── oscillation
 //! ```
 //!
@@ -91,6 +92,9 @@ pub struct HybridConfig {
     /// The bandit's arms: prediction horizons in steps, ascending (after a divergence only the
     /// shorter half stays allowed until an episode ends well).
     pub horizons: Vec<u64>,
+    /// An episode ends when a predicted step's loss exceeds the episode's lowest by more than this
+    /// fraction (the extrapolation stopped making progress).
+    pub stall_tolerance: f64,
     /// No episode within this many steps of a divergence.
     pub cooldown_steps: u64,
     /// Save the state every this many healthy full steps (and before each episode).
@@ -121,6 +125,7 @@ impl Default for HybridConfig {
             correction_interval: 10,
             confidence_threshold: 0.5,
             horizons: vec![10, 20, 40, 80],
+            stall_tolerance: 0.0,
             cooldown_steps: 20,
             snapshot_every: 25,
             ucb_alpha: 0.5,
@@ -153,6 +158,12 @@ impl HybridConfig {
         let ascending = self.horizons.windows(2).all(|w| w[0] < w[1]);
         if self.horizons.is_empty() || self.horizons.contains(&0) || !ascending {
             return Err(bad("hybrid.horizons", format!("{:?}", self.horizons)));
+        }
+        if !(self.stall_tolerance >= 0.0 && self.stall_tolerance.is_finite()) {
+            return Err(bad(
+                "hybrid.stall_tolerance",
+                self.stall_tolerance.to_string(),
+            ));
         }
         if self.snapshot_every == 0 {
             return Err(bad("hybrid.snapshot_every", "0".into()));
@@ -218,6 +229,8 @@ struct Episode {
     start_loss: Option<f64>,
     predicted: u64,
     micro_due: bool,
+    best_loss: f64,
+    stalled: bool,
 }
 
 /// The controller (see the module docs).
@@ -340,7 +353,7 @@ impl Controller {
                 let e = self.episode.as_ref().expect("an episode while predicting");
                 let done = e.predicted >= self.horizon;
                 let unsure = outlook.confidence < c.confidence_threshold;
-                (done || unsure).then_some(Phase::Correct)
+                (done || unsure || e.stalled).then_some(Phase::Correct)
             }
             Phase::Correct if self.in_phase >= c.correct_steps => Some(Phase::Full),
             _ => None,
@@ -378,6 +391,8 @@ impl Controller {
             start_loss: self.last_loss,
             predicted: 0,
             micro_due: false,
+            best_loss: f64::INFINITY,
+            stalled: false,
         });
         Ok(())
     }
@@ -403,6 +418,8 @@ impl Controller {
                 e.predicted += 1;
                 let k = self.config.correction_interval;
                 e.micro_due = k > 0 && e.predicted.is_multiple_of(k);
+                e.stalled = signals.loss > e.best_loss * (1.0 + self.config.stall_tolerance);
+                e.best_loss = e.best_loss.min(signals.loss);
             }
         }
         let Some(signal) = signal else {

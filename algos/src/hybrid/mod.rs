@@ -19,6 +19,7 @@ pub mod control;
 pub mod dynamics;
 pub mod features;
 pub mod monitor;
+pub mod run;
 pub mod task;
 pub mod trainer;
 
@@ -27,5 +28,9 @@ pub use control::{Action, Controller, HybridConfig, Outlook, Phase, Plan, Respon
 pub use dynamics::{DynamicsConfig, DynamicsModel, GruSequence, Prediction, Standardizer};
 pub use features::{StateEncoder, StepRecord, FEATURES, MAX_GROUPS};
 pub use monitor::{DivergenceMonitor, MonitorConfig, Signal, StepSignals};
+pub use run::{
+    build_task, run_hybrid, HybridOutcome, HybridRow, HybridRunConfig, RunResult, SweepConfig,
+    TaskConfig,
+};
 pub use task::{layer_groups, BatchStream, FullStepReport, HybridTask, TrainerTask};
 pub use trainer::{deep_copy, Counters, HybridTrainer, StepLog};

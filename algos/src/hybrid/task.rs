@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 /// The gradient norm of one step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FullStepReport {
-    /// The loss at the step's starting point.
+    /// The loss at the step's starting point (on the monitor batch when the task has one).
     pub loss: f64,
     /// The global gradient norm.
     pub grad_norm: f64,
@@ -94,6 +94,7 @@ pub struct TrainerTask<M: Module> {
     rng: Rng,
     drawn: u64,
     groups: Vec<(String, Vec<String>)>,
+    monitor: Option<Batch>,
 }
 
 impl<M: Module> TrainerTask<M> {
@@ -116,7 +117,23 @@ impl<M: Module> TrainerTask<M> {
             rng,
             drawn: 0,
             groups,
+            monitor: None,
         }
+    }
+
+    /// Reports the loss on the fixed `batch` (at each step's starting point, one forward pass
+    /// more per full step) instead of the next training batch's: a minibatch loss is too noisy
+    /// for the monitor's spike, prediction-error and oscillation tests, and the predicted
+    /// trajectory is then one function of the parameters. Predicted steps still draw (and
+    /// skip) their training batch, so the full steps see the batches the baseline sees.
+    pub fn with_monitor_batch(mut self, batch: Batch) -> TrainerTask<M> {
+        self.monitor = Some(batch);
+        self
+    }
+
+    fn monitor_loss(&self, batch: &Batch) -> Result<f64> {
+        let metrics = self.trainer.evaluate(batch)?;
+        Ok(metrics.get("loss").copied().unwrap_or(f32::NAN) as f64)
     }
 
     fn next_batch(&mut self) -> Result<Batch> {
@@ -169,12 +186,15 @@ impl<M: Module> HybridTask for TrainerTask<M> {
 
     fn forward_loss(&mut self) -> Result<f64> {
         let batch = self.next_batch()?;
-        let metrics = self.trainer.evaluate(&batch)?;
-        Ok(metrics.get("loss").copied().unwrap_or(f32::NAN) as f64)
+        self.monitor_loss(self.monitor.as_ref().unwrap_or(&batch))
     }
 
     fn full_step(&mut self) -> Result<FullStepReport> {
         let batch = self.next_batch()?;
+        let monitored = match &self.monitor {
+            Some(m) => Some(self.monitor_loss(m)?),
+            None => None,
+        };
         let mut rng = self.rng;
         self.trainer.step(&batch, &mut rng)?;
         self.rng = rng;
@@ -185,7 +205,7 @@ impl<M: Module> HybridTask for TrainerTask<M> {
         };
         let get = |k: &str| m.get(k).map_or(f64::NAN, |v| *v as f64);
         Ok(FullStepReport {
-            loss: get("loss"),
+            loss: monitored.unwrap_or_else(|| get("loss")),
             grad_norm: get("grad_norm"),
             group_grad_norms: (self.groups.iter())
                 .map(|(g, _)| get(&format!("grad_norm.{g}")))
