@@ -249,7 +249,7 @@ fn oscillation_ends_the_episode_without_a_roll_back() {
         ..config()
     })
     .unwrap();
-    let zigzag = |t: u64| 1.0 + if t % 2 == 0 { 0.01 } else { -0.01 };
+    let zigzag = |t: u64| 1.0 + if t.is_multiple_of(2) { 0.01 } else { -0.01 };
     let mut last = None;
     for _ in 0..12 {
         let at = c.step();

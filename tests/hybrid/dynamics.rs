@@ -4,7 +4,7 @@ use dynlab_test_support::{device, HostRng};
 /// `x_t = sin(ω t + φ)`, `ω ∈ [0.3, 0.9]`: the next value needs the frequency, read off the history.
 fn sine(rng: &mut HostRng, len: usize) -> Vec<f64> {
     let omega = f64::from(rng.uniform(0.3, 0.9));
-    let phase = f64::from(rng.uniform(0.0, 6.283));
+    let phase = f64::from(rng.uniform(0.0, std::f32::consts::TAU));
     (0..len).map(|t| (omega * t as f64 + phase).sin()).collect()
 }
 

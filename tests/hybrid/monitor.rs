@@ -105,7 +105,7 @@ fn oscillation_counts_sign_changes_on_predicted_steps() {
         ..MonitorConfig::default()
     };
     let mut m = DivergenceMonitor::new(config, 4);
-    let zigzag = |t: usize| 1.0 + if t % 2 == 0 { 0.01 } else { -0.01 };
+    let zigzag = |t: usize| 1.0 + if t.is_multiple_of(2) { 0.01 } else { -0.01 };
     for t in 0..8 {
         assert_eq!(m.observe(full(zigzag(t), 1.0), false), None);
     }

@@ -84,16 +84,16 @@ fn full_only() -> HybridConfig {
     }
 }
 
+/// Parameter bits by name, keyed by trajectory step.
+type StatesByStep = BTreeMap<u64, BTreeMap<String, Vec<u32>>>;
+
 /// Runs `steps` steps keeping the state before each (by trajectory step); `inject` may change the
 /// task or the fault before a step. Returns the logs and the states.
 fn run_with_states(
     trainer: &mut HybridTrainer<TrainerTask<Mlp>>,
     steps: usize,
     mut inject: impl FnMut(usize, &mut HybridTrainer<TrainerTask<Mlp>>),
-) -> (
-    Vec<dynlab::algos::hybrid::StepLog>,
-    BTreeMap<u64, BTreeMap<String, Vec<u32>>>,
-) {
+) -> (Vec<dynlab::algos::hybrid::StepLog>, StatesByStep) {
     let mut states = BTreeMap::new();
     let mut logs = Vec::new();
     for k in 0..steps {

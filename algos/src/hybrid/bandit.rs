@@ -141,7 +141,7 @@ fn solve_spd(a: &[f64], y: &[f64], n: usize) -> Result<Vec<f64>> {
             let s: f64 = (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum();
             let v = a[i * n + j] - s;
             if i == j {
-                if !(v > 0.0) {
+                if v.is_nan() || v <= 0.0 {
                     return Err(Error::value(
                         "LinUcb",
                         format!("a design matrix with pivot {v}"),

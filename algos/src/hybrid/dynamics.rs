@@ -79,7 +79,7 @@ impl GruSequence {
     fn check(&self, x: &Var, ctx: &Ctx) -> Result<(Vec<isize>, usize, usize)> {
         let shape = x.shape().to_vec();
         let lead = usize::from(ctx.replicas().is_some());
-        let ok = shape.len() == lead + 2 && shape[lead + 1] % self.features == 0;
+        let ok = shape.len() == lead + 2 && shape[lead + 1].is_multiple_of(self.features);
         if !ok || shape[lead + 1] == 0 {
             return Err(Error::shape(
                 "GruSequence::forward",
