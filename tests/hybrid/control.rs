@@ -387,3 +387,47 @@ fn a_loss_above_the_episodes_best_ends_it() {
     let (phase, ..) = step(&mut tolerant, 0.9, None);
     assert_eq!(phase, Phase::Predict, "within the tolerance");
 }
+
+#[test]
+fn a_roll_back_restores_the_monitor_statistics_of_its_target() {
+    let mut c = Controller::new(config()).unwrap();
+    let mut before = std::collections::BTreeMap::new();
+    let start = loop {
+        let at = c.step();
+        before.insert(at, c.monitor().loss_stats());
+        if step(&mut c, 0.9, None).0 == Phase::Predict {
+            break at;
+        }
+    };
+    // Predicted steps far below the script pull the statistics down.
+    for _ in 0..2 {
+        let low = 0.2 * loss(c.step());
+        step(&mut c, 0.9, Some(low));
+    }
+    assert_ne!(c.monitor().loss_stats(), before[&start]);
+    let (.., response) = step(&mut c, 0.9, Some(10.0));
+    assert_eq!(response, Response::RollBack(Signal::LossSpike, start));
+    assert_eq!(c.monitor().loss_stats(), before[&start]);
+    // The replay on the script and the steps after it raise nothing.
+    for _ in 0..20 {
+        let (.., response) = step(&mut c, 0.1, None);
+        assert_eq!(response, Response::Continue);
+    }
+}
+
+#[test]
+fn a_kept_flagged_step_joins_the_statistics() {
+    let mut c = Controller::new(config()).unwrap();
+    into_episode(&mut c);
+    step(&mut c, 0.9, Some(10.0));
+    assert!(c.replaying());
+    let (mean, _) = c.monitor().loss_stats();
+    // A new level during the replay is flagged once, kept, and becomes the statistics' level.
+    let (.., response) = step(&mut c, 0.1, Some(3.0));
+    assert_eq!(response, Response::Flagged(Signal::LossSpike));
+    let (after, _) = c.monitor().loss_stats();
+    assert!(
+        (after - (0.9 * mean + 0.1 * 3.0)).abs() < 1e-12,
+        "{mean} → {after}"
+    );
+}

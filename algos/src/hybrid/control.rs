@@ -16,9 +16,11 @@
 //! saved before each episode and every `snapshot_every` healthy full steps, and a save becomes the
 //! roll-back target once the loss at the saved point passed the monitor (a step's update shows only
 //! in the next step's loss, so a state saved after a bad update never becomes the target). A signal
-//! that rolls back (see [`super::monitor`]) restores the last such save and replays the steps since with full steps. A
-//! fault that comes back during the replay is the real dynamics (a deterministic batch reproduces
-//! it): it is recorded and training goes on, except a non-finite loss, which is an error.
+//! //! that rolls back (see [`super::monitor`]) restores the last such save, with the monitor's
+//! statistics as they were there, and replays the steps since with full steps. A fault that comes
+//! back during the replay is the real dynamics (a deterministic batch reproduces it): it is
+//! recorded, its loss joins the statistics and training goes on, except a non-finite loss, which
+//! is an error. The same holds for the signals that never roll back.
 
 use super::bandit::LinUcb;
 use super::dynamics::DynamicsConfig;
@@ -249,6 +251,9 @@ pub struct Controller {
     healthy_full: u64,
     snapshot_step: Option<u64>,
     pending_snapshot: Option<u64>,
+    /// The monitor as it was at the roll-back target (restored with it).
+    snapshot_monitor: Option<DivergenceMonitor>,
+    pending_monitor: Option<DivergenceMonitor>,
     replay_until: Option<u64>,
     rollbacks: u64,
     last_loss: Option<f64>,
@@ -276,6 +281,8 @@ impl Controller {
             healthy_full: 0,
             snapshot_step: None,
             pending_snapshot: None,
+            snapshot_monitor: None,
+            pending_monitor: None,
             replay_until: None,
             rollbacks: 0,
             last_loss: None,
@@ -341,6 +348,7 @@ impl Controller {
             && self.snapshot_step != Some(self.step);
         let snapshot = entering || periodic || self.snapshot_step.is_none();
         self.pending_snapshot = snapshot.then_some(self.step);
+        self.pending_monitor = snapshot.then(|| self.monitor.clone());
         Ok(Plan { action, snapshot })
     }
 
@@ -410,6 +418,7 @@ impl Controller {
         let predicting = action == Action::Predicted;
         let replaying = self.replaying();
         let pending = self.pending_snapshot.take();
+        let pending_monitor = self.pending_monitor.take();
         let signal = self.monitor.observe(signals, predicting);
         self.step += 1;
         self.in_phase += 1;
@@ -426,6 +435,7 @@ impl Controller {
             // The saved state's own loss was healthy: it becomes the roll-back target.
             if pending.is_some() {
                 self.snapshot_step = pending;
+                self.snapshot_monitor = pending_monitor;
             }
             self.after_healthy(action, signals.loss)?;
             return Ok(Response::Continue);
@@ -443,6 +453,8 @@ impl Controller {
                     "finite losses (the fault is in the full steps themselves)",
                 ));
             }
+            // The step stays on the trajectory, so its loss joins the statistics.
+            self.monitor.accept(&signals);
             self.end_episode(Some(-1.0))?;
             let next = match signal {
                 Signal::Oscillation => Phase::Correct,
@@ -463,7 +475,13 @@ impl Controller {
                 ),
             ));
         }
-        let target = self.snapshot_step.or(pending).unwrap_or(0);
+        let (target, monitor) = match self.snapshot_step {
+            Some(s) => (s, self.snapshot_monitor.clone()),
+            None => (pending.unwrap_or(0), pending_monitor),
+        };
+        if let Some(m) = monitor {
+            self.monitor = m;
+        }
         self.replay_until = Some(self.step);
         self.end_episode(Some(-1.0))?;
         self.shrink_cap();

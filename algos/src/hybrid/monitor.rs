@@ -10,8 +10,10 @@
 //! | [`Signal::PredictionError`] | `|L − L̂|/L̂ > max_prediction_error` (0.2) on a predicted step | roll back, Full, halve the cap |
 //! | [`Signal::Oscillation`] | on predicted steps, the share of sign changes of `ΔL` over the last `oscillation_window` steps above `max_sign_changes` | Correct, halve the cap |
 //!
-//! The EMA starts at the first loss and only absorbs losses that raised no signal, so a spike does
-//! not hide the next one. The spike test arms after `warmup` steps of statistics.
+//! The EMA starts at the first loss and absorbs the losses that raised no signal; a flagged step
+//! enters only when the controller keeps it on the trajectory ([`DivergenceMonitor::accept`]), so
+//! a rolled-back spike does not hide the next one, and a kept one (a real change of level) does
+//! not raise the alarm forever. The spike test arms after `warmup` steps of statistics.
 
 use dynlab_runtime::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -202,6 +204,13 @@ impl DivergenceMonitor {
             Some(_) => {}
         }
         signal
+    }
+
+    /// Takes a flagged step's loss into the statistics: the step was kept on the trajectory.
+    pub fn accept(&mut self, s: &StepSignals) {
+        if s.loss.is_finite() && s.grad_norm.is_none_or(f64::is_finite) {
+            self.absorb(s);
+        }
     }
 
     /// Forgets the loss trajectory after a roll-back (the statistics are kept).
