@@ -148,3 +148,38 @@ fn config_errors_name_the_key() {
     let e = bad.check().unwrap_err().to_string();
     assert!(e.contains("hybrid.monitor.divergence_sigma"), "{e}");
 }
+
+#[test]
+fn a_relative_floor_keeps_small_rises_of_a_converged_loss_quiet() {
+    // A loss settled at 1.0 with 1e-5 wiggles: the plain rule flags a 0.1% rise, a floor of 1%
+    // flags only rises above 2.2%.
+    let settle = |floor: f64| {
+        let config = MonitorConfig {
+            min_relative_sigma: floor,
+            ..MonitorConfig::default()
+        };
+        let mut m = DivergenceMonitor::new(config, 10);
+        for t in 0..20 {
+            let l = 1.0 + if t % 2 == 0 { 1e-5 } else { -1e-5 };
+            assert_eq!(m.observe(full(l, 1.0), false), None, "step {t}");
+        }
+        m
+    };
+    assert_eq!(
+        settle(0.0).observe(full(1.001, 1.0), false),
+        Some(Signal::LossSpike)
+    );
+    let mut floored = settle(0.01);
+    assert_eq!(floored.observe(full(1.001, 1.0), false), None);
+    assert_eq!(floored.observe(full(1.02, 1.0), false), None);
+    assert_eq!(
+        floored.observe(full(1.03, 1.0), false),
+        Some(Signal::LossSpike)
+    );
+    let bad = MonitorConfig {
+        min_relative_sigma: -0.1,
+        ..MonitorConfig::default()
+    };
+    let e = bad.check().unwrap_err().to_string();
+    assert!(e.contains("hybrid.monitor.min_relative_sigma"), "{e}");
+}

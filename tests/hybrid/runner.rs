@@ -136,3 +136,55 @@ fn config_errors_name_the_key() {
         .to_string();
     assert!(e.contains("mnist") || e.contains("kind"), "{e}");
 }
+
+#[test]
+fn a_classifier_reports_its_test_accuracy() {
+    let dir = scratch("grokking");
+    let text = format!(
+        r#"
+name = "grok"
+runs_dir = "{}"
+seeds = [1]
+steps = 12
+
+[task]
+kind = "grokking"
+p = 7
+op = "add"
+train_frac = 0.6
+hidden = [16]
+
+[optim]
+method = "adamw"
+lr = 1e-2
+weight_decay = 1.0
+
+[hybrid]
+warmup_steps = 4
+min_full_steps = 2
+horizons = [3]
+
+[hybrid.dynamics]
+members = 2
+hidden = 4
+window = 3
+
+[sweep]
+horizons = [3]
+thresholds = [0.3]
+seeds = [1]
+"#,
+        dir.display()
+    );
+    let (config, resolved) = parse_config(&text, "test", &[]).unwrap();
+    let outcome = run_hybrid(&config, &resolved, options(RunMode::New, None)).unwrap();
+    for r in &outcome.results {
+        assert!(
+            (0.0..=1.0).contains(&r.test_accuracy),
+            "{} accuracy {}",
+            r.mode,
+            r.test_accuracy
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

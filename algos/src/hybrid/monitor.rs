@@ -4,7 +4,7 @@
 //! | signal | fires when | recovery |
 //! |---|---|---|
 //! | [`Signal::NonFinite`] | the loss or the gradient norm is NaN or ±∞ | roll back, Full, halve the horizon cap |
-//! | [`Signal::LossSpike`] | `L > m + k·s`, `m`/`s²` the EMA (decay `ema_decay`) of the loss and of its squared deviation, `k = divergence_sigma` (2.2) | roll back, Full, halve the cap |
+//! | [`Signal::LossSpike`] | `L > m + k·max(s, r·|m|)`, `m`/`s²` the EMA (decay `ema_decay`) of the loss and of its squared deviation, `k = divergence_sigma` (2.2), `r = min_relative_sigma` (0: the plain rule) | roll back, Full, halve the cap |
 //! | [`Signal::GradExplode`] | `‖g‖ > 10·g₀`, `g₀` the mean gradient norm of the warm-up | roll back, Full, halve the cap |
 //! | [`Signal::GradVanish`] | `‖g‖ < 0.01·g₀` | Full (no roll-back: the state is sound); `g₀ ← ‖g‖`, so a converging run is told once per 100× drop |
 //! | [`Signal::PredictionError`] | `|L − L̂|/L̂ > max_prediction_error` (0.2) on a predicted step | roll back, Full, halve the cap |
@@ -63,6 +63,10 @@ pub struct MonitorConfig {
     pub divergence_sigma: f64,
     /// Decay of the loss EMA and of its squared deviation.
     pub ema_decay: f64,
+    /// Floor of the spike test's deviation as a fraction of the EMA. With 0 (the default, the
+    /// plain rule) a converged run whose loss moves by 0.01% a step flags any 0.1% rise; a floor
+    /// of 0.01 asks a spike to be at least `2.2%` of the loss.
+    pub min_relative_sigma: f64,
     /// Gradient norm above this multiple of the warm-up baseline is an explosion.
     pub grad_explode: f64,
     /// Gradient norm below this multiple of the warm-up baseline is vanishing.
@@ -80,6 +84,7 @@ impl Default for MonitorConfig {
         MonitorConfig {
             divergence_sigma: 2.2,
             ema_decay: 0.9,
+            min_relative_sigma: 0.0,
             grad_explode: 10.0,
             grad_vanish: 0.01,
             max_prediction_error: 0.2,
@@ -101,6 +106,12 @@ impl MonitorConfig {
         }
         if !(self.ema_decay > 0.0 && self.ema_decay < 1.0) {
             return Err(bad("hybrid.monitor.ema_decay", self.ema_decay));
+        }
+        if !(self.min_relative_sigma >= 0.0 && self.min_relative_sigma.is_finite()) {
+            return Err(bad(
+                "hybrid.monitor.min_relative_sigma",
+                self.min_relative_sigma,
+            ));
         }
         if !(self.grad_explode > 1.0 && self.grad_explode.is_finite()) {
             return Err(bad("hybrid.monitor.grad_explode", self.grad_explode));
@@ -224,7 +235,8 @@ impl DivergenceMonitor {
         if !s.loss.is_finite() || s.grad_norm.is_some_and(|g| !g.is_finite()) {
             return Some(Signal::NonFinite);
         }
-        if self.seen >= self.warmup && s.loss > self.mean + c.divergence_sigma * self.var.sqrt() {
+        let sigma = self.var.sqrt().max(c.min_relative_sigma * self.mean.abs());
+        if self.seen >= self.warmup && s.loss > self.mean + c.divergence_sigma * sigma {
             return Some(Signal::LossSpike);
         }
         if let (Some(g), Some(g0)) = (s.grad_norm, self.baseline) {

@@ -588,7 +588,7 @@ impl Study {
         })?;
         last.train_loss = metrics.get("train_loss").copied();
         last.test_loss = metrics.get("test_loss").copied();
-        last.test_accuracy = metrics.get("test_accuracy").copied();
+        last.test_accuracy = metrics.get("test_acc").copied();
         let status = format!(
             "{} seed {}: {} backward passes for {} steps, {seconds:.1} s, train loss {:.4e}",
             spec.mode,
