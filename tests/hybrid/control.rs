@@ -21,6 +21,7 @@ fn outlook(confidence: f64) -> Outlook {
         confidence,
         loss_slope: -0.5,
         remaining: 0.5,
+        falling: true,
     }
 }
 
@@ -430,4 +431,28 @@ fn a_kept_flagged_step_joins_the_statistics() {
         (after - (0.9 * mean + 0.1 * 3.0)).abs() < 1e-12,
         "{mean} → {after}"
     );
+}
+
+#[test]
+fn episodes_start_only_while_the_loss_falls_unless_told_otherwise() {
+    let rising = |c: &mut Controller| {
+        let plan = c
+            .plan(Outlook {
+                falling: false,
+                ..outlook(0.9)
+            })
+            .unwrap();
+        let phase = c.phase();
+        let l = loss(c.step());
+        c.observe(plan.action, signals(plan.action, l)).unwrap();
+        phase
+    };
+    let mut c = Controller::new(config()).unwrap();
+    assert!((0..30).all(|_| rising(&mut c) != Phase::Predict));
+    let mut c = Controller::new(HybridConfig {
+        predict_only_while_falling: false,
+        ..config()
+    })
+    .unwrap();
+    assert!((0..30).any(|_| rising(&mut c) == Phase::Predict));
 }

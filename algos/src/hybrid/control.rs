@@ -3,8 +3,8 @@
 //! controller is tested on scripted loss sequences.
 //!
 //! ```text
-//! Warmup ──warmup_steps──▶ Full ──min_full_steps, confidence ≥ threshold, no divergence
-//!                           ▲  ▲                 in the last cooldown_steps──▶ Predict
+//! Warmup ──warmup_steps──▶ Full ──min_full_steps, confidence ≥ threshold, loss falling,
+//!                           ▲  ▲      no divergence in the last cooldown_steps──▶ Predict
 //!                           │  └──────── correct_steps ── Correct ◀── horizon reached,
 //!                           │                                 ▲       confidence dropped,
 //!                           │                                 │       loss above the episode's best
@@ -97,6 +97,10 @@ pub struct HybridConfig {
     /// An episode ends when a predicted step's loss exceeds the episode's lowest by more than this
     /// fraction (the extrapolation stopped making progress).
     pub stall_tolerance: f64,
+    /// Start an episode only while the loss falls (its mean `Δ log L` over the last 8 steps is
+    /// negative): extrapolating a rising stretch of a noisy loss ends at the stall rule within a
+    /// few steps. `false` starts on confidence alone.
+    pub predict_only_while_falling: bool,
     /// No episode within this many steps of a divergence.
     pub cooldown_steps: u64,
     /// Save the state every this many healthy full steps (and before each episode).
@@ -128,6 +132,7 @@ impl Default for HybridConfig {
             confidence_threshold: 0.5,
             horizons: vec![10, 20, 40, 80],
             stall_tolerance: 0.0,
+            predict_only_while_falling: true,
             cooldown_steps: 20,
             snapshot_every: 25,
             ucb_alpha: 0.5,
@@ -202,6 +207,8 @@ pub struct Outlook {
     pub loss_slope: f64,
     /// Fraction of the run's steps still to come.
     pub remaining: f64,
+    /// Whether the loss fell over the recent steps (raw mean `Δ log L` below 0).
+    pub falling: bool,
 }
 
 /// The next step: its action, and whether to save the state before it.
@@ -383,6 +390,7 @@ impl Controller {
         self.in_phase >= c.min_full_steps
             && o.confidence >= c.confidence_threshold
             && calm
+            && (o.falling || !c.predict_only_while_falling)
             && !self.replaying()
     }
 

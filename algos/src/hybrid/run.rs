@@ -201,8 +201,9 @@ history_row! {
         pub rolled_back: u64,
         /// Backward passes so far.
         pub backward_passes: u64,
-        /// Wall seconds of the run so far.
-        pub seconds: f64,
+        /// Wall seconds of this run's training loop so far (the harness's `seconds` column counts
+        /// the whole experiment).
+        pub run_seconds: f64,
         /// Of which in the dynamics model.
         pub dynamics_seconds: f64,
         /// Final whole-train-set loss (last row of a run).
@@ -631,7 +632,7 @@ impl RowMeta {
             signal: log.signal.map(|s| s.name().to_string()),
             rolled_back: u64::from(log.rolled_back),
             backward_passes: log.backward_passes,
-            seconds,
+            run_seconds: seconds,
             dynamics_seconds,
             train_loss: None,
             test_loss: None,
@@ -763,7 +764,7 @@ fn results(history: &History, runs: usize) -> Result<Vec<RunResult>> {
             threshold: num("threshold"),
             backward_passes: backward as u64,
             steps_run: n as u64,
-            seconds: num("seconds"),
+            seconds: num("run_seconds"),
             dynamics_seconds: num("dynamics_seconds"),
             train_loss,
             test_loss: num("test_loss"),

@@ -231,6 +231,7 @@ impl<T: HybridTask> HybridTrainer<T> {
             confidence: self.confidence,
             loss_slope: self.dynamics.standardise_target(0, slope).clamp(-3.0, 3.0),
             remaining: 1.0 - self.controller.step() as f64 / self.total_steps.max(1) as f64,
+            falling: slope < 0.0,
         };
         let was_predicting = self.controller.phase() == super::control::Phase::Predict;
         let plan = self.controller.plan(outlook)?;
