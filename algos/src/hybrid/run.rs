@@ -9,7 +9,8 @@
 //! (and accuracy for classifiers), divergence events (signals raised, roll-backs among them) and
 //! the skipped fraction `1 − backward passes / steps`. The relative final-loss change of a hybrid
 //! run is `(L_hybrid − L_baseline)/L_baseline` on the final whole-train-set loss, against the
-//! baseline of the same seed.
+//! baseline of the same seed. Before the first timed run a throw-away task takes one step, so
+//! compiling the task's kernels is charged to no run.
 
 use super::control::{Action, HybridConfig, Phase};
 use super::task::{BatchStream, HybridTask, TrainerTask};
@@ -503,6 +504,7 @@ struct Study {
     device: Device,
     steps_taken: u64,
     outcome: Option<HybridOutcome>,
+    warmed_up: bool,
 }
 
 impl Study {
@@ -542,11 +544,27 @@ impl Study {
             device: Device::default()?,
             steps_taken: 0,
             outcome: None,
+            warmed_up: false,
         })
+    }
+
+    /// One full step, one forward pass and one evaluation of a throw-away task, so that the
+    /// first timed run is not charged with compiling the task's kernels (the dynamics model's
+    /// compile inside the first hybrid run and count in its time).
+    fn warm_up(&mut self, seed: u64) -> Result<()> {
+        let mut task = build_task(&self.config, seed, true, &self.device)?;
+        task.full_step()?;
+        task.forward_loss()?;
+        task.evaluate()?;
+        self.warmed_up = true;
+        Ok(())
     }
 
     /// Runs `spec` to the end, pushing a row per step.
     fn run(&mut self, unit: u64, spec: &RunSpec, history: &mut History) -> Result<String> {
+        if !self.warmed_up {
+            self.warm_up(spec.seed)?;
+        }
         let baseline = spec.mode == "baseline";
         let mut task = build_task(&self.config, spec.seed, !baseline, &self.device)?;
         let steps = self.config.steps;
