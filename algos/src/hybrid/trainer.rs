@@ -5,14 +5,14 @@
 //! `direction_beta`) of its real updates `Δθ_p`. The `k`-th step after the last real update applies
 //!
 //! ```text
-//! Δθ̂_p(k) = d_p · min(1, ‖Δθ_g‖/‖d_g‖) · exp(k·ρ̂_g),     ρ̂_g = the ensemble's predicted log(‖Δθ_{t+1,g}‖/‖Δθ_{t,g}‖)
+//! Δθ̂_p(k) = d_p · ‖Δθ_g‖/‖d_g‖ · exp(k·ρ̂_g),     ρ̂_g = the ensemble's predicted log(‖Δθ_{t+1,g}‖/‖Δθ_{t,g}‖)
 //! ```
 //!
-//! (clamped to `±max_log_ratio`): the recent mean update, never longer than the last real one,
-//! scaled by how the model expects that size to evolve. With minibatch noise the single updates
-//! are longer than their mean (`‖d‖ < ‖Δθ‖`: the noise cancels in the EMA) and the mean is the
-//! drift to extrapolate; with shrinking deterministic steps the EMA lags behind (`‖d‖ > ‖Δθ‖`)
-//! and the last step's size is the better guess. It is the linear extrapolation of the
+//! (clamped to `±max_log_ratio`): the recent direction of travel, at the last real step's size,
+//! scaled by how the model expects that size to evolve. (With minibatch noise `‖d‖ < ‖Δθ‖`, the
+//! noise cancelling in the EMA, so this moves further along the mean direction than the mean
+//! update does; on the digits config, seed 0, horizon ≤ 20, threshold 0.3, applying `d` unscaled
+//! was measured at 45% skipped and +30% final train loss, against 39% and +4% rescaled.) It is the linear extrapolation of the
 //! trajectory that weight nowcasting starts from (Jang, Kim & Yun 2023, "Learning to boost
 //! training by periodic nowcasting near future weights", ICML; Knyazev et al. 2025, "Accelerating
 //! training with neuron interaction and nowcasting networks", ICLR, report up to ~50% fewer
@@ -433,7 +433,7 @@ impl<T: HybridTask> HybridTrainer<T> {
         self.direction.iter().flatten().collect()
     }
 
-    /// `d_p · min(1, ‖Δθ_g‖/‖d_g‖)` per parameter (`None` where the direction is zero).
+    /// `d_p · ‖Δθ_g‖/‖d_g‖` per parameter (`None` where the direction is zero).
     fn scaled_directions(&self) -> Result<Vec<Option<Tensor>>> {
         (self.direction.iter().enumerate())
             .map(|(k, d)| {
@@ -441,7 +441,7 @@ impl<T: HybridTask> HybridTrainer<T> {
                 let (dn, un) = (self.direction_norms[g], self.last_norms[g]);
                 match d {
                     Some(d) if dn > 0.0 && dn.is_finite() && un.is_finite() => {
-                        Ok(Some(d.mul_scalar((un / dn).min(1.0) as f32)?))
+                        Ok(Some(d.mul_scalar((un / dn) as f32)?))
                     }
                     _ => Ok(None),
                 }
