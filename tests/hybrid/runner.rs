@@ -98,7 +98,13 @@ fn the_runner_compares_with_the_baseline_and_resumes_exactly() {
         .unwrap();
     let mean = summary["hybrid_backward_passes_mean"].as_float().unwrap();
     assert_eq!(mean, hybrid.backward_passes as f64);
-    assert!(summary.contains_key("target_40pct_skipped_at_1pct_loss_met"));
+    for key in [
+        "target_40pct_skipped_at_1pct_loss_met",
+        "target_met_by_the_seed_mean",
+        "baseline_train_loss_seed_spread",
+    ] {
+        assert!(summary.contains_key(key), "{key}");
+    }
     // Each run's wall time is its own: together they fit in the experiment's.
     let own: f64 = o.results.iter().map(|r| r.seconds).sum();
     let total = summary["seconds"].as_float().unwrap();

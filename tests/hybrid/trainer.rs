@@ -313,3 +313,98 @@ fn predicted_steps_follow_the_predicted_loss_on_a_quadratic_bowl() {
     eprintln!("hybrid {final_loss:.3e} vs full {full_only:.3e}, {c:?}, error: worst {worst:.4}, mean {mean:.4}");
     assert!(final_loss < 1e-2 * lambdas.iter().sum::<f32>() as f64);
 }
+
+/// Each parameter's values on the host, in the task's order.
+fn host_values<T: HybridTask>(task: &T) -> Vec<Vec<f64>> {
+    (task.parameters().iter())
+        .map(|(_, v)| {
+            v.to_vec::<f32>()
+                .unwrap()
+                .into_iter()
+                .map(f64::from)
+                .collect()
+        })
+        .collect()
+}
+
+/// The predicted updates against a host implementation of the rule in the trainer's docs:
+/// `Δθ̂_p(k) = d_p · ‖Δθ_g‖/‖d_g‖ · exp(k·clamp(ρ̂_g))`, `d` the EMA of the real updates, `Δθ` the
+/// last real update, `k` the predicted steps since it (roll-backs keep `d` and `Δθ`).
+#[test]
+fn predicted_updates_follow_the_host_rule() {
+    let task = regression_task(Rc::new(Cell::new(Fault::None)));
+    let config = HybridConfig {
+        warmup_steps: 8,
+        min_full_steps: 4,
+        correction_interval: 3,
+        horizons: vec![6],
+        confidence_threshold: 0.05,
+        ..HybridConfig::default()
+    };
+    let (beta, clamp) = (config.direction_beta, config.max_log_ratio);
+    let mut trainer = HybridTrainer::new(task, config, 150, 8).unwrap();
+    let groups = trainer.task().groups();
+    let group_of: Vec<usize> = (trainer.task().parameters().iter())
+        .map(|(n, _)| groups.iter().position(|(_, ps)| ps.contains(n)).unwrap())
+        .collect();
+    let group_norm = |v: &[Vec<f64>], g: usize| {
+        (v.iter().zip(&group_of))
+            .filter(|(_, &h)| h == g)
+            .map(|(p, _)| p.iter().map(|x| x * x).sum::<f64>())
+            .sum::<f64>()
+            .sqrt()
+    };
+    let (mut ema, mut last): (Option<Vec<Vec<f64>>>, Vec<Vec<f64>>) = (None, Vec::new());
+    let (mut since_real, mut checked) = (0u64, 0);
+    while trainer.step_count() < 150 {
+        let before = host_values(trainer.task());
+        let rho = trainer.prediction().map(|p| p.mean.clone());
+        let log = trainer.step().unwrap();
+        if log.rolled_back {
+            // The saved state is back; the directions and the last real update are kept.
+            since_real = 0;
+            continue;
+        }
+        let delta: Vec<Vec<f64>> = (host_values(trainer.task()).iter().zip(&before))
+            .map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect())
+            .collect();
+        if log.action != Action::Predicted {
+            ema = Some(match ema {
+                None => delta.clone(),
+                Some(d) => (d.iter().zip(&delta))
+                    .map(|(d, u)| {
+                        d.iter()
+                            .zip(u)
+                            .map(|(d, u)| beta * d + (1.0 - beta) * u)
+                            .collect()
+                    })
+                    .collect(),
+            });
+            last = delta;
+            since_real = 0;
+            continue;
+        }
+        since_real += 1;
+        let (d, rho) = (ema.as_ref().unwrap(), rho.unwrap());
+        for g in 0..groups.len() {
+            let k = since_real as f64;
+            let scale = group_norm(&last, g) / group_norm(d, g)
+                * (k * rho[1 + g].clamp(-clamp, clamp)).exp();
+            let members = (0..d.len()).filter(|&p| group_of[p] == g);
+            for p in members {
+                let largest = d[p].iter().fold(0.0f64, |m, x| m.max(x.abs() * scale));
+                for (i, (&got, &dp)) in delta[p].iter().zip(&d[p]).enumerate() {
+                    let want = dp * scale;
+                    let tol = 1e-4 * largest + 2e-7 * before[p][i].abs();
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "step {}, parameter {p}[{i}]: {got} vs {want}",
+                        log.step
+                    );
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} predicted steps checked");
+}

@@ -198,6 +198,11 @@ impl<T: HybridTask> HybridTrainer<T> {
         &self.dynamics
     }
 
+    /// The dynamics model's current prediction: what the next predicted step applies.
+    pub fn prediction(&self) -> Option<&Prediction> {
+        self.prediction.as_ref()
+    }
+
     /// The roll-back target: the last saved state whose own loss passed the monitor.
     pub fn snapshot(&self) -> Option<&Record> {
         self.snapshot.as_ref()
