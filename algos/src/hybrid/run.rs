@@ -17,7 +17,7 @@ use super::task::{BatchStream, HybridTask, TrainerTask};
 use super::trainer::{HybridTrainer, StepLog};
 use crate::grokking::data::{ModOp, ModularData};
 use crate::spd::targets::sparse_features;
-use dynlab_data::{digits, shipped_digits_dir, split_per_class, SplitRule};
+use dynlab_data::{digits, shipped_digits_dir, split_per_class, HostRng, SplitRule};
 use dynlab_harness::{
     history_row, plot_history, plot_scatter, run_experiment, Experiment, Figure, History, Panel,
     RunDir, RunOptions, Scatter, Summary, Value,
@@ -468,7 +468,7 @@ fn epoch_batches(data: Batch, batch: usize, seed: u64) -> Result<BatchStream> {
     let per_epoch = n / batch;
     Ok(Box::new(move |drawn, _| {
         let (epoch, k) = (drawn / per_epoch as u64, drawn as usize % per_epoch);
-        let order = permutation(n, seed ^ epoch.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let order = HostRng::new(seed ^ epoch.wrapping_mul(0x2545_F491_4F6C_DD1D)).permutation(n);
         let idx: Vec<i32> = order[k * batch..(k + 1) * batch]
             .iter()
             .map(|&i| i as i32)
@@ -479,23 +479,6 @@ fn epoch_batches(data: Batch, batch: usize, seed: u64) -> Result<BatchStream> {
             targets: data.targets.index_select(0, &idx)?,
         })
     }))
-}
-
-/// A seeded Fisher–Yates permutation of `0..n` (SplitMix64 draws).
-fn permutation(n: usize, seed: u64) -> Vec<usize> {
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, (next() % (i as u64 + 1)) as usize);
-    }
-    order
 }
 
 struct Study {
