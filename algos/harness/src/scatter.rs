@@ -79,10 +79,12 @@ fn draw(path: &Path, s: &Scatter, points: &[(f64, f64)]) -> Draw {
             chart.draw_series(LineSeries::new([(lo, lo), (hi, hi)], RED.stroke_width(1)))?;
         }
     }
+    // Thousands of points (weights against their truth) as dots; a handful (a sweep) visible.
+    let radius = if points.len() <= 100 { 4 } else { 1 };
     chart.draw_series(
         points
             .iter()
-            .map(|&(x, y)| Circle::new((x, y), 1, BLACK.mix(0.5).filled())),
+            .map(|&(x, y)| Circle::new((x, y), radius, BLACK.mix(0.5).filled())),
     )?;
     root.present()?;
     Ok(())
