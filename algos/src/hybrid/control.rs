@@ -16,7 +16,7 @@
 //! saved before each episode and every `snapshot_every` healthy full steps, and a save becomes the
 //! roll-back target once the loss at the saved point passed the monitor (a step's update shows only
 //! in the next step's loss, so a state saved after a bad update never becomes the target). A signal
-//! //! that rolls back (see [`super::monitor`]) restores the last such save, with the monitor's
+//! that rolls back (see [`super::monitor`]) restores the last such save, with the monitor's
 //! statistics as they were there, and replays the steps since with full steps. A fault that comes
 //! back during the replay is the real dynamics (a deterministic batch reproduces it): it is
 //! recorded, its loss joins the statistics and training goes on, except a non-finite loss, which
@@ -242,6 +242,14 @@ struct Episode {
     stalled: bool,
 }
 
+/// A save point: the step the state was saved before, and the monitor as it was there (a roll-back
+/// restores both).
+#[derive(Clone, Debug)]
+struct Save {
+    step: u64,
+    monitor: DivergenceMonitor,
+}
+
 /// The controller (see the module docs).
 #[derive(Clone, Debug)]
 pub struct Controller {
@@ -256,11 +264,10 @@ pub struct Controller {
     episode: Option<Episode>,
     last_divergence: Option<u64>,
     healthy_full: u64,
-    snapshot_step: Option<u64>,
-    pending_snapshot: Option<u64>,
-    /// The monitor as it was at the roll-back target (restored with it).
-    snapshot_monitor: Option<DivergenceMonitor>,
-    pending_monitor: Option<DivergenceMonitor>,
+    /// The roll-back target.
+    snapshot: Option<Save>,
+    /// The save asked for by the step being run (the target once its loss passes).
+    pending: Option<Save>,
     replay_until: Option<u64>,
     rollbacks: u64,
     last_loss: Option<f64>,
@@ -286,10 +293,8 @@ impl Controller {
             episode: None,
             last_divergence: None,
             healthy_full: 0,
-            snapshot_step: None,
-            pending_snapshot: None,
-            snapshot_monitor: None,
-            pending_monitor: None,
+            snapshot: None,
+            pending: None,
             replay_until: None,
             rollbacks: 0,
             last_loss: None,
@@ -352,10 +357,12 @@ impl Controller {
             && !self.replaying()
             && self.healthy_full > 0
             && self.healthy_full.is_multiple_of(self.config.snapshot_every)
-            && self.snapshot_step != Some(self.step);
-        let snapshot = entering || periodic || self.snapshot_step.is_none();
-        self.pending_snapshot = snapshot.then_some(self.step);
-        self.pending_monitor = snapshot.then(|| self.monitor.clone());
+            && self.snapshot.as_ref().map(|s| s.step) != Some(self.step);
+        let snapshot = entering || periodic || self.snapshot.is_none();
+        self.pending = snapshot.then(|| Save {
+            step: self.step,
+            monitor: self.monitor.clone(),
+        });
         Ok(Plan { action, snapshot })
     }
 
@@ -425,8 +432,7 @@ impl Controller {
     pub fn observe(&mut self, action: Action, signals: StepSignals) -> Result<Response> {
         let predicting = action == Action::Predicted;
         let replaying = self.replaying();
-        let pending = self.pending_snapshot.take();
-        let pending_monitor = self.pending_monitor.take();
+        let pending = self.pending.take();
         let signal = self.monitor.observe(signals, predicting);
         self.step += 1;
         self.in_phase += 1;
@@ -442,8 +448,7 @@ impl Controller {
         let Some(signal) = signal else {
             // The saved state's own loss was healthy: it becomes the roll-back target.
             if pending.is_some() {
-                self.snapshot_step = pending;
-                self.snapshot_monitor = pending_monitor;
+                self.snapshot = pending;
             }
             self.after_healthy(action, signals.loss)?;
             return Ok(Response::Continue);
@@ -483,13 +488,13 @@ impl Controller {
                 ),
             ));
         }
-        let (target, monitor) = match self.snapshot_step {
-            Some(s) => (s, self.snapshot_monitor.clone()),
-            None => (pending.unwrap_or(0), pending_monitor),
+        let target = match self.snapshot.clone().or(pending) {
+            Some(save) => {
+                self.monitor = save.monitor;
+                save.step
+            }
+            None => 0,
         };
-        if let Some(m) = monitor {
-            self.monitor = m;
-        }
         self.replay_until = Some(self.step);
         self.end_episode(Some(-1.0))?;
         self.shrink_cap();

@@ -12,11 +12,11 @@
 //! scaled by how the model expects that size to evolve. (With minibatch noise `‖d‖ < ‖Δθ‖`, the
 //! noise cancelling in the EMA, so this moves further along the mean direction than the mean
 //! update does; on the digits config, seed 0, horizon ≤ 20, threshold 0.3, applying `d` unscaled
-//! was measured at 45% skipped and +30% final train loss, against 39% and +4% rescaled.) It is the linear extrapolation of the
-//! trajectory that weight nowcasting starts from (Jang, Kim & Yun 2023, "Learning to boost
-//! training by periodic nowcasting near future weights", ICML; Knyazev et al. 2025, "Accelerating
-//! training with neuron interaction and nowcasting networks", ICLR, report up to ~50% fewer
-//! optimizer steps with a learned nowcaster), with the step size carried by the learned dynamics
+//! was measured at 45% skipped and +30% final train loss, against 39% and +4% rescaled.) It is
+//! the linear extrapolation of the trajectory that weight nowcasting starts from (Jang, Kim & Yun
+//! 2023, "Learning to boost training by periodic nowcasting near future weights", ICML; Knyazev et
+//! al. 2025, "Accelerating training with neuron interaction and nowcasting networks", ICLR, report
+//! up to ~50% fewer optimizer steps with a learned nowcaster), with the step size carried by the learned dynamics
 //! model instead of a learned per-weight map. It is a real tensor update of every parameter.
 //!
 //! **The predicted loss.** At the first predicted step of a segment the loss `L_a` is observed; the
