@@ -25,7 +25,9 @@ dynlab's table.
 
 Usage: `python3 benches/peers/step_torch.py` (from the repository root or anywhere); prints the
 table and writes `benches/results/step-torch.csv` (temp file + rename; the file name prefixed
-with `DYNLAB_BENCH_RESULTS` when set, as dynlab's benches do).
+with `DYNLAB_BENCH_RESULTS` when set, as dynlab's benches do). `DYNLAB_TORCH_DEVICE=cuda` runs
+the same steps on the GPU (data made on the CPU from the same seeds, then moved; each timed span
+ends with `torch.cuda.synchronize()`), as `scripts/gpu-check.sh` does.
 """
 
 import os
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 THREADS = 2
+DEVICE = torch.device(os.environ.get("DYNLAB_TORCH_DEVICE", "cpu").strip() or "cpu")
 REPLICAS = 32
 SECONDS = 3.0
 
@@ -46,7 +49,18 @@ def mlp(sizes, act):
     for layer in (layers[0], layers[2]):
         nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
         nn.init.zeros_(layer.bias)
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers).to(DEVICE)
+
+
+def on_device(t, grad=False):
+    """`t` moved to the benchmark's device, a leaf that requires grad when `grad`."""
+    t = t.to(DEVICE)
+    return t.requires_grad_() if grad else t
+
+
+def synchronize():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def one_hot_pairs(pairs, p):
@@ -83,29 +97,29 @@ def workloads():
 
     # (a) grokking MLP, random pairs and labels.
     p, n = 97, 97 * 97 // 2
-    xa = one_hot_pairs(torch.randint(0, p, (n, 2), generator=g), p)
-    ya = torch.randint(0, p, (n,), generator=g)
+    xa = on_device(one_hot_pairs(torch.randint(0, p, (n, 2), generator=g), p))
+    ya = on_device(torch.randint(0, p, (n,), generator=g))
     grok = mlp([2 * p, 128, p], nn.GELU())
     a = trainer(list(grok.parameters()), adam_w(grok.parameters(), 1e-3, 1.0),
                 lambda: F.cross_entropy(grok(xa), ya))
 
     # (b) MLP 256-256-10, Adam.
-    xb = torch.randn(512, 256, generator=g)
-    yb = torch.randint(0, 10, (512,), generator=g)
+    xb = on_device(torch.randn(512, 256, generator=g))
+    yb = on_device(torch.randint(0, 10, (512,), generator=g))
     net = mlp([256, 256, 10], nn.ReLU())
     adam = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-8)
     b = trainer(list(net.parameters()), adam, lambda: F.cross_entropy(net(xb), yb))
 
     # (c) TMS 5-2; replicas share the batch.
     mask = torch.bernoulli(torch.full((1024, 5), 0.05), generator=g)
-    xc = torch.rand(1024, 5, generator=g) * mask
-    w = nn.init.xavier_normal_(torch.empty(2, 5)).requires_grad_()
-    bias = torch.zeros(5, requires_grad=True)
+    xc = on_device(torch.rand(1024, 5, generator=g) * mask)
+    w = on_device(nn.init.xavier_normal_(torch.empty(2, 5)), grad=True)
+    bias = on_device(torch.zeros(5), grad=True)
     c = trainer([w, bias], adam_w([w, bias], 5e-3, 0.01),
                 lambda: F.mse_loss(F.relu(xc @ w.T @ w + bias), xc))
     ws = torch.stack([nn.init.xavier_normal_(torch.empty(2, 5)) for _ in range(REPLICAS)])
-    ws.requires_grad_()
-    bs = torch.zeros(REPLICAS, 1, 5, requires_grad=True)
+    ws = on_device(ws, grad=True)
+    bs = on_device(torch.zeros(REPLICAS, 1, 5), grad=True)
     xs = xc.expand(REPLICAS, -1, -1)
 
     def tms_stack():
@@ -115,8 +129,8 @@ def workloads():
     cs = trainer([ws, bs], adam_w([ws, bs], 5e-3, 0.01), tms_stack, replicas=True)
 
     # (d) regression learner on one random bit vector, target 0.5, SGD.
-    xd = torch.bernoulli(torch.full((1, 20), 0.5), generator=g)
-    yd = torch.full((1, 1), 0.5)
+    xd = on_device(torch.bernoulli(torch.full((1, 20), 0.5), generator=g))
+    yd = on_device(torch.full((1, 1), 0.5))
     learner = mlp([20, 5, 1], nn.ReLU())
     d = trainer(list(learner.parameters()), torch.optim.SGD(learner.parameters(), lr=1e-2),
                 lambda: F.mse_loss(learner(xd), yd))
@@ -125,11 +139,11 @@ def workloads():
         w = torch.empty(REPLICAS, fan_out, fan_in)
         for r in range(REPLICAS):
             nn.init.kaiming_uniform_(w[r], nonlinearity="relu")
-        return w.transpose(1, 2).contiguous().requires_grad_()
+        return on_device(w.transpose(1, 2).contiguous(), grad=True)
 
     w1, w2 = kaiming(20, 5), kaiming(5, 1)
-    b1 = torch.zeros(REPLICAS, 1, 5, requires_grad=True)
-    b2 = torch.zeros(REPLICAS, 1, 1, requires_grad=True)
+    b1 = on_device(torch.zeros(REPLICAS, 1, 5), grad=True)
+    b2 = on_device(torch.zeros(REPLICAS, 1, 1), grad=True)
     xds = xd.expand(REPLICAS, -1, -1)
 
     def learner_stack():
@@ -154,8 +168,9 @@ def quick_grokking_epoch():
     pairs = pairs[torch.randperm(p * p, generator=g)]
     labels = (pairs[:, 0] + pairs[:, 1]) % p
     n_train = int(0.7 * p * p)  # 370 train, 159 test
-    x_train, x_test = one_hot_pairs(pairs[:n_train], p), one_hot_pairs(pairs[n_train:], p)
-    y_train, y_test = labels[:n_train], labels[n_train:]
+    x_train = on_device(one_hot_pairs(pairs[:n_train], p))
+    x_test = on_device(one_hot_pairs(pairs[n_train:], p))
+    y_train, y_test = on_device(labels[:n_train]), on_device(labels[n_train:])
     model = mlp([2 * p, 128, p], nn.GELU())
     params = list(model.parameters())
     opt = adam_w(params, 1e-2, 1.0)
@@ -183,17 +198,22 @@ def measure(step, warmup=10):
     while done < warmup or time.perf_counter() - start < 1.0:
         step()
         done += 1
+    synchronize()
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < SECONDS or steps < 5:
         step()
         steps += 1
+    synchronize()
     return steps / (time.perf_counter() - start)
 
 
 def main():
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
-    device = f"cpu ({torch.get_num_threads()} threads, torch {torch.__version__})"
+    if DEVICE.type == "cuda":
+        device = f"{torch.cuda.get_device_name(DEVICE)} (torch {torch.__version__})"
+    else:
+        device = f"cpu ({torch.get_num_threads()} threads, torch {torch.__version__})"
     print(f"device: {device}")
     print(f"{'workload':<28} {'steps/s':>10} {'32 replicas/s':>16}")
     rows = [f"device,{device}", "workload,torch_steps_per_second,torch_replicas32_steps_per_second"]
