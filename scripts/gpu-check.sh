@@ -85,7 +85,8 @@ with open(os.path.join(out, "list"), "w") as f:
 print(f"gpu-check: {len(rows)} executables in {out}")
 PY
     pwd >"$dir/built-in"
-    git rev-parse --short HEAD >"$dir/revision" 2>/dev/null
+    echo "$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo -dirty)" \
+        >"$dir/revision"
     du -sh "$dir"
 }
 
