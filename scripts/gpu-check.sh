@@ -193,7 +193,7 @@ else
 fi
 # Per test binary: its name, passed, failed, ignored, seconds (from cargo's summary lines).
 {
-    echo "device,$DEVICE ($gpu)"
+    echo "device,\"$DEVICE ($gpu)\""
     echo "wgpu variants,$wgpu_tests"
     echo "binary,passed,failed,ignored,seconds"
     awk '/Running unittests/{bin=$NF; gsub(/^\(.*\/|-[0-9a-f]+\)$/,"",bin); bin="unittests "bin}
@@ -231,7 +231,7 @@ fi
 
 {
     echo "key,value"
-    echo "gpu,$gpu"
+    echo "gpu,\"$gpu\""
     echo "cuda,${cuda:-unknown}"
     echo "device,$DEVICE"
     if [ -n "$PACKED" ]; then
