@@ -19,7 +19,8 @@
 //! `benches/results/step-torch.csv`.
 //!
 //! `cargo bench --bench step` prints the table and writes `benches/results/step.csv`;
-//! `DYNLAB_STEP_PROFILE=1` also prints the kernels one step launches.
+//! `DYNLAB_STEP_PROFILE=1` also prints the kernels one step launches and, timed over 20 steps, the
+//! kernels that took the most device time.
 
 use dynlab::algos::grokking::data::{ModOp, ModularData};
 use dynlab::autodiff::with_fusion;
@@ -32,6 +33,8 @@ use std::time::Instant;
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/profile.rs"]
+mod profile;
 
 /// Stacked replicas of the tiny workloads.
 const REPLICAS: usize = 32;
@@ -239,6 +242,15 @@ fn profile(device: &Device, w: &mut Workload) {
             println!("  {n:4} {what} {k}");
         }
     }
+    let steps = 20;
+    device.set_profiling(true);
+    let before = device.stats();
+    for _ in 0..steps {
+        (w.step)(&mut rng).unwrap();
+    }
+    device.set_profiling(false);
+    println!("  device time per step, the kernels that took the most over {steps} steps:");
+    profile::print_top_kernels(&device.stats().since(&before), steps);
 }
 
 /// A peer's result file: its device line and its rows by workload (column name → value).

@@ -4,12 +4,14 @@
 #   1. builds the workspace, its tests and benches with `--features cuda`;
 #   2. runs the test suite once: every `#[device_test]` runs on CUDA (`DYNLAB_DEVICE=cuda`) and on
 #      wgpu (Vulkan on that machine);
-#   3. runs the step bench on CUDA and on wgpu, and the kernel benches (elementwise, linalg) on CUDA;
-#   4. if time is left, the peer benches: PyTorch's step on the GPU (`benches/peers/step_torch.py`)
-#      and, where cargo is there, Burn's from `benches/peers` (its wgpu device);
+#   3. runs the step bench on CUDA and on wgpu, the model zoo's bench (VGG-16, ResNet-18, ... at
+#      batch 128) and the kernel benches (elementwise, linalg) on CUDA; the step and zoo benches
+#      after their PyTorch peers on the same GPU (`benches/peers/{step,zoo}_torch.py`);
+#   4. if time is left, Burn's peer benches from `benches/peers` (its wgpu device; needs cargo);
 # and writes `benches/results/gpu-*.csv`: `gpu-info.csv` (the GPU, driver, revision, date, stage
 # times), `gpu-tests.csv` (passed/failed per test binary), `gpu-step.csv`, `gpu-wgpu-step.csv`,
-# `gpu-elementwise.csv`, `gpu-linalg.csv` and the peers' `gpu-step-torch.csv`, `gpu-<bench>.csv`.
+# `gpu-zoo.csv`, `gpu-elementwise.csv`, `gpu-linalg.csv` and the peers' `gpu-step-torch.csv`,
+# `gpu-zoo-torch.csv`, `gpu-<bench>.csv`.
 # Commit those files.
 #
 #   scripts/gpu-check.sh                 # the check
@@ -213,6 +215,10 @@ stage peers-step-torch 45 env DYNLAB_TORCH_DEVICE=cuda DYNLAB_BENCH_RESULTS=gpu-
     python3 benches/peers/step_torch.py || true
 bench_command step
 stage step 60 env DYNLAB_DEVICE="$DEVICE" DYNLAB_BENCH_RESULTS=gpu- "${bench_cmd[@]}"
+stage peers-zoo-torch 60 env DYNLAB_TORCH_DEVICE=cuda DYNLAB_BENCH_RESULTS=gpu- \
+    python3 benches/peers/zoo_torch.py || true
+bench_command zoo
+stage zoo 60 env DYNLAB_DEVICE="$DEVICE" DYNLAB_BENCH_RESULTS=gpu- "${bench_cmd[@]}"
 bench_command elementwise
 stage elementwise 60 env DYNLAB_DEVICE="$DEVICE" DYNLAB_BENCH_RESULTS=gpu- \
     "${bench_cmd[@]}" --warm-up-time 1 --measurement-time 2

@@ -26,7 +26,8 @@ Timing: two warm-up steps, then steps until 4 s have passed (at least 2).
 
 Usage: `python3 benches/peers/zoo_torch.py`; prints the table and writes
 `benches/results/zoo-torch.csv` (temp file + rename; the name prefixed with `DYNLAB_BENCH_RESULTS`
-when set).
+when set). `DYNLAB_TORCH_DEVICE=cuda` runs the same steps on the GPU (the closing `.item()` of each
+timed span waits for it), as `scripts/gpu-check.sh` does.
 """
 
 import math
@@ -38,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 THREADS = 2
+DEVICE = torch.device(os.environ.get("DYNLAB_TORCH_DEVICE", "cpu").strip() or "cpu")
 BATCH = 128
 CLASSES = 10
 SECONDS = 4.0
@@ -207,10 +209,10 @@ MODELS = [
 
 def steps_per_second(make, shape):
     torch.manual_seed(0)
-    model = make()
+    model = make().to(DEVICE)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    x = torch.rand(BATCH, *shape)
-    y = torch.randint(0, CLASSES, (BATCH,))
+    x = torch.rand(BATCH, *shape).to(DEVICE)
+    y = torch.randint(0, CLASSES, (BATCH,)).to(DEVICE)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -222,7 +224,8 @@ def steps_per_second(make, shape):
         return loss.detach(), norm
 
     for _ in range(2):
-        step()
+        loss, norm = step()
+    loss.item(), norm.item()
     start, steps = time.perf_counter(), 0
     while steps < 2 or time.perf_counter() - start < SECONDS:
         loss, norm = step()
@@ -233,7 +236,10 @@ def steps_per_second(make, shape):
 
 def main():
     torch.set_num_threads(THREADS)
-    device = f"PyTorch {torch.__version__} CPU, {THREADS} threads"
+    if DEVICE.type == "cuda":
+        device = f"PyTorch {torch.__version__} {torch.cuda.get_device_name(DEVICE)}"
+    else:
+        device = f"PyTorch {torch.__version__} CPU, {THREADS} threads"
     print(device)
     rows = []
     for name, make, shape in MODELS:
