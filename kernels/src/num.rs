@@ -4,6 +4,8 @@
 // Every public item here is a `#[cube]` function, and `#[cube]` emits public items beside each one
 // (its expansion or launcher module) that take no doc attributes: the lint is allowed per file.
 #![allow(missing_docs)]
+// `opaque_bits` ANDs with zero on purpose (see there).
+#![allow(clippy::erasing_op)]
 
 use cubecl::prelude::*;
 
