@@ -176,6 +176,20 @@ bench_command() {
     fi
 }
 
+# cudarc opens libnvrtc (and libcuda) with dlopen: when the loader does not know the toolkit's
+# library folder, add it (never its `stubs/` folder, whose libcuda answers CUDA_ERROR_STUB_LIBRARY).
+if [ "$DEVICE" = cuda ] && ! ldconfig -p 2>/dev/null | grep libnvrtc >/dev/null; then
+    nvcc_path=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+    for dir in ${CUDA_HOME:-} ${CUDA_PATH:-} "$(dirname "$(dirname "$nvcc_path")")"; do
+        lib=$(ls -d "$dir"/lib64 "$dir"/targets/*/lib 2>/dev/null | head -1)
+        if [ -n "$lib" ] && ls "$lib"/libnvrtc.so* >/dev/null 2>&1; then
+            export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+            echo "gpu-check: NVRTC from $lib"
+            break
+        fi
+    done
+fi
+
 gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 gpu=${gpu:-none found}
 cuda=$(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')
