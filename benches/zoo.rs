@@ -150,7 +150,7 @@ fn main() {
                 let peer = torch.get(name).copied();
                 let ratio = peer.map(|t| rate / t);
                 println!(
-                    "{name:<38} {params:>10} {rate:>10.2} {:>10} {:>8}",
+                    "{name:<38} {params:>10} {rate:>10.3} {:>10} {:>8}",
                     cell(peer, 2),
                     cell(ratio, 3)
                 );
