@@ -24,6 +24,8 @@
 #                                        # and bench executables in DIR (with a list of them)
 #   scripts/gpu-check.sh --packed DIR    # on the GPU node, in a copy of this repository: the same
 #                                        # check, running DIR's executables instead of cargo
+#                                        # (each under TEST_SECONDS, default 150; BENCH_SECONDS,
+#                                        # default 240, kept for the benches)
 # The test binaries find their data through the absolute path of the repository they were built in;
 # `--packed` links that path to the repository it runs in when the path does not exist there. With
 # no Vulkan loader on the node (`ldconfig -p | grep libvulkan`), the wgpu stages and `_wgpu` test
@@ -46,6 +48,13 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
 fi
 feature_args=()
 [ -n "$FEATURES" ] && feature_args=(--features "$FEATURES")
+TEST_SECONDS=${TEST_SECONDS:-150}
+BENCH_SECONDS=${BENCH_SECONDS:-240}
+
+# The commit checked out here, `-dirty` when the tree differs from it.
+revision() {
+    echo "$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo -dirty)"
+}
 
 # --pack DIR: build with cargo and put the test and bench executables in DIR, each stripped, with
 # `DIR/list` (kind, name, file per line) and `DIR/built-in` (this repository's absolute path).
@@ -59,7 +68,7 @@ pack() {
         exit 1
     }
     python3 - "$LOGS/pack.json" "$dir" <<'PY' || exit 1
-import json, os, shutil, subprocess, sys
+import json, os, subprocess, sys
 
 log, out = sys.argv[1], sys.argv[2]
 rows = []
@@ -87,8 +96,7 @@ with open(os.path.join(out, "list"), "w") as f:
 print(f"gpu-check: {len(rows)} executables in {out}")
 PY
     pwd >"$dir/built-in"
-    echo "$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo -dirty)" \
-        >"$dir/revision"
+    revision >"$dir/revision"
     du -sh "$dir"
 }
 
@@ -139,18 +147,18 @@ stage() {
 # The packed executables of one kind (`test`, `unittests`, `bench`): "name file" per line.
 packed() { awk -v kind="$1" '$1 == kind {print $2, $3}' "$PACKED/list"; }
 
-# Every packed test binary, each under `TEST_SECONDS` (default 150) and all of them under the time
-# left less `BENCH_SECONDS` (default 240, kept for the benches), into $LOGS/tests.log in the layout
+# Every packed test binary, each under `TEST_SECONDS` and all of them under the time left less
+# `BENCH_SECONDS` (kept for the benches), into $LOGS/tests.log in the layout
 # cargo test prints (one parser reads both); `_wgpu` variants skipped without a Vulkan loader or
 # with `WGPU_TESTS=0`.
 run_packed_tests() {
     local skip=() name file budget t=$SECONDS
     [ "$wgpu_tests" = run ] || skip=(--skip _wgpu)
-    echo "gpu-check: tests (packed, up to $(($(left) - ${BENCH_SECONDS:-240})) s)"
+    echo "gpu-check: tests (packed, up to $(($(left) - BENCH_SECONDS)) s)"
     : >"$LOGS/tests.log"
     while read -r name file; do
-        budget=$(($(left) - ${BENCH_SECONDS:-240}))
-        [ "$budget" -gt "${TEST_SECONDS:-150}" ] && budget=${TEST_SECONDS:-150}
+        budget=$(($(left) - BENCH_SECONDS))
+        [ "$budget" -gt "$TEST_SECONDS" ] && budget=$TEST_SECONDS
         case $file in
         unittests-*) echo "     Running unittests src/lib.rs (packed/$name-0)" ;;
         *) echo "     Running tests/$name.rs ($file)" ;;
@@ -257,7 +265,7 @@ fi
     if [ -n "$PACKED" ]; then
         echo "revision,$(cat "$PACKED/revision") (packed)"
     else
-        echo "revision,$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo -dirty)"
+        echo "revision,$(revision)"
     fi
     echo "date,$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "stages,${stages#;}"

@@ -16,8 +16,9 @@
 //! the linear extrapolation of the trajectory that weight nowcasting starts from (Jang, Kim & Yun
 //! 2023, "Learning to boost training by periodic nowcasting near future weights", ICML; Knyazev et
 //! al. 2025, "Accelerating training with neuron interaction and nowcasting networks", ICLR, report
-//! up to ~50% fewer optimizer steps with a learned nowcaster), with the step size carried by the learned dynamics
-//! model instead of a learned per-weight map. It is a real tensor update of every parameter.
+//! up to ~50% fewer optimizer steps with a learned nowcaster), with the step size carried by the
+//! learned dynamics model instead of a learned per-weight map. It is a real tensor update of every
+//! parameter.
 //!
 //! **The predicted loss.** At the first predicted step of a segment the loss `L_a` is observed; the
 //! `k`-th after it is expected at `L_a · exp((k − 1)(ŷ + b))`, `ŷ` the ensemble's `Δ log L` and `b`
