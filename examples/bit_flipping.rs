@@ -1,42 +1,7 @@
-//! The slowly-changing regression (bit-flipping) benchmark of loss of plasticity: backprop, BP +
-//! L2, Shrink & Perturb and continual backprop, every learner over several seeds, all trained as
-//! replicas of one stacked 20 → 5 → 1 network.
-//!
-//! ```text
-//! cargo run --release --example bit_flipping -- --config examples/configs/bit_flipping.toml \
-//!     [--set key=value ...] [--resume | --overwrite] [--stop-at BIN] [--quiet]
-//! ```
-//!
-//! Results go to `runs/<name>/`: `config.toml` (resolved), `history.csv` and `history.parquet` (one
-//! row per bin: per learner the mean squared error over seeds, its standard error and each seed's),
-//! `checkpoint.safetensors`, `bit_flipping.png`, `summary.toml`.
-
-use dynlab::algos::continual::{run_bit_flipping, BitFlippingConfig};
-use dynlab::harness::{load_config, parse_run_args};
-
-const USAGE: &str = "usage: bit_flipping --config FILE.toml [--set key=value ...] [--resume | --overwrite] [--stop-at BIN] [--quiet]";
+//! `cargo run --release --example bit_flipping -- --config FILE.toml [--set key=value ...]`: the same as
+//! `dynlab run bit_flipping ...`; the program, its options and its outputs are documented in
+//! `dynlab::programs::bit_flipping`.
 
 fn main() {
-    let result = parse_run_args(std::env::args().skip(1), USAGE).and_then(|args| {
-        let (config, resolved) = load_config::<BitFlippingConfig>(&args.config, &args.overrides)
-            .map_err(|e| e.to_string())?;
-        let o = run_bit_flipping(&config, &resolved, args.options).map_err(|e| e.to_string())?;
-        println!("run folder: {}", o.run_dir.display());
-        for (name, error) in &o.last_bin_error {
-            println!("{name}: squared error over the last bin {error:.4} (mean over seeds)");
-        }
-        println!(
-            "this call ran {:.1} optimizer steps/s ({} replicas per step)",
-            o.steps_per_second,
-            config.learners.len() * config.seeds
-        );
-        if let Some(l) = o.launches_per_step {
-            println!("per step: {l:.1} kernel launches");
-        }
-        Ok(())
-    });
-    if let Err(e) = result {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    dynlab::programs::exit_on_error("bit_flipping");
 }

@@ -62,6 +62,9 @@
 
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod programs;
+
 pub use dynlab_algos as algos;
 pub use dynlab_autodiff as autodiff;
 pub use dynlab_autodiff::{grad, no_grad, GradOptions, Var};
@@ -74,4 +77,6 @@ pub use dynlab_runtime as runtime;
 pub use dynlab_runtime::{
     bf16, f16, DType, Device, DeviceStats, Error, Graph, Result, Rng, Tensor,
 };
+pub use dynlab_store as store;
+pub use dynlab_sweep as sweep;
 pub use dynlab_train as train;

@@ -430,6 +430,25 @@ impl History {
         Ok(h)
     }
 
+    /// Reads CSV of unknown column types (a history written by another program version, or read
+    /// by a tool that has no row type): a column whose every non-empty field parses as a number is
+    /// `F64`, any other is `Text`.
+    pub fn from_csv_inferring_types(text: &str) -> Result<History> {
+        let mut lines = text.lines();
+        let width = lines.next().map_or(0, |h| split_csv(h).len());
+        let mut numeric = vec![true; width];
+        for line in lines {
+            for (n, cell) in numeric.iter_mut().zip(split_csv(line)) {
+                *n &= cell.is_none_or(|c| c.parse::<f64>().is_ok());
+            }
+        }
+        let types: Vec<ColumnType> = numeric
+            .into_iter()
+            .map(|n| if n { ColumnType::F64 } else { ColumnType::Text })
+            .collect();
+        History::from_csv(text, &types)
+    }
+
     /// The column types in order (what [`History::from_csv`] needs).
     pub fn types(&self) -> Vec<ColumnType> {
         self.columns.iter().map(|c| c.ty).collect()
