@@ -3,7 +3,8 @@
 //! state is; [`run_experiment`] does the rest — the run folder (new, resume, overwrite), the
 //! resolved config, the progress bar, the history with a `seconds` column (wall time across
 //! resumes), checkpoints every few units and at the end, `history.csv`/`history.parquet`, the
-//! experiment's plots and `summary.toml` with provenance and the rate.
+//! experiment's plots and `summary.toml` with provenance, the rate and `finished` (false when the
+//! call stopped before the last unit, at `--stop-at`).
 
 use crate::history::{History, Value};
 use crate::progress::Progress;
@@ -159,6 +160,7 @@ pub fn run_experiment(
         }
     }
     progress.finish();
+    let complete = unit >= total || (may_finish && experiment.finished(&history));
     let steps = experiment.steps() - steps_before;
     let per_step = match (experiment.device(), stats_before) {
         (Some(device), Some(before)) if steps > 0 => {
@@ -174,6 +176,7 @@ pub fn run_experiment(
     let this_call = started.elapsed().as_secs_f64();
     let seconds = seconds_before + this_call;
     summary.set(&unit_name, unit as i64);
+    summary.set("finished", complete);
     summary.set("seconds", (seconds * 10.0).round() / 10.0);
     summary.set(
         &format!("{unit_name}_per_second"),

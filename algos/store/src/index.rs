@@ -41,9 +41,14 @@ impl RunEntry {
         }
     }
 
-    /// Whether the run has written its summary.
+    /// Whether the run has run to its end: a summary that does not say `finished = false` (what
+    /// a run stopped early with `--stop-at` writes).
     pub fn finished(&self) -> bool {
-        !self.summary.is_empty()
+        let stopped = self
+            .summary
+            .iter()
+            .any(|(k, v)| k == "finished" && v.as_bool() == Some(false));
+        !self.summary.is_empty() && !stopped
     }
 
     /// Its history (`history.csv`; column types inferred).

@@ -51,9 +51,21 @@ pub enum RunState {
     Done,
 }
 
-/// The state of the run folder `dir`.
+/// The state of the run folder `dir`: done when its summary says `finished = true` (or, written
+/// before that field existed, has none), partial with a checkpoint (a run stopped early with
+/// `--stop-at` has a summary with `finished = false`).
 pub fn run_state(dir: &Path) -> RunState {
-    if dir.join("summary.toml").is_file() {
+    let summary = std::fs::read_to_string(dir.join("summary.toml")).ok();
+    let finished = summary.as_deref().and_then(|s| {
+        let table: Table = toml::from_str(s).ok()?;
+        Some(
+            table
+                .get("finished")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+        )
+    });
+    if finished == Some(true) {
         RunState::Done
     } else if dir.join("checkpoint.safetensors").is_file() {
         RunState::Partial
