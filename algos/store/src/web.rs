@@ -83,8 +83,9 @@ pub fn history_json(h: &History, max_rows: Option<usize>) -> Json {
 pub fn page(data: Option<&Json>) -> String {
     match data {
         Some(d) => {
-            // `</` cannot appear inside a script element.
-            let text = d.to_string().replace("</", "<\\/");
+            // No `</script>` or `<!--` may appear inside a script element: JSON has `<` only
+            // inside strings, where `\u003c` means the same.
+            let text = d.to_string().replace('<', "\\u003c");
             let tag =
                 format!("<script id=\"dynlab-data\" type=\"application/json\">{text}</script>");
             PAGE.replacen(PLACEHOLDER, &tag, 1)
