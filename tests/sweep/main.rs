@@ -259,13 +259,14 @@ fn check(o: &Output, what: &str) -> String {
     stdout(o)
 }
 
-/// A 4-run sweep of a tiny MLP (p = 7, 30 epochs, seconds each), runs in `dir/runs/tiny/`.
+/// A 4-run sweep of a tiny MLP (p = 7, a few epochs a second), runs in `dir/runs/tiny/`.
 pub(crate) fn tiny_sweep(dir: &Path, epochs: u64) -> PathBuf {
     let config = repo().join("examples/configs/validate.toml");
     let text = format!(
         r#"name = "tiny"
 program = "grokking"
 config = "{}"
+runs_dir = "{}"
 [global]
 data.p = 7
 model.hidden = [[16]]
@@ -278,7 +279,8 @@ metrics.weight_curvature_every = 0
 optim.lr = [3e-3, 1e-2]
 seed = [0, 1]
 "#,
-        config.display()
+        config.display(),
+        dir.join("runs").display()
     );
     let file = dir.join("tiny.toml");
     std::fs::write(&file, text).unwrap();

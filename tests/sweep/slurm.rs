@@ -47,10 +47,16 @@ fn a_four_run_array_completes_on_slurm_and_status_reports_it() {
     let jobs = std::fs::read_to_string(dir.join("runs/tiny/slurm/jobs")).unwrap();
     assert_eq!(jobs.trim(), job);
 
+    let sweep = dynlab::sweep::Sweep::load(&file, None, &super::resolver).unwrap();
+    let slurm_says_completed = || {
+        dynlab::sweep::slurm::status(&sweep)
+            .iter()
+            .all(|s| s.slurm.as_deref() == Some("COMPLETED"))
+    };
     let start = Instant::now();
     let status = loop {
         let status = check(&dynlab(&dir, &["sweep", "status", f]), "status");
-        if status.matches("completed").count() == 4 {
+        if status.matches("completed").count() == 4 && slurm_says_completed() {
             break status;
         }
         let failed = [

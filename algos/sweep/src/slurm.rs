@@ -37,7 +37,8 @@ fn op_err(what: impl std::fmt::Display, path: &Path) -> Error {
 /// returns its path.
 pub fn write_script(sweep: &Sweep, exe: &Path, options: &SlurmOptions) -> Result<PathBuf> {
     let dir = sweep.dir.join("slurm");
-    let logs = sweep.dir.join("slurm_logs");
+    let logs =
+        std::path::absolute(sweep.dir.join("slurm_logs")).map_err(|e| op_err(e, &sweep.dir))?;
     for d in [&dir, &logs] {
         std::fs::create_dir_all(d).map_err(|e| op_err(e, d))?;
     }
@@ -174,8 +175,9 @@ pub fn status(sweep: &Sweep) -> Vec<RunStatus> {
         .collect()
 }
 
-/// The states of job `id`'s array tasks: `sacct` where accounting works, then `squeue` (which
-/// knows pending and running tasks, and wins for them).
+/// The states of job `id`'s array tasks: `sacct` where the cluster keeps accounting, then
+/// `squeue -t all` (pending and running tasks, and finished ones for `MinJobAge` after they end),
+/// which wins where both answer.
 fn task_states(id: &str) -> HashMap<usize, String> {
     let mut states = HashMap::new();
     let sacct = ["-n", "-P", "-X", "-j", id, "-o", "JobID,State"];
@@ -184,7 +186,7 @@ fn task_states(id: &str) -> HashMap<usize, String> {
             insert_task(&mut states, job, state);
         }
     }
-    let squeue = ["-h", "-r", "-j", id, "-o", "%i %T"];
+    let squeue = ["-h", "-r", "-t", "all", "-j", id, "-o", "%i %T"];
     for line in command_lines("squeue", &squeue) {
         if let Some((job, state)) = line.split_once(' ') {
             insert_task(&mut states, job, state);
