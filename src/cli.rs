@@ -252,14 +252,16 @@ fn sweep(args: Vec<String>) -> CliResult {
         index: f.number("--index")?,
         devices,
     };
-    println!(
-        "sweep {}: {} runs into {} ({} worker{})",
-        sweep.name,
-        sweep.runs.len(),
-        sweep.dir.display(),
-        options.workers.max(1),
-        if options.workers > 1 { "s" } else { "" }
-    );
+    let (n, dir) = (sweep.runs.len(), sweep.dir.display());
+    match options.index {
+        Some(k) => println!("sweep {}: run {k} of {n} (0-based) into {dir}", sweep.name),
+        None => println!(
+            "sweep {}: {n} runs into {dir} ({} worker{})",
+            sweep.name,
+            options.workers.max(1),
+            if options.workers > 1 { "s" } else { "" }
+        ),
+    }
     run_local(&sweep, &current_exe()?, &options)
         .map(|_| ())
         .map_err(|e| e.to_string())
