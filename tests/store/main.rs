@@ -272,8 +272,8 @@ fn the_analyses_match_plain_loops() {
     let aligned = align(&[&hs[0], &hs[2]], "smoothness");
     assert_eq!(aligned.epochs, (1..=60).collect::<Vec<u64>>());
     for (k, e) in aligned.epochs.iter().enumerate() {
-        let want0 = (e % 3 == 0).then(|| (0.5 + 0.01 * *e as f32) as f64);
-        let want2 = (e % 3 == 0 && *e <= 25).then(|| (0.5 + 0.01 * *e as f32) as f64);
+        let want0 = (e % 3 == 0).then_some((0.5 + 0.01 * *e as f32) as f64);
+        let want2 = (e % 3 == 0 && *e <= 25).then_some((0.5 + 0.01 * *e as f32) as f64);
         assert_eq!(
             (aligned.values[0][k], aligned.values[1][k]),
             (want0, want2),

@@ -133,14 +133,21 @@ const TOP_KEYS: [&str; 7] = [
     "experiments",
 ];
 
+/// One `[experiments.<name>]` table (or the implicit one of a file without any).
+struct ExperimentTable {
+    name: String,
+    program: Option<String>,
+    config: Option<String>,
+    entries: Vec<(String, Value)>,
+}
+
 /// The parts of a sweep file before expansion.
 struct SweepFile {
     name: String,
     runs_dir: PathBuf,
     names: Table,
     global: Vec<(String, Value)>,
-    /// `(name, program, config, entries)`.
-    experiments: Vec<(String, Option<String>, Option<String>, Vec<(String, Value)>)>,
+    experiments: Vec<ExperimentTable>,
     program: Option<String>,
     config: Option<String>,
 }
@@ -162,22 +169,21 @@ impl Sweep {
         let dir = sweep.runs_dir.join(&sweep.name);
         let mut runs = Vec::new();
         let many = sweep.experiments.len() > 1;
-        for (experiment, program, config, entries) in &sweep.experiments {
+        for table in &sweep.experiments {
+            let experiment = &table.name;
             if only.is_some_and(|o| o != experiment) {
                 continue;
             }
             let err =
                 |m: String| Error::config(&source, format!("[experiments.{experiment}]: {m}"));
-            let program = program
-                .clone()
+            let program = (table.program.clone())
                 .or_else(|| sweep.program.clone())
                 .ok_or_else(|| err("no `program` (set it at the top or in the table)".into()))?;
-            let config = config
-                .clone()
+            let config = (table.config.clone())
                 .or_else(|| sweep.config.clone())
                 .ok_or_else(|| err("no `config` (set it at the top or in the table)".into()))?;
             let config = normalise(&base.join(config));
-            let merged = merge(&sweep.global, entries);
+            let merged = merge(&sweep.global, &table.entries);
             let prefix = many.then_some(experiment.as_str());
             for (overrides, name) in expand(&merged, &sweep.names, prefix) {
                 runs.push(PlannedRun {
@@ -192,7 +198,7 @@ impl Sweep {
         }
         if let Some(o) = only {
             if runs.is_empty() {
-                let names: Vec<&str> = sweep.experiments.iter().map(|e| e.0.as_str()).collect();
+                let names: Vec<&str> = sweep.experiments.iter().map(|e| e.name.as_str()).collect();
                 return Err(Error::config(
                     &source,
                     format!("no experiment `{o}`; the file has {}", names.join(", ")),
@@ -278,10 +284,21 @@ fn parse_file(text: &str, source: &str, file: &Path) -> Result<SweepFile> {
         };
         let program = string(&mut t, "program", &at)?;
         let config = string(&mut t, "config", &at)?;
-        experiments.push((exp, program, config, flatten(&t, &at, source)?));
+        let entries = flatten(&t, &at, source)?;
+        experiments.push(ExperimentTable {
+            name: exp,
+            program,
+            config,
+            entries,
+        });
     }
     if experiments.is_empty() {
-        experiments.push(("global".into(), None, None, Vec::new()));
+        experiments.push(ExperimentTable {
+            name: "global".into(),
+            program: None,
+            config: None,
+            entries: Vec::new(),
+        });
     }
     Ok(SweepFile {
         name,
