@@ -276,7 +276,11 @@ fn print_plan(sweep: &Sweep) {
     );
     for r in &sweep.runs {
         let state = crate::sweep::run_state(&r.folder(sweep));
-        let command: Vec<String> = r.command(sweep).iter().map(|a| shell_word(a)).collect();
+        let command: Vec<String> = r
+            .command(sweep)
+            .iter()
+            .map(|a| slurm::sh_quote(a))
+            .collect();
         println!(
             "[{}] {} ({:?}): dynlab {}",
             r.index,
@@ -284,16 +288,6 @@ fn print_plan(sweep: &Sweep) {
             state,
             command.join(" ")
         );
-    }
-}
-
-fn shell_word(a: &str) -> String {
-    if a.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,".contains(c))
-    {
-        a.to_string()
-    } else {
-        format!("'{}'", a.replace('\'', "'\\''"))
     }
 }
 

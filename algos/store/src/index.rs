@@ -2,7 +2,7 @@
 
 use dynlab_harness::parquet::to_parquet;
 use dynlab_harness::{History, Value as Cell};
-use dynlab_runtime::{Error, Result};
+use dynlab_runtime::{write_atomic, Error, Result};
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
@@ -204,8 +204,8 @@ impl Store {
     pub fn write_index(&self) -> Result<PathBuf> {
         let index = self.index()?;
         let parquet = self.root.join("index.parquet");
-        write_atomically(&parquet, &to_parquet(&index))?;
-        write_atomically(&self.root.join("index.csv"), index.to_csv().as_bytes())?;
+        write_atomic(&parquet, &to_parquet(&index))?;
+        write_atomic(self.root.join("index.csv"), index.to_csv().as_bytes())?;
         Ok(parquet)
     }
 }
@@ -219,12 +219,6 @@ fn cell(v: Option<&Value>, numeric: bool) -> Cell {
         (Some(Value::String(s)), false) => Cell::Text(s.clone()),
         (Some(v), false) => Cell::Text(v.to_string()),
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io("Store::write_index", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("Store::write_index", path, e))
 }
 
 /// A filter's value: TOML (`1e-3`, `true`, `"adamw"`) or, failing that, bare text.

@@ -8,7 +8,7 @@
 
 use crate::index::{RunEntry, Store};
 use dynlab_harness::History;
-use dynlab_runtime::{Error, Result};
+use dynlab_runtime::{write_atomic, Error, Result};
 use serde_json::{json, Map, Value as Json};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -105,9 +105,7 @@ pub fn write_report(store: &Store, out: &Path, max_rows: usize) -> Result<()> {
         }
     }
     data["histories"] = Json::Object(histories);
-    let tmp = out.with_extension("html.tmp");
-    std::fs::write(&tmp, page(Some(&data))).map_err(|e| Error::io("dynlab report", &tmp, e))?;
-    std::fs::rename(&tmp, out).map_err(|e| Error::io("dynlab report", out, e))
+    write_atomic(out, page(Some(&data)).as_bytes())
 }
 
 /// Serves the browser over the runs folder `root` on `127.0.0.1:port` (0: any free port); calls

@@ -6,7 +6,7 @@
 //! keeps accounting) and the run folders.
 
 use crate::spec::{run_state, RunState, Sweep};
-use dynlab_runtime::{Error, Result};
+use dynlab_runtime::{write_atomic, Error, Result};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -83,7 +83,7 @@ pub fn write_script(sweep: &Sweep, exe: &Path, options: &SlurmOptions) -> Result
     writeln!(s, "cd {}", sh_quote(&cwd.display().to_string())).expect("String write");
     writeln!(s, "exec {}", task.join(" ")).expect("String write");
     let path = dir.join("array.sbatch");
-    write_atomically(&path, s.as_bytes())?;
+    write_atomic(&path, s.as_bytes())?;
     Ok(path)
 }
 
@@ -115,7 +115,7 @@ pub fn submit(sweep: &Sweep, script: &Path) -> Result<String> {
     let jobs = sweep.dir.join("slurm").join("jobs");
     let mut text = std::fs::read_to_string(&jobs).unwrap_or_default();
     writeln!(text, "{id}").expect("String write");
-    write_atomically(&jobs, text.as_bytes())?;
+    write_atomic(&jobs, text.as_bytes())?;
     Ok(id)
 }
 
@@ -218,7 +218,8 @@ fn command_lines(program: &str, args: &[&str]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn sh_quote(s: &str) -> String {
+/// `s` as one word of a POSIX shell command line (single-quoted unless it is plain).
+pub fn sh_quote(s: &str) -> String {
     if s.chars()
         .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,".contains(c))
     {
@@ -226,12 +227,6 @@ fn sh_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| op_err(e, &tmp))?;
-    std::fs::rename(&tmp, path).map_err(|e| op_err(e, path))
 }
 
 /// `status` as a table: index, run, state.
