@@ -41,10 +41,13 @@ the workers cleanly (their last checkpoints stay).
   --index K          only run K (what each SLURM array task runs)
   --workers N        N runs at once on this machine (default 1)
   --devices LIST     DYNLAB_DEVICE of each worker, round robin (e.g. cuda:0,cuda:1)
-  --slurm            write <sweep>/slurm/array.sbatch (one array task per run, logs in
-                     <sweep>/slurm_logs/<job>_<task>.out), submit it with sbatch and record the
-                     job id in <sweep>/slurm/jobs
-  --max-parallel M   at most M array tasks at once (--array=0-(N-1)%M)";
+  --slurm            freeze the sweep file and its configs in <sweep>/slurm/<k>/ with array.sbatch
+                     (one array task per run, logs in <sweep>/slurm_logs/<job>_<task>.out), submit it
+                     with sbatch and record the job id in <sweep>/slurm/jobs
+  --gpus-per-task G  GPUs per task (default 1); --cpu asks for none
+  --max-parallel M   at most M array tasks at once (--array=0-(N-1)%M)
+
+Without --devices the workers share the default device (DYNLAB_DEVICE or the best adapter).";
 
 const RUNS_USAGE: &str =
     "usage: dynlab runs RUNS [--group G] [--where key=value ...] [--csv] [--index]
@@ -102,8 +105,9 @@ fn run_program(args: Vec<String>) -> CliResult {
         }
         Some(n) => n,
     };
-    let p = program(&name).map_err(|e| e.to_string())?;
-    (p.main)(args.collect())
+    program(&name)
+        .map_err(|e| e.to_string())?
+        .run(args.collect())
 }
 
 /// A command line's flags: `--flag value` pairs and bare switches, with the positional arguments.
@@ -229,6 +233,41 @@ fn sweep(args: Vec<String>) -> CliResult {
         return Ok(());
     };
     let file = f.one_path(SWEEP_USAGE)?;
+    let slurm_only = [
+        "--slurm",
+        "--cpu",
+        "--partition",
+        "--gpus-per-task",
+        "--cpus-per-task",
+        "--max-parallel",
+        "--time",
+    ];
+    let local_only = ["--start-from", "--index", "--workers", "--devices"];
+    let given = |names: &[&str]| -> Option<String> {
+        names
+            .iter()
+            .find(|n| f.has(n) || f.value(n).is_some())
+            .map(|n| n.to_string())
+    };
+    let misplaced = if status {
+        given(&slurm_only)
+            .or_else(|| given(&local_only))
+            .or_else(|| given(&["--dry-run"]))
+    } else if f.has("--slurm") {
+        given(&local_only)
+    } else {
+        given(&slurm_only[1..])
+    };
+    if let Some(flag) = misplaced {
+        let what = if status {
+            "sweep status"
+        } else if f.has("--slurm") {
+            "--slurm"
+        } else {
+            "a local sweep (without --slurm)"
+        };
+        return Err(format!("{flag} does not apply to {what}\n{SWEEP_USAGE}"));
+    }
     let experiment = f.value("--experiment");
     let sweep = Sweep::load(&file, experiment, &resolver).map_err(|e| e.to_string())?;
     if status {
@@ -275,14 +314,17 @@ fn print_plan(sweep: &Sweep) {
         sweep.dir.display()
     );
     for r in &sweep.runs {
-        let state = crate::sweep::run_state(&r.folder(sweep));
+        let state = match r.stale(sweep) {
+            Some(difference) => format!("Stale: {difference}"),
+            None => format!("{:?}", crate::sweep::run_state(&r.folder(sweep))),
+        };
         let command: Vec<String> = r
             .command(sweep)
             .iter()
             .map(|a| slurm::sh_quote(a))
             .collect();
         println!(
-            "[{}] {} ({:?}): dynlab {}",
+            "[{}] {} ({}): dynlab {}",
             r.index,
             r.name,
             state,
@@ -297,13 +339,13 @@ fn sweep_slurm(sweep: &Sweep, f: &Flags) -> CliResult {
             "--cpu and --gpus-per-task exclude each other\n{SWEEP_USAGE}"
         ));
     }
+    let gpus = f.number("--gpus-per-task")?.unwrap_or(1);
     let options = SlurmOptions {
         partition: f.value("--partition").map(str::to_string),
-        gpus_per_task: f.number("--gpus-per-task")?,
-        cpus_per_task: f.number("--cpus-per-task")?,
+        gpus_per_task: (!f.has("--cpu")).then_some(gpus),
+        cpus_per_task: f.number("--cpus-per-task")?.unwrap_or(1),
         max_parallel: f.number("--max-parallel")?,
         time: f.value("--time").map(str::to_string),
-        experiment: f.value("--experiment").map(str::to_string),
     };
     let script =
         slurm::write_script(sweep, &current_exe()?, &options).map_err(|e| e.to_string())?;
@@ -335,6 +377,10 @@ fn runs(args: Vec<String>) -> CliResult {
     };
     let root = f.one_path(RUNS_USAGE)?;
     let store = Store::open(&root).map_err(|e| e.to_string())?;
+    store
+        .warnings()
+        .iter()
+        .for_each(|w| eprintln!("skipped: {w}"));
     let mut selected = store.select(&f.all("--where")).map_err(|e| e.to_string())?;
     if let Some(g) = f.value("--group") {
         selected.retain(|r| r.group == g);
@@ -385,8 +431,17 @@ fn report(args: Vec<String>) -> CliResult {
         .value("-o")
         .map_or_else(|| web::default_report_path(&root), PathBuf::from);
     let store = Store::open(&root).map_err(|e| e.to_string())?;
-    web::write_report(&store, &out, f.number("--max-rows")?.unwrap_or(2000))
-        .map_err(|e| e.to_string())?;
+    store
+        .warnings()
+        .iter()
+        .for_each(|w| eprintln!("skipped: {w}"));
+    let max_rows = f.number("--max-rows")?.unwrap_or(2000);
+    if max_rows < 2 {
+        return Err(format!(
+            "--max-rows {max_rows}: at least 2 (the first and the last row)"
+        ));
+    }
+    web::write_report(&store, &out, max_rows).map_err(|e| e.to_string())?;
     println!("wrote {} ({} runs)", out.display(), store.runs().len());
     Ok(())
 }

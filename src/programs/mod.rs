@@ -92,12 +92,25 @@ pub fn program(name: &str) -> Result<&'static Program> {
     })
 }
 
+impl Program {
+    /// Runs the program on `args`; `--help` prints its usage and succeeds.
+    pub fn run(&self, args: Vec<String>) -> std::result::Result<(), String> {
+        let help = args.iter().any(|a| a == "--help" || a == "-h");
+        match (self.main)(args) {
+            Err(usage) if help && usage.starts_with("usage:") => {
+                println!("{usage}");
+                Ok(())
+            }
+            result => result,
+        }
+    }
+}
+
 /// Runs `program` on the process's arguments and exits with status 1 and the error on failure
 /// (what each `examples/<program>.rs` does).
 pub fn exit_on_error(program: &str) {
     let args = std::env::args().skip(1).collect();
-    if let Err(e) = (self::program(program).map_err(|e| e.to_string())).and_then(|p| (p.main)(args))
-    {
+    if let Err(e) = (self::program(program).map_err(|e| e.to_string())).and_then(|p| p.run(args)) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

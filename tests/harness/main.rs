@@ -4,8 +4,10 @@
 //! (checkpoints, resume continuing exactly, the summary's provenance).
 
 use dynlab::harness::{
-    history_row, parquet::to_parquet, parse_run_args, run_experiment, ColumnType, Experiment,
-    History, RunDir, RunMode, RunOptions, Summary, Value,
+    history_row,
+    parquet::{from_parquet, to_parquet},
+    parse_run_args, run_experiment, ColumnType, Experiment, History, RunDir, RunMode, RunOptions,
+    Summary, Value,
 };
 use dynlab::models::Record;
 use dynlab::{Device, Result};
@@ -164,6 +166,32 @@ fn parquet_matches_the_file_other_readers_accept() {
     }
     let empty = to_parquet(&History::of::<Row>());
     assert!(empty.starts_with(b"PAR1") && empty.ends_with(b"PAR1"));
+}
+
+#[test]
+fn parquet_reads_back_exactly_and_refuses_what_it_cannot_read() {
+    let h = sample();
+    assert_eq!(from_parquet(SAMPLE_PARQUET, "sample").unwrap(), h);
+    assert_eq!(from_parquet(&to_parquet(&h), "sample").unwrap(), h);
+    let empty = History::of::<Row>();
+    assert_eq!(from_parquet(&to_parquet(&empty), "empty").unwrap(), empty);
+    for (bytes, needle) in [
+        (&b"PAR1 not a file PAR1"[..], "footer"),
+        (&SAMPLE_PARQUET[..SAMPLE_PARQUET.len() - 1], "magic"),
+        (&b"hello"[..], "magic"),
+    ] {
+        let e = from_parquet(bytes, "bad.parquet").unwrap_err().to_string();
+        assert!(e.contains("bad.parquet") && e.contains(needle), "{e}");
+    }
+    // Every truncation of the body is an error, never a panic or a wrong history.
+    let bytes = to_parquet(&h);
+    for cut in (4..bytes.len() - 8).step_by(7) {
+        let mut damaged = bytes.clone();
+        damaged[cut] ^= 0xff;
+        if let Ok(read) = from_parquet(&damaged, "damaged") {
+            assert_eq!(read.rows(), h.rows(), "byte {cut} flipped");
+        }
+    }
 }
 
 #[test]

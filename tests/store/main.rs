@@ -102,6 +102,17 @@ fn the_store_finds_runs_in_the_folder_and_its_sweeps() {
     assert_eq!(a.number("optim.lr"), Some(1e-3));
     assert_eq!(a.number("grokked_epoch"), Some(30.0));
     assert_eq!(a.value("run.device").and_then(|v| v.as_str()), Some("test"));
+    assert!(store.warnings().is_empty(), "{:?}", store.warnings());
+    // A folder whose summary cannot be read is left out with a warning; the others stay.
+    std::fs::write(root.join("sw/b/summary.toml"), "grokked_epoch = [").unwrap();
+    let partial = Store::open(&root).unwrap();
+    assert_eq!(partial.runs().len(), 3);
+    assert_eq!(partial.warnings().len(), 1);
+    assert!(
+        partial.warnings()[0].contains("sw/b/summary.toml"),
+        "{:?}",
+        partial.warnings()
+    );
     let e = store.run("sw/z").unwrap_err().to_string();
     assert!(e.contains("run `sw/z`"), "{e}");
 

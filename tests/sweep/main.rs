@@ -359,6 +359,21 @@ fn two_workers_run_four_runs_then_a_rerun_skips_them() {
     assert!(again.contains("0 finished, 4 skipped"), "{again}");
     let status = check(&dynlab(&dir, &["sweep", "status", f]), "status");
     assert_eq!(status.matches("completed").count(), 4, "{status}");
+    // The sweep file edited after the runs: their folders hold another config, so none is
+    // skipped as done or resumed; each is refused, naming the key.
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("data.p = 7", "data.p = 5")).unwrap();
+    let stale = dynlab(&dir, &["sweep", f]);
+    let out = stdout(&stale);
+    assert!(!stale.status.success(), "{out}");
+    assert_eq!(
+        out.matches(
+            "its folder holds another config (`data.p` is 7 in the folder, 5 in the sweep)"
+        )
+        .count(),
+        4,
+        "{out}"
+    );
 }
 
 #[test]
@@ -430,16 +445,39 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
+/// A sweep process that gets SIGINT, and SIGKILL if the test ends first (a failed assertion must
+/// not leave a sweep of million-epoch runs behind).
+struct Interrupted(std::process::Child);
+
+impl Interrupted {
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on the sweep process, which is our child.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGINT) };
+        self.0.wait().unwrap()
+    }
+}
+
+impl Drop for Interrupted {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: as above; its workers get SIGINT from it and stop.
+            unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGINT) };
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn ctrl_c_stops_the_workers_and_keeps_their_checkpoints() {
     let dir = scratch("interrupt");
     let file = tiny_sweep(&dir, 1_000_000);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dynlab"))
+    let child = Command::new(env!("CARGO_BIN_EXE_dynlab"))
         .current_dir(&dir)
         .args(["sweep", file.to_str().unwrap(), "--workers", "2"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = Interrupted(child);
     let checkpoints = || {
         RUNS[..2].iter().all(|n| {
             dir.join("runs/tiny")
@@ -456,11 +494,9 @@ fn ctrl_c_stops_the_workers_and_keeps_their_checkpoints() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    // SAFETY: kill(2) on the sweep process, which is our child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let status = child.wait().unwrap();
+    let status = child.interrupt();
     let mut out = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert!(!status.success(), "an interrupted sweep reports failure");
     assert!(
         out.contains("0 finished, 0 skipped (done before), 0 failed, 2 stopped"),
@@ -470,6 +506,12 @@ fn ctrl_c_stops_the_workers_and_keeps_their_checkpoints() {
         let run = dir.join("runs/tiny").join(n);
         assert!(run.join("checkpoint.safetensors").is_file() && !run.join("summary.toml").exists());
         assert!(run.join("config.toml").is_file());
+        let log =
+            std::fs::read_to_string(dir.join("runs/tiny/logs").join(format!("{n}.log"))).unwrap();
+        assert!(
+            log.contains("epochs; checkpointed") && log.contains("continue with --resume"),
+            "{log}"
+        );
     }
     assert!(
         !dir.join("runs/tiny").join(RUNS[2]).exists(),
@@ -480,4 +522,49 @@ fn ctrl_c_stops_the_workers_and_keeps_their_checkpoints() {
         "plan",
     );
     assert_eq!(plan.matches("(Partial)").count(), 2, "{plan}");
+}
+
+#[test]
+fn every_command_answers_help_and_bad_commands_fail_naming_them() {
+    let dir = scratch("help");
+    for args in [
+        &["help"][..],
+        &["sweep", "--help"],
+        &["runs", "--help"],
+        &["serve", "--help"],
+        &["report", "--help"],
+        &["run", "--help"],
+        &["run", "grokking", "--help"],
+    ] {
+        let out = check(&dynlab(&dir, args), &args.join(" "));
+        assert!(
+            out.contains("usage:"),
+            "`dynlab {}` printed {out}",
+            args.join(" ")
+        );
+    }
+    let programs = check(&dynlab(&dir, &["programs"]), "programs");
+    for p in dynlab::programs::PROGRAMS {
+        assert!(programs.contains(p.name), "{programs}");
+    }
+    let file = tiny_sweep(&dir, 30);
+    let f = file.to_str().unwrap();
+    for (args, needle) in [
+        (&["fly"][..], "unknown command `fly`"),
+        (&["run", "nope"], "no program `nope`"),
+        (
+            &["sweep", f, "--wrokers", "2"],
+            "unknown option `--wrokers`",
+        ),
+        (&["sweep", f, "--workers", "two"], "--workers two"),
+        (&["sweep", "missing.toml"], "missing.toml"),
+    ] {
+        let out = dynlab(&dir, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(needle),
+            "`{}`: {err}",
+            args.join(" ")
+        );
+    }
 }

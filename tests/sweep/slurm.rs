@@ -41,13 +41,21 @@ fn a_four_run_array_completes_on_slurm_and_status_reports_it() {
         .unwrap_or_else(|| panic!("no job id in {out}"))
         .to_string();
     let job: String = job.chars().take_while(char::is_ascii_digit).collect();
-    let script = std::fs::read_to_string(dir.join("runs/tiny/slurm/array.sbatch")).unwrap();
+    let script = std::fs::read_to_string(dir.join("runs/tiny/slurm/1/array.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --array=0-3%2"), "{script}");
     assert!(script.contains("slurm_logs/%A_%a.out"), "{script}");
+    assert!(!script.contains("--gpus-per-task"), "{script}");
+    let frozen = dir.join("runs/tiny/slurm/1/sweep.toml");
+    assert!(
+        script.contains(&format!("sweep {} --index", frozen.display())),
+        "{script}"
+    );
     let jobs = std::fs::read_to_string(dir.join("runs/tiny/slurm/jobs")).unwrap();
-    assert_eq!(jobs.trim(), job);
+    assert_eq!(jobs.trim(), format!("{job} 1 -"));
+    // The tasks read the frozen copy: editing the sweep file now changes nothing they run.
+    std::fs::write(&file, "not a sweep").unwrap();
 
-    let sweep = dynlab::sweep::Sweep::load(&file, None, &super::resolver).unwrap();
+    let sweep = dynlab::sweep::Sweep::load(&frozen, None, &super::resolver).unwrap();
     let slurm_says_completed = || {
         dynlab::sweep::slurm::status(&sweep)
             .iter()
@@ -55,7 +63,8 @@ fn a_four_run_array_completes_on_slurm_and_status_reports_it() {
     };
     let start = Instant::now();
     let status = loop {
-        let status = check(&dynlab(&dir, &["sweep", "status", f]), "status");
+        let frozen = frozen.to_str().unwrap();
+        let status = check(&dynlab(&dir, &["sweep", "status", frozen]), "status");
         if status.matches("completed").count() == 4 && slurm_says_completed() {
             break status;
         }

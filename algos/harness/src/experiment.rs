@@ -4,9 +4,11 @@
 //! resolved config, the progress bar, the history with a `seconds` column (wall time across
 //! resumes), checkpoints every few units and at the end, `history.csv`/`history.parquet`, the
 //! experiment's plots and `summary.toml` with provenance, the rate and `finished` (false when the
-//! call stopped before the last unit, at `--stop-at`).
+//! call stopped before the last unit, at `--stop-at`). Ctrl-C stops after the unit in progress with
+//! a checkpoint (a second Ctrl-C ends the process at once).
 
 use crate::history::{History, Value};
+use crate::interrupt;
 use crate::progress::Progress;
 use crate::run::{RunDir, RunMode};
 use crate::summary::Summary;
@@ -141,7 +143,19 @@ pub fn run_experiment(
     let may_finish = options.extra_units.is_none();
     let unit_name = experiment.unit_name().to_string();
     let mut progress = Progress::new(total, unit, &unit_name, options.progress);
+    let interrupt = interrupt::install();
     while unit < last && !(may_finish && experiment.finished(&history)) {
+        if interrupt::requested() {
+            progress.finish();
+            save(experiment, &history, unit, elapsed(&started))?;
+            return Err(Error::io(
+                "run_experiment",
+                run.path(),
+                format!(
+                    "interrupted after {unit} {unit_name}; checkpointed: continue with --resume"
+                ),
+            ));
+        }
         unit += 1;
         let rows_before = history.rows();
         let status = experiment.run_unit(unit, &mut history)?;
@@ -160,6 +174,7 @@ pub fn run_experiment(
         }
     }
     progress.finish();
+    drop(interrupt);
     let complete = unit >= total || (may_finish && experiment.finished(&history));
     let steps = experiment.steps() - steps_before;
     let per_step = match (experiment.device(), stats_before) {

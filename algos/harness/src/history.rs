@@ -179,6 +179,25 @@ impl History {
         h
     }
 
+    /// A history of `columns` (equal lengths; every non-null cell of its column's type).
+    pub fn from_columns(columns: Vec<Column>) -> Result<History> {
+        let rows = columns.first().map_or(0, |c| c.values.len());
+        for c in &columns {
+            let wrong = c
+                .values
+                .iter()
+                .find(|v| v.column_type().is_some_and(|t| t != c.ty));
+            if c.values.len() != rows || wrong.is_some() {
+                return Err(Error::value(
+                    "History::from_columns",
+                    format!("column `{}`: {} cells, {wrong:?}", c.name, c.values.len()),
+                    format!("{rows} cells of type {:?} or null", c.ty),
+                ));
+            }
+        }
+        Ok(History { columns, rows })
+    }
+
     /// Number of rows.
     pub fn rows(&self) -> usize {
         self.rows

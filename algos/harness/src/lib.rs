@@ -17,6 +17,7 @@ mod experiment;
 pub mod explore;
 mod heatmap;
 mod history;
+mod interrupt;
 pub mod parquet;
 mod plot;
 mod progress;

@@ -4,6 +4,8 @@
 //! and Spark read it. Metadata is Thrift's compact protocol, written by hand (the format
 //! specification: apache/parquet-format, `parquet.thrift`).
 //!
+//! [`from_parquet`] reads such files back (the run store's histories), and nothing else.
+//!
 //! Why not the `parquet` crate: with default features off it added 42 s to a clean build on the
 //! project's 2-core machine for a file this simple.
 
@@ -244,4 +246,244 @@ fn file_metadata(history: &History, chunks: &[Chunk]) -> Vec<u8> {
     t.string(6, concat!("dynlab ", env!("CARGO_PKG_VERSION")));
     t.end();
     t.out
+}
+
+/// Thrift compact-protocol input: just enough to walk the file metadata and page headers this
+/// module writes, skipping the fields it does not need.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+/// A Thrift value read from the metadata (`Struct` keeps its fields by id).
+#[derive(Debug)]
+enum TValue {
+    Int(i64),
+    Bytes(Vec<u8>),
+    List(Vec<TValue>),
+    Struct(Vec<(i16, TValue)>),
+    Other,
+}
+
+impl TValue {
+    fn field(&self, id: i16) -> Option<&TValue> {
+        match self {
+            TValue::Struct(fields) => fields.iter().find(|f| f.0 == id).map(|f| &f.1),
+            _ => None,
+        }
+    }
+
+    fn int(&self, id: i16) -> Option<i64> {
+        match self.field(id)? {
+            TValue::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn list(&self, id: i16) -> &[TValue] {
+        match self.field(id) {
+            Some(TValue::List(items)) => items,
+            _ => &[],
+        }
+    }
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn zigzag(&mut self) -> Option<i64> {
+        let v = self.varint()?;
+        Some((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+
+    fn value(&mut self, ty: u8) -> Option<TValue> {
+        Some(match ty {
+            1 | 2 => TValue::Int(i64::from(ty == 1)),
+            3 => TValue::Int(self.byte()? as i8 as i64),
+            4..=6 => TValue::Int(self.zigzag()?),
+            7 => {
+                self.at += 8;
+                TValue::Other
+            }
+            8 => {
+                let n = self.varint()? as usize;
+                let b = self.bytes.get(self.at..self.at.checked_add(n)?)?.to_vec();
+                self.at += n;
+                TValue::Bytes(b)
+            }
+            9 | 10 => {
+                let head = self.byte()?;
+                let n = match head >> 4 {
+                    15 => self.varint()? as usize,
+                    n => n as usize,
+                };
+                let elem = head & 0x0f;
+                // Every element takes at least a byte (a list's booleans are a byte each).
+                if n > self.bytes.len().saturating_sub(self.at) {
+                    return None;
+                }
+                let item = |r: &mut Self| match elem {
+                    1 | 2 => r.byte().map(|b| TValue::Int(i64::from(b == 1))),
+                    _ => r.value(elem),
+                };
+                let items = (0..n).map(|_| item(self)).collect::<Option<Vec<_>>>()?;
+                TValue::List(items)
+            }
+            12 => self.structure()?,
+            _ => return None,
+        })
+    }
+
+    fn structure(&mut self) -> Option<TValue> {
+        let (mut fields, mut last) = (Vec::new(), 0i16);
+        loop {
+            let head = self.byte()?;
+            if head == 0 {
+                return Some(TValue::Struct(fields));
+            }
+            let delta = (head >> 4) as i16;
+            let id = if delta == 0 {
+                self.zigzag()? as i16
+            } else {
+                last + delta
+            };
+            last = id;
+            fields.push((id, self.value(head & 0x0f)?));
+        }
+    }
+}
+
+/// Reads a file written by [`to_parquet`] (one row group; uncompressed v1 data pages of PLAIN
+/// values with RLE definition levels; INT64, FLOAT, DOUBLE, UTF8 byte arrays). `source` names the
+/// file in errors; a file outside that subset is an error saying what it has.
+pub fn from_parquet(bytes: &[u8], source: &str) -> dynlab_runtime::Result<History> {
+    let bad = |what: &str| dynlab_runtime::Error::config(source, format!("Parquet: {what}"));
+    let n = bytes.len();
+    if n < 12 || &bytes[..4] != MAGIC || &bytes[n - 4..] != MAGIC {
+        return Err(bad("no PAR1 magic at both ends"));
+    }
+    let footer_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().expect("4 bytes")) as usize;
+    let start = (n - 8)
+        .checked_sub(footer_len)
+        .ok_or_else(|| bad("footer longer than the file"))?;
+    let mut r = Reader {
+        bytes: &bytes[..n - 8],
+        at: start,
+    };
+    let meta = r
+        .structure()
+        .ok_or_else(|| bad("unreadable file metadata"))?;
+    let rows = meta.int(3).ok_or_else(|| bad("no row count"))? as usize;
+    let schema = meta.list(2);
+    let groups = meta.list(4);
+    let chunks = match groups {
+        [] => &[][..],
+        [group] => group.list(1),
+        _ => return Err(bad("more than one row group (not written by dynlab)")),
+    };
+    let columns = schema.get(1..).unwrap_or_default();
+    if columns.len() != chunks.len() {
+        return Err(bad("a column without its chunk"));
+    }
+    let mut out = Vec::with_capacity(columns.len());
+    for (element, chunk) in columns.iter().zip(chunks) {
+        let name = match element.field(4) {
+            Some(TValue::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+            _ => return Err(bad("a column without a name")),
+        };
+        let ty = match element.int(1).and_then(|t| i32::try_from(t).ok()) {
+            Some(pq::INT64) => ColumnType::U64,
+            Some(pq::FLOAT) => ColumnType::F32,
+            Some(pq::DOUBLE) => ColumnType::F64,
+            Some(pq::BYTE_ARRAY) => ColumnType::Text,
+            t => return Err(bad(&format!("column `{name}` of physical type {t:?}"))),
+        };
+        let meta = chunk
+            .field(3)
+            .ok_or_else(|| bad("a chunk without metadata"))?;
+        if meta.int(4) != Some(pq::UNCOMPRESSED as i64) {
+            return Err(bad(&format!("column `{name}` is compressed")));
+        }
+        let offset = meta.int(9).ok_or_else(|| bad("no page offset"))? as usize;
+        let values = read_page(bytes, offset, rows, ty).ok_or_else(|| {
+            bad(&format!(
+                "column `{name}`: a page this reader does not know (not written by dynlab)"
+            ))
+        })?;
+        out.push(Column { name, ty, values });
+    }
+    History::from_columns(out).map_err(|e| bad(&e.to_string()))
+}
+
+/// The `rows` cells of the data page at `offset`.
+fn read_page(bytes: &[u8], offset: usize, rows: usize, ty: ColumnType) -> Option<Vec<Value>> {
+    let mut r = Reader { bytes, at: offset };
+    let header = r.structure()?;
+    let size = header.int(3)? as usize;
+    let data = header.field(5)?;
+    if header.int(1)? != pq::DATA_PAGE as i64
+        || data.int(1)? as usize != rows
+        || data.int(2)? != pq::PLAIN as i64
+    {
+        return None;
+    }
+    let body = bytes.get(r.at..r.at.checked_add(size)?)?;
+    let levels_len = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
+    let mut levels = Reader {
+        bytes: body.get(4..4 + levels_len)?,
+        at: 0,
+    };
+    let mut defined = Vec::new();
+    while defined.len() < rows {
+        let run = levels.varint()?;
+        if run & 1 == 1 {
+            return None; // a bit-packed run: not written here
+        }
+        let bit = levels.byte()?;
+        let count = usize::try_from(run >> 1).ok()?.min(rows - defined.len());
+        defined.extend(std::iter::repeat_n(bit == 1, count));
+    }
+    let mut values = Reader {
+        bytes: body,
+        at: 4 + levels_len,
+    };
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let s = values.bytes.get(values.at..values.at.checked_add(n)?)?;
+        values.at += n;
+        Some(s)
+    };
+    defined
+        .into_iter()
+        .take(rows)
+        .map(|d| {
+            if !d {
+                return Some(Value::Null);
+            }
+            Some(match ty {
+                ColumnType::U64 => Value::U64(i64::from_le_bytes(take(8)?.try_into().ok()?) as u64),
+                ColumnType::F32 => Value::F32(f32::from_le_bytes(take(4)?.try_into().ok()?)),
+                ColumnType::F64 => Value::F64(f64::from_le_bytes(take(8)?.try_into().ok()?)),
+                ColumnType::Text => {
+                    let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+                    Value::Text(String::from_utf8(take(len)?.to_vec()).ok()?)
+                }
+            })
+        })
+        .collect()
 }

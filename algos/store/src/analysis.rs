@@ -143,8 +143,8 @@ pub fn align(histories: &[&History], column: &str) -> Aligned {
     Aligned { epochs, values }
 }
 
-/// The runs grouped by their value of `key` (as text; runs without it under `-`), groups in
-/// ascending order of the value (numerically when all are numbers).
+/// The runs grouped by their value of `key` (as text; runs without it under `-`): numeric values
+/// first in ascending order, then the others in text order.
 pub fn group_by<'a>(runs: &[&'a RunEntry], key: &str) -> Vec<(String, Vec<&'a RunEntry>)> {
     let mut groups: Vec<(String, Option<f64>, Vec<&'a RunEntry>)> = Vec::new();
     for r in runs {
@@ -156,7 +156,9 @@ pub fn group_by<'a>(runs: &[&'a RunEntry], key: &str) -> Vec<(String, Vec<&'a Ru
     }
     groups.sort_by(|a, b| match (a.1, b.1) {
         (Some(x), Some(y)) => x.total_cmp(&y),
-        _ => a.0.cmp(&b.0),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.0.cmp(&b.0),
     });
     groups.into_iter().map(|(l, _, r)| (l, r)).collect()
 }
@@ -186,8 +188,9 @@ pub const RESULT_FIELDS: [&str; 5] = [
     "final_test_loss",
 ];
 
-/// The table of `runs`: name, every config key whose value differs between them (except
-/// `runs_dir`), then `results` (e.g. [`RESULT_FIELDS`]) that any run has.
+/// The table of `runs`: the run (its name, or its id when the runs come from several sweeps),
+/// every config key whose value differs between them (except `runs_dir`), then `results` (e.g.
+/// [`RESULT_FIELDS`]) that any run has.
 pub fn sweep_table(runs: &[&RunEntry], results: &[&str]) -> SweepTable {
     let mut keys: Vec<String> = Vec::new();
     for r in runs {
@@ -203,13 +206,18 @@ pub fn sweep_table(runs: &[&RunEntry], results: &[&str]) -> SweepTable {
         .copied()
         .filter(|f| runs.iter().any(|r| r.summary.iter().any(|(k, _)| k == f)))
         .collect();
+    let one_group = runs.iter().all(|r| r.group == runs[0].group);
     let mut columns = vec!["run".to_string()];
     columns.extend(keys.iter().cloned());
     columns.extend(results.iter().map(|s| s.to_string()));
     let rows = runs
         .iter()
         .map(|r| {
-            let mut row = vec![r.name.clone()];
+            let mut row = vec![if one_group {
+                r.name.clone()
+            } else {
+                r.id.clone()
+            }];
             row.extend(
                 keys.iter()
                     .map(|k| r.value(k).map_or(String::new(), display)),

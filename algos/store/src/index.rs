@@ -1,6 +1,6 @@
 //! The runs under a runs folder, one [`RunEntry`] each, and the index table over them.
 
-use dynlab_harness::parquet::to_parquet;
+use dynlab_harness::parquet::{from_parquet, to_parquet};
 use dynlab_harness::{History, Value as Cell};
 use dynlab_runtime::{write_atomic, Error, Result};
 use std::path::{Path, PathBuf};
@@ -51,12 +51,24 @@ impl RunEntry {
         !self.summary.is_empty() && !stopped
     }
 
-    /// Its history (`history.csv`; column types inferred).
+    /// Its history: `history.parquet` (exact types), or `history.csv` (types inferred) where a
+    /// run has no Parquet file.
     pub fn history(&self) -> Result<History> {
+        let parquet = self.dir.join("history.parquet");
+        if parquet.is_file() {
+            let bytes =
+                std::fs::read(&parquet).map_err(|e| Error::io("RunEntry::history", &parquet, e))?;
+            return from_parquet(&bytes, &parquet.display().to_string());
+        }
         let path = self.dir.join("history.csv");
         let text =
             std::fs::read_to_string(&path).map_err(|e| Error::io("RunEntry::history", &path, e))?;
         History::from_csv_inferring_types(&text).map_err(|e| e.in_module(self.id.clone()))
+    }
+
+    /// Whether it has a history file.
+    pub fn has_history(&self) -> bool {
+        self.dir.join("history.parquet").is_file() || self.dir.join("history.csv").is_file()
     }
 }
 
@@ -65,28 +77,49 @@ impl RunEntry {
 pub struct Store {
     root: PathBuf,
     runs: Vec<RunEntry>,
+    warnings: Vec<String>,
 }
 
 impl Store {
     /// Finds every run folder (one holding `config.toml`) in `root` and in its sub-folders (sweeps),
-    /// sorted by id.
+    /// sorted by id. A folder that cannot be read (a malformed `summary.toml`, say) is left out
+    /// with a line in [`Store::warnings`]; only an unreadable `root` is an error.
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
-        let mut runs = Vec::new();
+        let mut found: Vec<Result<RunEntry>> = Vec::new();
         for dir in sub_dirs(&root)? {
             if dir.join("config.toml").is_file() {
-                runs.push(read_run(&dir, "")?);
+                found.push(read_run(&dir, ""));
                 continue;
             }
             let group = file_name(&dir);
-            for sub in sub_dirs(&dir)? {
-                if sub.join("config.toml").is_file() {
-                    runs.push(read_run(&sub, &group)?);
-                }
+            match sub_dirs(&dir) {
+                Ok(subs) => found.extend(
+                    (subs.iter())
+                        .filter(|s| s.join("config.toml").is_file())
+                        .map(|s| read_run(s, &group)),
+                ),
+                Err(e) => found.push(Err(e)),
+            }
+        }
+        let (mut runs, mut warnings) = (Vec::new(), Vec::new());
+        for f in found {
+            match f {
+                Ok(run) => runs.push(run),
+                Err(e) => warnings.push(e.to_string()),
             }
         }
         runs.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(Store { root, runs })
+        Ok(Store {
+            root,
+            runs,
+            warnings,
+        })
+    }
+
+    /// The folders [`Store::open`] left out, and why.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The runs folder.

@@ -3,14 +3,14 @@
 //! training curves, curvature, model properties, Adam dynamics — with log scales where they fit
 //! and the values under the cursor. [`serve`] answers on 127.0.0.1: `/` (the page), `/api/runs`
 //! (every run's id, name, group, config and summary, read afresh on each request) and
-//! `/api/history?run=<id>` (a history, column by column). [`write_report`] writes the same page
+//! `/api/history?run=<id>` (its `history.parquet`, column by column). [`write_report`] writes the same page
 //! with every run's data inside it as one HTML file.
 
 use crate::index::{RunEntry, Store};
 use dynlab_harness::History;
 use dynlab_runtime::{write_atomic, Error, Result};
 use serde_json::{json, Map, Value as Json};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,9 +48,13 @@ fn run_json(r: &RunEntry) -> Json {
     })
 }
 
-/// Every run of `store` as the page reads it: `{"runs": [{id, name, group, config, summary}]}`.
+/// Every run of `store` as the page reads it: `{"runs": [{id, name, group, config, summary}],
+/// "warnings": [folders left out]}`.
 pub fn runs_json(store: &Store) -> Json {
-    json!({ "runs": store.runs().iter().map(run_json).collect::<Vec<_>>() })
+    json!({
+        "runs": store.runs().iter().map(run_json).collect::<Vec<_>>(),
+        "warnings": store.warnings(),
+    })
 }
 
 /// A history as `{"columns": {name: [values…]}}` (null for null cells), keeping at most
@@ -71,6 +75,10 @@ pub fn history_json(h: &History, max_rows: Option<usize>) -> Json {
             .iter()
             .map(|&i| match &c.values[i] {
                 dynlab_harness::Value::Text(t) => json!(t),
+                // A single-precision value in its shortest decimal form (0.3, not 0.30000001…).
+                dynlab_harness::Value::F32(x) if x.is_finite() => {
+                    json!(x.to_string().parse::<f64>().unwrap_or(f64::from(*x)))
+                }
                 v => v.as_f64().map_or(Json::Null, |x| json!(x)),
             })
             .collect();
@@ -100,7 +108,7 @@ pub fn write_report(store: &Store, out: &Path, max_rows: usize) -> Result<()> {
     let mut data = runs_json(store);
     let mut histories = Map::new();
     for r in store.runs() {
-        if r.dir.join("history.csv").is_file() {
+        if r.has_history() {
             histories.insert(r.id.clone(), history_json(&r.history()?, Some(max_rows)));
         }
     }
@@ -118,36 +126,57 @@ pub fn serve(root: &Path, port: u16, ready: impl FnOnce(SocketAddr)) -> Result<(
         .local_addr()
         .map_err(|e| Error::io("dynlab serve", root, e))?;
     ready(addr);
-    for stream in listener.incoming().flatten() {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else {
+            // Out of descriptors, say: wait instead of spinning.
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
         let root = root.to_path_buf();
         std::thread::spawn(move || {
-            let _ = answer(stream, &root);
+            let _ = answer(stream, &root, addr.port());
         });
     }
     Ok(())
 }
 
-/// Reads one request and writes its response.
-fn answer(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
+/// Reads one request (at most 64 KiB of request line and headers) and writes its response. A
+/// request whose `Host` is not this machine's loopback name (a page elsewhere reaching the server
+/// through DNS rebinding) is refused.
+fn answer(mut stream: TcpStream, root: &Path, port: u16) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut reader = BufReader::new(Read::take(stream.try_clone()?, 64 * 1024));
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
+    let mut host = String::new();
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
             break;
         }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("host") {
+                host = value.trim().to_string();
+            }
+        }
     }
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-    let (status, kind, body) = if method == "GET" {
+    let local = [format!("127.0.0.1:{port}"), format!("localhost:{port}")];
+    let (status, kind, body) = if !local.contains(&host) {
+        (
+            403,
+            "text/plain",
+            format!("host `{host}` is not this server"),
+        )
+    } else if method == "GET" {
         route(target, root)
     } else {
         (405, "text/plain", "only GET".to_string())
     };
     let reason = match status {
         200 => "OK",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         _ => "Internal Server Error",

@@ -1,16 +1,18 @@
 //! Running a sweep's runs as worker processes on this machine: `workers` `dynlab run` processes at
 //! once, each with its own run folder, log (`<sweep>/logs/<run>.log`) and device (`devices`, round
-//! robin). Done runs are skipped and partial ones resumed. Ctrl-C (SIGINT) or SIGTERM stops
-//! launching, passes SIGINT to the running workers (their process groups: each was started in its
-//! own, so a terminal's Ctrl-C reaches only this process) and waits for them; the run folders
-//! keep their last checkpoint (every write is atomic), so the same command continues the sweep.
+//! robin; without `devices` they share the default device). Done runs are skipped and partial ones
+//! resumed. Ctrl-C (SIGINT) or SIGTERM stops launching and passes SIGINT to the running workers
+//! (their process groups: each was started in its own, so a terminal's Ctrl-C reaches only this
+//! process); each checkpoints after its unit in progress and exits, and the sweep waits for them.
+//! A second Ctrl-C, or a worker still running two minutes later, gets SIGKILL (its last checkpoint
+//! stays: every write is atomic). The same command continues the sweep.
 
 use crate::spec::{run_state, PlannedRun, RunState, Sweep};
 use dynlab_runtime::{Error, Result};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How to run a sweep locally.
@@ -39,15 +41,20 @@ pub struct LocalReport {
     pub interrupted: Vec<String>,
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// SIGINT/SIGTERM received so far.
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+
+/// How long a worker may take to checkpoint after its SIGINT before it is killed.
+const GRACE: Duration = Duration::from_secs(120);
 
 extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+    SIGNALS.fetch_add(1, Ordering::SeqCst);
 }
 
 fn install_signal_handlers() {
+    SIGNALS.store(0, Ordering::SeqCst);
     let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    // SAFETY: the handler only adds to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, handler);
         libc::signal(libc::SIGTERM, handler);
@@ -58,6 +65,28 @@ struct Worker {
     child: Child,
     run: PlannedRun,
     started: Instant,
+    /// When it was sent SIGINT.
+    stopped_at: Option<Instant>,
+}
+
+impl Worker {
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on the worker's own process group.
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), signal) };
+    }
+
+    /// SIGINT the first time (the run checkpoints after its unit in progress and exits); SIGKILL
+    /// after [`GRACE`] or when `hurry` (a second Ctrl-C).
+    fn stop(&mut self, hurry: bool) {
+        match self.stopped_at {
+            None => {
+                self.signal(libc::SIGINT);
+                self.stopped_at = Some(Instant::now());
+            }
+            Some(t) if hurry || t.elapsed() > GRACE => self.signal(libc::SIGKILL),
+            Some(_) => {}
+        }
+    }
 }
 
 /// The runs `options` select, in order.
@@ -81,30 +110,60 @@ fn selected<'a>(sweep: &'a Sweep, options: &LocalOptions) -> Result<Vec<&'a Plan
 
 /// Runs the selected runs of `sweep` with the `dynlab` executable `exe`, printing a line as each
 /// starts and ends. Errors when a run failed or the sweep was interrupted (after every worker has
-/// stopped), with the report's counts.
+/// stopped), with the report's counts; on any other error the running workers are stopped first.
 pub fn run_local(sweep: &Sweep, exe: &Path, options: &LocalOptions) -> Result<LocalReport> {
     let logs = sweep.dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| Error::io("dynlab sweep", &logs, e))?;
+    let queue = selected(sweep, options)?;
     install_signal_handlers();
-    let total = sweep.runs.len();
     let mut report = LocalReport::default();
-    let mut queue = selected(sweep, options)?.into_iter();
     let mut workers: Vec<Option<Worker>> = (0..options.workers.max(1)).map(|_| None).collect();
+    if let Err(e) = drive(sweep, exe, options, queue, &mut workers, &mut report) {
+        stop_all(&mut workers);
+        return Err(e);
+    }
+    conclude(report, SIGNALS.swap(0, Ordering::SeqCst) > 0)
+}
+
+/// The worker loop: fills free slots from `queue` until it is empty and every worker has ended,
+/// or, after a signal, until every worker has stopped.
+fn drive(
+    sweep: &Sweep,
+    exe: &Path,
+    options: &LocalOptions,
+    queue: Vec<&PlannedRun>,
+    workers: &mut [Option<Worker>],
+    report: &mut LocalReport,
+) -> Result<()> {
+    let (total, logs) = (sweep.runs.len(), sweep.dir.join("logs"));
+    let mut queue = queue.into_iter();
     loop {
-        let stopping = INTERRUPTED.load(Ordering::SeqCst);
+        let signals = SIGNALS.load(Ordering::SeqCst);
         for (slot, worker) in workers.iter_mut().enumerate() {
             if let Some(w) = worker {
-                if let Some(status) = w
+                let ended = w
                     .child
                     .try_wait()
-                    .map_err(|e| Error::io("dynlab sweep", exe, e))?
-                {
+                    .map_err(|e| Error::io("dynlab sweep", exe, e))?;
+                if let Some(status) = ended {
                     let w = worker.take().expect("checked");
-                    finish(w, status.success(), stopping, &logs, &mut report, total);
+                    finish(w, status.success(), signals > 0, &logs, report, total);
                 }
             }
-            while worker.is_none() && !stopping {
+            while worker.is_none() && SIGNALS.load(Ordering::SeqCst) == 0 {
                 let Some(run) = queue.next() else { break };
+                if let Some(difference) = run.stale(sweep) {
+                    println!(
+                        "[{}/{total}] {}: not run: its folder holds another config ({difference}); \
+                         delete the folder or rename the sweep",
+                        run.index + 1,
+                        run.name
+                    );
+                    report
+                        .failed
+                        .push((run.name.clone(), run.folder(sweep).join("config.toml")));
+                    continue;
+                }
                 if run_state(&run.folder(sweep)) == RunState::Done {
                     println!(
                         "[{}/{total}] {}: done before, skipped",
@@ -123,18 +182,32 @@ pub fn run_local(sweep: &Sweep, exe: &Path, options: &LocalOptions) -> Result<Lo
                 );
             }
         }
-        if workers.iter().all(Option::is_none) && (stopping || queue.len() == 0) {
-            break;
+        let idle = workers.iter().all(Option::is_none);
+        if idle && (signals > 0 || queue.len() == 0) {
+            return Ok(());
         }
-        if stopping {
-            for w in workers.iter().flatten() {
-                // SAFETY: kill(2) on the worker's own process group.
-                unsafe { libc::kill(-(w.child.id() as libc::pid_t), libc::SIGINT) };
-            }
+        if signals > 0 {
+            workers
+                .iter_mut()
+                .flatten()
+                .for_each(|w| w.stop(signals > 1));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    conclude(report, INTERRUPTED.swap(false, Ordering::SeqCst))
+}
+
+/// Stops every running worker (SIGINT, SIGKILL after [`GRACE`]) and waits for it.
+fn stop_all(workers: &mut [Option<Worker>]) {
+    for w in workers.iter_mut().filter_map(Option::take) {
+        let mut w = w;
+        loop {
+            w.stop(false);
+            if !matches!(w.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 fn spawn(
@@ -167,6 +240,7 @@ fn spawn(
         child,
         run: run.clone(),
         started: Instant::now(),
+        stopped_at: None,
     })
 }
 

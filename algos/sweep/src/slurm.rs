@@ -1,9 +1,12 @@
-//! A sweep as a SLURM job array: [`write_script`] writes `<sweep>/slurm/array.sbatch` (one array
-//! task per run, `--array=0-(N-1)%M`, logs in `<sweep>/slurm_logs/<job>_<task>.out`), each task
-//! running `dynlab sweep FILE --index $SLURM_ARRAY_TASK_ID` (so a task skips a done run and resumes
-//! a partial one, like the local runner); [`submit`] hands it to `sbatch` and appends the job id to
-//! `<sweep>/slurm/jobs`; [`status`] reads each run's state from `squeue`, `sacct` (when the cluster
-//! keeps accounting) and the run folders.
+//! A sweep as a SLURM job array. [`write_script`] freezes what the tasks read — a copy of the sweep
+//! file with absolute paths and of each base config — in `<sweep>/slurm/<k>/` (`k`: 1 for the
+//! first submission, then one more each time), so editing the files after submitting changes no
+//! pending task, and writes `array.sbatch` there: one array task per run, `--array=0-(N-1)%M`,
+//! logs in `<sweep>/slurm_logs/<job>_<task>.out`, each task running `dynlab sweep <frozen file>
+//! --index $SLURM_ARRAY_TASK_ID` (so a task skips a done run and resumes a partial one, like the
+//! local runner; the run's own output goes to `<sweep>/logs/<run>.log`). [`submit`] hands it to
+//! `sbatch` and appends `<job id> <k> <experiment or ->` to `<sweep>/slurm/jobs`; [`status`] reads
+//! each run's state from `squeue`, `sacct` (when the cluster keeps accounting) and the run folders.
 
 use crate::spec::{run_state, RunState, Sweep};
 use dynlab_runtime::{write_atomic, Error, Result};
@@ -11,41 +14,71 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use toml::{Table, Value};
 
 /// The job array's resources.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SlurmOptions {
     /// `--partition` (absent: the cluster's default).
     pub partition: Option<String>,
-    /// `--gpus-per-task` (absent: a CPU job; the runs use the default device, e.g. lavapipe).
+    /// `--gpus-per-task` (`None`: a CPU job, whose runs use the default device, e.g. lavapipe).
     pub gpus_per_task: Option<u32>,
-    /// `--cpus-per-task` (absent: 1).
-    pub cpus_per_task: Option<u32>,
+    /// `--cpus-per-task`.
+    pub cpus_per_task: u32,
     /// At most this many tasks at once (`%M`; absent: no limit).
     pub max_parallel: Option<usize>,
     /// `--time` (absent: the partition's limit).
     pub time: Option<String>,
-    /// The experiment the sweep was narrowed to (passed on to each task).
-    pub experiment: Option<String>,
+}
+
+impl Default for SlurmOptions {
+    /// One GPU and one CPU per task, no limits.
+    fn default() -> Self {
+        SlurmOptions {
+            partition: None,
+            gpus_per_task: Some(1),
+            cpus_per_task: 1,
+            max_parallel: None,
+            time: None,
+        }
+    }
 }
 
 fn op_err(what: impl std::fmt::Display, path: &Path) -> Error {
     Error::io("dynlab sweep --slurm", path, what)
 }
 
-/// Writes the sbatch script for every run of `sweep` (tasks run the `dynlab` executable `exe`) and
-/// returns its path.
+/// A submission's folder, `<sweep>/slurm/<k>`.
+fn submission_dir(sweep: &Sweep) -> PathBuf {
+    sweep
+        .dir
+        .join("slurm")
+        .join((jobs(sweep).len() + 1).to_string())
+}
+
+/// Writes the frozen sweep and the sbatch script for every run of `sweep` (tasks run the `dynlab`
+/// executable `exe`) into the next submission folder and returns the script's path.
 pub fn write_script(sweep: &Sweep, exe: &Path, options: &SlurmOptions) -> Result<PathBuf> {
-    let dir = sweep.dir.join("slurm");
+    let n = sweep.runs.len();
+    if n == 0 {
+        return Err(op_err("the sweep has no runs", &sweep.file));
+    }
+    if options.max_parallel == Some(0)
+        || options.gpus_per_task == Some(0)
+        || options.cpus_per_task == 0
+    {
+        return Err(op_err(
+            "--max-parallel, --gpus-per-task and --cpus-per-task must be at least 1",
+            &sweep.file,
+        ));
+    }
+    let dir = std::path::absolute(submission_dir(sweep)).map_err(|e| op_err(e, &sweep.dir))?;
     let logs =
         std::path::absolute(sweep.dir.join("slurm_logs")).map_err(|e| op_err(e, &sweep.dir))?;
     for d in [&dir, &logs] {
         std::fs::create_dir_all(d).map_err(|e| op_err(e, d))?;
     }
-    let n = sweep.runs.len();
-    if n == 0 {
-        return Err(op_err("the sweep has no runs", &sweep.file));
-    }
+    let frozen = freeze(sweep, &dir)?;
     let mut s = String::from("#!/bin/bash\n");
     let mut sb = |line: String| writeln!(s, "#SBATCH {line}").expect("String write");
     sb(format!("--job-name=dynlab-{}", sweep.name));
@@ -55,10 +88,7 @@ pub fn write_script(sweep: &Sweep, exe: &Path, options: &SlurmOptions) -> Result
     sb(format!("--array=0-{}{limit}", n - 1));
     sb(format!("--output={}/%A_%a.out", logs.display()));
     sb("--ntasks=1".into());
-    sb(format!(
-        "--cpus-per-task={}",
-        options.cpus_per_task.unwrap_or(1)
-    ));
+    sb(format!("--cpus-per-task={}", options.cpus_per_task));
     if let Some(p) = &options.partition {
         sb(format!("--partition={p}"));
     }
@@ -71,11 +101,11 @@ pub fn write_script(sweep: &Sweep, exe: &Path, options: &SlurmOptions) -> Result
     let mut task = vec![
         sh_quote(&exe.display().to_string()),
         "sweep".into(),
-        sh_quote(&sweep.file.display().to_string()),
+        sh_quote(&frozen.display().to_string()),
         "--index".into(),
         "\"$SLURM_ARRAY_TASK_ID\"".into(),
     ];
-    if let Some(e) = &options.experiment {
+    if let Some(e) = &sweep.experiment {
         task.extend(["--experiment".into(), sh_quote(e)]);
     }
     let cwd = std::env::current_dir().map_err(|e| op_err(e, Path::new(".")))?;
@@ -84,6 +114,49 @@ pub fn write_script(sweep: &Sweep, exe: &Path, options: &SlurmOptions) -> Result
     writeln!(s, "exec {}", task.join(" ")).expect("String write");
     let path = dir.join("array.sbatch");
     write_atomic(&path, s.as_bytes())?;
+    Ok(path)
+}
+
+/// Copies the sweep file into `dir` as `sweep.toml` with its name and runs folder spelled out and
+/// each `config` pointing at a copy in `dir/configs/`; returns the copy's path.
+fn freeze(sweep: &Sweep, dir: &Path) -> Result<PathBuf> {
+    let text = std::fs::read_to_string(&sweep.file).map_err(|e| op_err(e, &sweep.file))?;
+    let mut table: Table = toml::from_str(&text).map_err(|e| op_err(e, &sweep.file))?;
+    let base = sweep.file.parent().unwrap_or(Path::new("/"));
+    let configs = dir.join("configs");
+    let mut copied = 0;
+    let mut freeze_config = |t: &mut Table| -> Result<()> {
+        if let Some(Value::String(c)) = t.get("config") {
+            let from = base.join(c);
+            let name = from
+                .file_name()
+                .map_or("config.toml".into(), |n| n.to_string_lossy().into_owned());
+            copied += 1;
+            let to = configs.join(format!("{copied}-{name}"));
+            let bytes = std::fs::read(&from).map_err(|e| op_err(e, &from))?;
+            write_atomic(&to, &bytes)?;
+            t.insert("config".into(), Value::String(to.display().to_string()));
+        }
+        Ok(())
+    };
+    freeze_config(&mut table)?;
+    if let Some(Value::Table(experiments)) = table.get_mut("experiments") {
+        for (_, e) in experiments.iter_mut() {
+            if let Value::Table(e) = e {
+                freeze_config(e)?;
+            }
+        }
+    }
+    let runs_dir = sweep.dir.parent().unwrap_or(Path::new("."));
+    let runs_dir = std::path::absolute(runs_dir).map_err(|e| op_err(e, runs_dir))?;
+    table.insert("name".into(), Value::String(sweep.name.clone()));
+    table.insert(
+        "runs_dir".into(),
+        Value::String(runs_dir.display().to_string()),
+    );
+    let text = toml::to_string_pretty(&table).map_err(|e| op_err(e, &sweep.file))?;
+    let path = dir.join("sweep.toml");
+    write_atomic(&path, text.as_bytes())?;
     Ok(path)
 }
 
@@ -112,22 +185,32 @@ pub fn submit(sweep: &Sweep, script: &Path) -> Result<String> {
             script,
         ));
     }
+    let folder = script
+        .parent()
+        .and_then(Path::file_name)
+        .map_or("?".into(), |k| k.to_string_lossy().into_owned());
     let jobs = sweep.dir.join("slurm").join("jobs");
     let mut text = std::fs::read_to_string(&jobs).unwrap_or_default();
-    writeln!(text, "{id}").expect("String write");
+    let experiment = sweep.experiment.as_deref().unwrap_or("-");
+    writeln!(text, "{id} {folder} {experiment}").expect("String write");
     write_atomic(&jobs, text.as_bytes())?;
     Ok(id)
 }
 
-/// The job ids submitted for `sweep`, oldest first.
-pub fn jobs(sweep: &Sweep) -> Vec<String> {
+/// The jobs submitted for `sweep`, oldest first: `(job id, submission folder, experiment or -)`.
+pub fn jobs(sweep: &Sweep) -> Vec<(String, String, String)> {
     let jobs = sweep.dir.join("slurm").join("jobs");
     std::fs::read_to_string(jobs)
         .unwrap_or_default()
         .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((
+                w.next()?.to_string(),
+                w.next()?.to_string(),
+                w.next()?.to_string(),
+            ))
+        })
         .collect()
 }
 
@@ -157,11 +240,14 @@ impl RunStatus {
     }
 }
 
-/// Every run's state, using the newest submitted job.
+/// Every run's state, using the newest job submitted for the same runs (the same `--experiment`).
 pub fn status(sweep: &Sweep) -> Vec<RunStatus> {
+    let experiment = sweep.experiment.as_deref().unwrap_or("-");
     let states = jobs(sweep)
-        .last()
-        .map(|id| task_states(id))
+        .iter()
+        .rev()
+        .find(|j| j.2 == experiment)
+        .map(|j| task_states(&j.0))
         .unwrap_or_default();
     sweep
         .runs

@@ -1,6 +1,7 @@
 //! The sweep file and its expansion into runs (format in the crate docs).
 
 use dynlab_runtime::{Error, Result};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
@@ -19,6 +20,8 @@ pub struct Sweep {
     pub dir: PathBuf,
     /// The runs, in order.
     pub runs: Vec<PlannedRun>,
+    /// The experiment the runs were narrowed to (`--experiment`), if any.
+    pub experiment: Option<String>,
 }
 
 /// One run of a sweep.
@@ -36,6 +39,8 @@ pub struct PlannedRun {
     pub name: String,
     /// The overrides, dotted key and value, in order (fixed values, then the swept ones).
     pub overrides: Vec<(String, Value)>,
+    /// The run's resolved config (every default filled in), as the program will write it.
+    pub resolved: String,
 }
 
 /// How far a run has got, from its folder.
@@ -77,6 +82,37 @@ pub fn run_state(dir: &Path) -> RunState {
 }
 
 impl PlannedRun {
+    /// When its folder holds a config that differs from this run's (a sweep file or base config
+    /// edited after the run started, or two sweeps of one name): the first key that differs.
+    /// `runs_dir` and `name` are not compared.
+    pub fn stale(&self, sweep: &Sweep) -> Option<String> {
+        let text = std::fs::read_to_string(self.folder(sweep).join("config.toml")).ok()?;
+        let parse = |t: &str| -> Vec<(String, Value)> {
+            let table: Table = toml::from_str(t).unwrap_or_default();
+            let mut out = Vec::new();
+            flatten_into(&table, "", &mut out);
+            out.retain(|(k, _)| k != "runs_dir" && k != "name");
+            out
+        };
+        let (had, wants) = (parse(&text), parse(&self.resolved));
+        let value = |entries: &[(String, Value)], k: &str| {
+            entries
+                .iter()
+                .find(|(e, _)| e == k)
+                .map_or("nothing".to_string(), |(_, v)| v.to_string())
+        };
+        let keys = had.iter().chain(&wants).map(|(k, _)| k);
+        keys.into_iter()
+            .find(|k| value(&had, k) != value(&wants, k))
+            .map(|k| {
+                format!(
+                    "`{k}` is {} in the folder, {} in the sweep",
+                    value(&had, k),
+                    value(&wants, k)
+                )
+            })
+    }
+
     /// Its folder.
     pub fn folder(&self, sweep: &Sweep) -> PathBuf {
         sweep.dir.join(&self.name)
@@ -193,6 +229,7 @@ impl Sweep {
                     config: config.clone(),
                     name,
                     overrides,
+                    resolved: String::new(),
                 });
             }
         }
@@ -206,38 +243,54 @@ impl Sweep {
             }
         }
         check_names_unique(&runs, &source)?;
-        let sweep = Sweep {
+        let mut sweep = Sweep {
             name: sweep.name,
             file: file.to_path_buf(),
             dir,
             runs,
+            experiment: only.map(str::to_string),
         };
         sweep.check(resolve, &source)?;
         Ok(sweep)
     }
 
-    /// Resolves every run's config; on failure names the run and the key whose value fails.
-    fn check(&self, resolve: Resolver, source: &str) -> Result<()> {
-        for run in &self.runs {
-            let base = (resolve)(&run.program, &run.config, &[]).map_err(|e| {
-                Error::config(source, format!("run `{}`: base config: {e}", run.name))
-            })?;
-            let base: Table =
-                toml::from_str(&base).map_err(|e| Error::config(source, e.to_string()))?;
-            for (key, value) in &run.overrides {
-                check_type(&base, key, value).map_err(|m| Error::config(source, m))?;
-                let set = [format!("{key}={value}")];
-                (resolve)(&run.program, &run.config, &set).map_err(|e| {
-                    Error::config(source, format!("key `{key}` = {value}: {}", e.root_cause()))
+    /// Resolves every run's config (kept in [`PlannedRun::resolved`]); on failure names the run
+    /// and the key whose value fails.
+    fn check(&mut self, resolve: Resolver, source: &str) -> Result<()> {
+        let mut bases: HashMap<(String, PathBuf), Table> = HashMap::new();
+        let sets: Vec<Vec<String>> = self.runs.iter().map(|r| r.set_args(self)).collect();
+        for (run, sets) in self.runs.iter_mut().zip(sets) {
+            let base_key = (run.program.clone(), run.config.clone());
+            if let std::collections::hash_map::Entry::Vacant(slot) = bases.entry(base_key.clone()) {
+                let base = (resolve)(&run.program, &run.config, &[]).map_err(|e| {
+                    Error::config(source, format!("run `{}`: base config: {e}", run.name))
                 })?;
+                let table =
+                    toml::from_str(&base).map_err(|e| Error::config(source, e.to_string()))?;
+                slot.insert(table);
             }
-            let sets = run.set_args(self);
-            (resolve)(&run.program, &run.config, &sets).map_err(|e| {
-                Error::config(source, format!("run `{}`: {}", run.name, e.root_cause()))
-            })?;
+            for (key, value) in &run.overrides {
+                check_type(&bases[&base_key], key, value).map_err(|m| Error::config(source, m))?;
+            }
+            run.resolved = (resolve)(&run.program, &run.config, &sets)
+                .map_err(|e| blame(run, resolve, source, &e))?;
         }
         Ok(())
     }
+}
+
+/// The error of a run whose overrides do not resolve, naming the first key that fails alone.
+fn blame(run: &PlannedRun, resolve: Resolver, source: &str, error: &Error) -> Error {
+    for (key, value) in &run.overrides {
+        let set = [format!("{key}={value}")];
+        if let Err(e) = (resolve)(&run.program, &run.config, &set) {
+            return Error::config(source, format!("key `{key}` = {value}: {}", e.root_cause()));
+        }
+    }
+    Error::config(
+        source,
+        format!("run `{}`: {}", run.name, error.root_cause()),
+    )
 }
 
 fn parse_file(text: &str, source: &str, file: &Path) -> Result<SweepFile> {
