@@ -568,3 +568,50 @@ fn every_command_answers_help_and_bad_commands_fail_naming_them() {
         );
     }
 }
+
+/// `--slurm --dry-run` writes the frozen sweep the tasks read; it expands to the same runs (names,
+/// order, overrides, configs) as the file it was made from, wherever it is read from.
+#[test]
+fn a_slurm_submission_freezes_a_sweep_that_expands_to_the_same_runs() {
+    let dir = scratch("freeze");
+    let two = dir.join("two.toml");
+    std::fs::write(&two, two_experiments()).unwrap();
+    let transformer = repo().join("examples/sweeps/transformer_sweep.toml");
+    for file in [two, transformer] {
+        let f = file.to_str().unwrap();
+        let out = check(
+            &dynlab(&dir, &["sweep", f, "--slurm", "--cpu", "--dry-run"]),
+            "--slurm --dry-run",
+        );
+        let script = out
+            .lines()
+            .find_map(|l| l.strip_prefix("wrote "))
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        let script = dir.join(script);
+        let frozen = script.with_file_name("sweep.toml");
+        let original = Sweep::load(&file, None, &resolver).unwrap();
+        let copy = Sweep::load(&frozen, None, &resolver).unwrap();
+        assert_eq!(copy.name, original.name);
+        assert_eq!(
+            copy.dir,
+            std::path::absolute(dir.join(&original.dir)).unwrap()
+        );
+        assert_eq!(copy.runs.len(), original.runs.len());
+        for (a, b) in copy.runs.iter().zip(&original.runs) {
+            assert_eq!(
+                (&a.name, &a.experiment, &a.overrides),
+                (&b.name, &b.experiment, &b.overrides)
+            );
+            assert_ne!(a.config, b.config, "the frozen sweep reads a copy");
+            assert_eq!(
+                std::fs::read(&a.config).unwrap(),
+                std::fs::read(&b.config).unwrap()
+            );
+        }
+        let jobs = dir.join(&original.dir).join("slurm/jobs");
+        assert!(!jobs.exists(), "a dry run recorded a job");
+    }
+}

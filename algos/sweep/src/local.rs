@@ -122,7 +122,7 @@ pub fn run_local(sweep: &Sweep, exe: &Path, options: &LocalOptions) -> Result<Lo
         stop_all(&mut workers);
         return Err(e);
     }
-    conclude(report, SIGNALS.swap(0, Ordering::SeqCst) > 0)
+    conclude(report, SIGNALS.swap(0, Ordering::SeqCst) > 0, &sweep.dir)
 }
 
 /// The worker loop: fills free slots from `queue` until it is empty and every worker has ended,
@@ -270,7 +270,7 @@ fn finish(
     }
 }
 
-fn conclude(report: LocalReport, interrupted: bool) -> Result<LocalReport> {
+fn conclude(report: LocalReport, interrupted: bool, dir: &Path) -> Result<LocalReport> {
     let counts = format!(
         "{} finished, {} skipped (done before), {} failed, {} stopped",
         report.finished.len(),
@@ -280,22 +280,16 @@ fn conclude(report: LocalReport, interrupted: bool) -> Result<LocalReport> {
     );
     println!("sweep: {counts}");
     if interrupted {
-        return Err(Error::value(
-            "dynlab sweep",
-            format!("an interrupt ({counts})"),
-            "to run to the end; run the same command again to continue",
-        ));
+        let message = format!("interrupted ({counts}); run the same command again to continue");
+        return Err(Error::io("dynlab sweep", dir, message));
     }
     if !report.failed.is_empty() {
         let names: Vec<&str> = report.failed.iter().map(|(n, _)| n.as_str()).collect();
-        return Err(Error::value(
-            "dynlab sweep",
-            format!(
-                "failed runs {} ({counts}; logs in <sweep>/logs/)",
-                names.join(", ")
-            ),
-            "every run to finish",
-        ));
+        let message = format!(
+            "runs {} failed ({counts}); their logs are in logs/",
+            names.join(", ")
+        );
+        return Err(Error::io("dynlab sweep", dir, message));
     }
     Ok(report)
 }

@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use toml::{Table, Value};
 
 /// The job array's resources.
 #[derive(Clone, Debug)]
@@ -117,46 +116,26 @@ pub fn write_script(sweep: &Sweep, exe: &Path, options: &SlurmOptions) -> Result
     Ok(path)
 }
 
-/// Copies the sweep file into `dir` as `sweep.toml` with its name and runs folder spelled out and
-/// each `config` pointing at a copy in `dir/configs/`; returns the copy's path.
+/// Writes the sweep file, frozen ([`crate::spec::frozen`]: absolute paths, its configs copied to
+/// `dir/configs/`), as `dir/sweep.toml` and returns that path.
 fn freeze(sweep: &Sweep, dir: &Path) -> Result<PathBuf> {
     let text = std::fs::read_to_string(&sweep.file).map_err(|e| op_err(e, &sweep.file))?;
-    let mut table: Table = toml::from_str(&text).map_err(|e| op_err(e, &sweep.file))?;
-    let base = sweep.file.parent().unwrap_or(Path::new("/"));
-    let configs = dir.join("configs");
-    let mut copied = 0;
-    let mut freeze_config = |t: &mut Table| -> Result<()> {
-        if let Some(Value::String(c)) = t.get("config") {
-            let from = base.join(c);
-            let name = from
-                .file_name()
-                .map_or("config.toml".into(), |n| n.to_string_lossy().into_owned());
-            copied += 1;
-            let to = configs.join(format!("{copied}-{name}"));
-            let bytes = std::fs::read(&from).map_err(|e| op_err(e, &from))?;
-            write_atomic(&to, &bytes)?;
-            t.insert("config".into(), Value::String(to.display().to_string()));
-        }
-        Ok(())
-    };
-    freeze_config(&mut table)?;
-    if let Some(Value::Table(experiments)) = table.get_mut("experiments") {
-        for (_, e) in experiments.iter_mut() {
-            if let Value::Table(e) = e {
-                freeze_config(e)?;
-            }
-        }
-    }
     let runs_dir = sweep.dir.parent().unwrap_or(Path::new("."));
     let runs_dir = std::path::absolute(runs_dir).map_err(|e| op_err(e, runs_dir))?;
-    table.insert("name".into(), Value::String(sweep.name.clone()));
-    table.insert(
-        "runs_dir".into(),
-        Value::String(runs_dir.display().to_string()),
-    );
-    let text = toml::to_string_pretty(&table).map_err(|e| op_err(e, &sweep.file))?;
+    let mut copied = 0;
+    let copy = |from: &Path| -> Result<PathBuf> {
+        copied += 1;
+        let name = from
+            .file_name()
+            .map_or("config.toml".into(), |n| n.to_string_lossy().into_owned());
+        let to = dir.join("configs").join(format!("{copied}-{name}"));
+        let bytes = std::fs::read(from).map_err(|e| op_err(e, from))?;
+        write_atomic(&to, &bytes)?;
+        Ok(to)
+    };
+    let frozen = crate::spec::frozen(&text, &sweep.file, &runs_dir, copy)?;
     let path = dir.join("sweep.toml");
-    write_atomic(&path, text.as_bytes())?;
+    write_atomic(&path, frozen.as_bytes())?;
     Ok(path)
 }
 

@@ -293,6 +293,62 @@ fn blame(run: &PlannedRun, resolve: Resolver, source: &str, error: &Error) -> Er
     )
 }
 
+/// The sweep file `text` (at `file`) rewritten to expand to the same runs from anywhere: `name` and
+/// `runs_dir` spelled out, each `config` replaced by `copy(its absolute path)`, and every key
+/// flattened to one quoted dotted key (`"data.p" = [17, 113]`), so the dimensions keep the order
+/// they had (TOML writers put a table's plain values before its sub-tables).
+pub(crate) fn frozen(
+    text: &str,
+    file: &Path,
+    runs_dir: &Path,
+    mut copy: impl FnMut(&Path) -> Result<PathBuf>,
+) -> Result<String> {
+    let source = file.display().to_string();
+    let f = parse_file(text, &source, file)?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut config = |c: &str| -> Result<Value> {
+        let path = copy(&normalise(&base.join(c)))?;
+        Ok(Value::String(path.display().to_string()))
+    };
+    let mut out = Table::new();
+    out.insert("name".into(), Value::String(f.name.clone()));
+    if let Some(p) = &f.program {
+        out.insert("program".into(), Value::String(p.clone()));
+    }
+    if let Some(c) = &f.config {
+        out.insert("config".into(), config(c)?);
+    }
+    out.insert(
+        "runs_dir".into(),
+        Value::String(runs_dir.display().to_string()),
+    );
+    if !f.names.is_empty() {
+        out.insert("names".into(), Value::Table(f.names.clone()));
+    }
+    out.insert(
+        "global".into(),
+        Value::Table(f.global.iter().cloned().collect()),
+    );
+    let implicit = matches!(f.experiments.as_slice(), [e] if e.name == "global" && e.entries.is_empty()
+        && e.program.is_none() && e.config.is_none());
+    if !implicit {
+        let mut experiments = Table::new();
+        for e in &f.experiments {
+            let mut t = Table::new();
+            if let Some(p) = &e.program {
+                t.insert("program".into(), Value::String(p.clone()));
+            }
+            if let Some(c) = &e.config {
+                t.insert("config".into(), config(c)?);
+            }
+            t.extend(e.entries.iter().cloned());
+            experiments.insert(e.name.clone(), Value::Table(t));
+        }
+        out.insert("experiments".into(), Value::Table(experiments));
+    }
+    toml::to_string_pretty(&out).map_err(|e| Error::config(&source, e.to_string()))
+}
+
 fn parse_file(text: &str, source: &str, file: &Path) -> Result<SweepFile> {
     let err = |m: String| Error::config(source, m);
     let mut table: Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
