@@ -37,15 +37,21 @@ pub fn parse_config<T: DeserializeOwned + Serialize>(
     Ok((config, resolved))
 }
 
+/// A command-line value: TOML (`3`, `1e-3`, `true`, `[256, 256]`, `"adamw"`) or, failing that,
+/// the bare text (`adamw`).
+pub fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
 fn apply_override(table: &mut toml::Table, item: &str) -> Result<()> {
     let source = format!("--set {item}");
     let (key, raw) = item
         .split_once('=')
         .ok_or_else(|| Error::config(&source, "expected key=value, e.g. optim.lr=3e-4"))?;
-    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let value = parse_value(raw);
     let parts: Vec<&str> = key.trim().split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(Error::config(&source, format!("`{key}` is not a key path")));

@@ -27,7 +27,7 @@ mod summary;
 mod surface;
 
 pub use cli::{parse_run_args, RunArgs};
-pub use config::{load_config, parse_config};
+pub use config::{load_config, parse_config, parse_value};
 pub use experiment::{run_experiment, Experiment, Outcome, RunOptions};
 pub use heatmap::{plot_heatmaps, Heatmap};
 pub use history::{Column, ColumnType, ColumnValue, History, Row, Value};

@@ -157,7 +157,7 @@ impl Store {
                 let (k, v) = f.split_once('=').ok_or_else(|| {
                     Error::value("Store::select", format!("filter `{f}`"), "key=value")
                 })?;
-                Ok((k.trim(), parse_value(v.trim())))
+                Ok((k.trim(), dynlab_harness::parse_value(v.trim())))
             })
             .collect::<Result<_>>()?;
         Ok(self
@@ -252,14 +252,6 @@ fn cell(v: Option<&Value>, numeric: bool) -> Cell {
         (Some(Value::String(s)), false) => Cell::Text(s.clone()),
         (Some(v), false) => Cell::Text(v.to_string()),
     }
-}
-
-/// A filter's value: TOML (`1e-3`, `true`, `"adamw"`) or, failing that, bare text.
-fn parse_value(text: &str) -> Value {
-    toml::from_str::<Table>(&format!("v = {text}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| Value::String(text.to_string()))
 }
 
 fn same(a: &Value, b: &Value) -> bool {
