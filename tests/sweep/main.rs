@@ -1,7 +1,7 @@
 //! Sweeps: the grid expansion against a plain nested loop, the study's two sweep files, bad sweep
 //! files naming the key, and the `dynlab` binary running tiny grokking sweeps (dry run, two
-//! workers, skip-if-done, resume of a partial run, `--start-from`, `--index`, Ctrl-C); `slurm`
-//! submits one to a real SLURM cluster.
+//! workers, skip-if-done, resume of a partial run, `--start-from`, `--index`, Ctrl-C), every shipped
+//! config resolving for its program; `slurm` submits one to a real SLURM cluster.
 
 mod slurm;
 
@@ -613,5 +613,59 @@ fn a_slurm_submission_freezes_a_sweep_that_expands_to_the_same_runs() {
         }
         let jobs = dir.join(&original.dir).join("slurm/jobs");
         assert!(!jobs.exists(), "a dry run recorded a job");
+    }
+}
+
+/// The program each shipped config is for, by path under `examples/configs/` (a folder's prefix
+/// covers its files).
+const SHIPPED_CONFIGS: &[(&str, &str)] = &[
+    ("baseline.toml", "grokking"),
+    ("grokking_full.toml", "grokking"),
+    ("grokking_quick.toml", "grokking"),
+    ("power2022.toml", "grokking"),
+    ("routed.toml", "grokking"),
+    ("transformer.toml", "grokking"),
+    ("validate.toml", "grokking"),
+    ("validate_transformer.toml", "grokking"),
+    ("bit_flipping", "bit_flipping"),
+    ("plasticity_", "supervised"),
+    ("landscape_plasticity.toml", "supervised"),
+    ("landscape_norm.toml", "supervised"),
+    ("landscape_convnet.toml", "supervised"),
+    ("landscape_deep_linear.toml", "landscape"),
+    ("spd/", "spd"),
+    ("connectivity/", "connectivity"),
+    ("hybrid/", "hybrid"),
+];
+
+fn toml_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            toml_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            found.push(path);
+        }
+    }
+}
+
+/// Every config in `examples/configs/` resolves (no unknown key, every value of its type) for the
+/// program it is for, so a sweep or a README command over it does not fail at its first line.
+#[test]
+fn every_shipped_config_resolves_for_its_program() {
+    let root = repo().join("examples/configs");
+    let mut files = Vec::new();
+    toml_files(&root, &mut files);
+    assert!(files.len() >= 20, "{} configs found", files.len());
+    for file in files {
+        let rel = file.strip_prefix(&root).unwrap().to_string_lossy();
+        let rel = rel.replace('\\', "/");
+        let (_, p) = SHIPPED_CONFIGS
+            .iter()
+            .find(|(prefix, _)| rel.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{rel}: add it to SHIPPED_CONFIGS with its program"));
+        if let Err(e) = resolver(p, &file, &[]) {
+            panic!("{rel} does not resolve for `{p}`: {e}");
+        }
     }
 }
