@@ -7,10 +7,10 @@ use dynlab::models::{Activation, Ctx, Init, Linear, Mlp, Module};
 use dynlab::optim::{LrSchedule, Method, Optimizer, ParamGroup};
 use dynlab::train::{
     Batch, BatchSource, Dataset, Forward, Hook, Loader, Loss, Metrics, Mse, Objective, StepView,
-    Trainer, WeightedSum,
+    Trainer, WeightedSum, FOLD_AT,
 };
 use dynlab::{Result, Rng, Tensor};
-use dynlab_test_support::{device, device_test, HostRng};
+use dynlab_test_support::{device, device_test, private_device, HostRng};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -191,6 +191,40 @@ fn metrics_are_weighted_means_read_in_one_go() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("`x`") && e.contains("scalar"), "{e}");
+}
+
+/// An interval longer than [`FOLD_AT`] values (folded into host sums along the way) reads the same
+/// f32 sums, in the same order, as a plain host loop over every value, for each replica.
+#[device_test]
+fn long_intervals_fold_into_the_same_weighted_means() {
+    let d = private_device(); // its own counters: other tests' read-backs do not count
+    let (replicas, count) = (3, 2 * FOLD_AT + 37);
+    let mut rng = HostRng::new(5);
+    let mut m = Metrics::for_replicas(replicas);
+    let mut sums = vec![0.0f32; replicas];
+    let mut total = 0.0f32;
+    let before = d.stats();
+    for _ in 0..count {
+        let x = rng.vec(replicas, -2.0, 2.0);
+        let w = rng.uniform(1.0, 2.0);
+        m.add(
+            "loss",
+            &Tensor::from_vec(x.clone(), &[replicas], &d).unwrap(),
+            w,
+        )
+        .unwrap();
+        for (s, x) in sums.iter_mut().zip(&x) {
+            *s += x * w;
+        }
+        total += w;
+    }
+    let folds = d.stats().since(&before).syncs;
+    assert_eq!(folds, (count / FOLD_AT) as u64, "one read-back per fold");
+    let read = m.read_replicas().unwrap();
+    for (r, values) in read.iter().enumerate() {
+        assert_eq!(values["loss"], sums[r] / total, "replica {r}");
+    }
+    assert!(m.is_empty());
 }
 
 #[device_test]

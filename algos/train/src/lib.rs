@@ -18,6 +18,6 @@ mod trainer;
 
 pub use data::{Batch, BatchSource, Dataset, Loader};
 pub use hooks::{AdamStats, FeatureNorm, Hook, LogView, StepView, WeightNorm};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, FOLD_AT};
 pub use objective::{accuracy, CrossEntropy, Forward, Loss, Mse, Objective, WeightedSum};
 pub use trainer::{Regulariser, Trainer};
