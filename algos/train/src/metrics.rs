@@ -102,7 +102,8 @@ impl Metrics {
                 if values.len() >= FOLD_AT {
                     let read =
                         Tensor::read_many(&values.iter().map(|(t, _)| t).collect::<Vec<_>>())?;
-                    accumulate(folded, read.into_iter().zip(values.drain(..)));
+                    accumulate(folded, read, values);
+                    values.clear();
                 }
                 Ok(())
             }
@@ -191,8 +192,7 @@ impl Metrics {
                     weight,
                 } => {
                     let mut sums = folded.clone();
-                    let read: Vec<Vec<f32>> = host.by_ref().take(values.len()).collect();
-                    accumulate(&mut sums, read.into_iter().zip(values.iter().cloned()));
+                    accumulate(&mut sums, host.by_ref().take(values.len()), values);
                     sums.into_iter().map(|s| s / weight).collect()
                 }
                 Entry::Value(_) => host.next().expect("one value read per entry"),
@@ -211,9 +211,14 @@ impl Metrics {
     }
 }
 
-/// Adds `wᵢ xᵢ` to `sums` (one per replica) in order, for the values `xᵢ` read back.
-fn accumulate(sums: &mut [f32], read: impl Iterator<Item = (Vec<f32>, (Tensor, f32))>) {
-    for (x, (_, w)) in read {
+/// Adds `wᵢ xᵢ` to `sums` (one per replica) in order: `read` the values `xᵢ` read back, `values`
+/// the entries they were read from, with their weights.
+fn accumulate(
+    sums: &mut [f32],
+    read: impl IntoIterator<Item = Vec<f32>>,
+    values: &[(Tensor, f32)],
+) {
+    for (x, (_, w)) in read.into_iter().zip(values) {
         for (sum, x) in sums.iter_mut().zip(x) {
             *sum += x * w;
         }
